@@ -1,0 +1,200 @@
+"""The `hearth` command: a thin layer over Settings, create_app() and the services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+
+from hearth import __version__
+from hearth.config import Settings
+from hearth.errors import ConfigError
+from hearth.observability.logging import configure_logging
+
+log = logging.getLogger("hearth")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from flags (non-None overrides), environment and config file; readable errors."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"bad configuration: {problems}")
+    except ValueError as exc:
+        _fail(f"bad configuration: {exc}")
+
+
+def _common(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--host", help="Address to listen on [default: 127.0.0.1]."),
+        click.option("--port", type=int, help="Port to listen on [default: 8080]."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory."),
+    ]):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hearth")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              help="TOML configuration file (same keys as the HEARTH_* variables).")
+def main(config_file: str | None) -> None:
+    """Hearth: a self-hosted LLM platform."""
+    if config_file:
+        os.environ["HEARTH_CONFIG"] = config_file
+
+
+@main.command()
+@_common
+def up(host: str | None, port: int | None, data_dir: str | None) -> None:
+    """Run everything in one process: embedded PostgreSQL (unless HEARTH_DATABASE_URL is set),
+    the local model, web UI and API."""
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    if "HEARTH_LOG_FORMAT" not in os.environ:
+        overrides["log_format"] = "console"
+    settings = load_settings(**overrides)
+
+    def ready(models: list[str]) -> None:
+        url = settings.public_url
+        click.echo(
+            f"\nHearth is ready.\n  Chat in the browser:  {url}/\n"
+            f"  OpenAI-compatible API: {url}/v1  (models: {', '.join(models) or 'none'})\n"
+            f"  Data directory:       {settings.data_dir}\n  Stop with Ctrl-C.\n",
+            err=True,
+        )
+
+    _run(settings, on_ready=ready)
+
+
+@main.command()
+@_common
+def serve(host: str | None, port: int | None, data_dir: str | None) -> None:
+    """Run the web UI, REST API and gateway against an external PostgreSQL (stateless;
+    run as many replicas as you like). Needs HEARTH_DATABASE_URL."""
+    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    if settings.database_url is None:
+        _fail("hearth serve needs HEARTH_DATABASE_URL; `hearth up` runs an embedded PostgreSQL")
+    _run(settings)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
+def migrate(data_dir: str | None) -> None:
+    """Apply database migrations and print the schema revision."""
+    settings = load_settings(data_dir=data_dir)
+    configure_logging("warning", "console")
+    try:
+        revision = asyncio.run(_migrate(settings))
+    except (ConfigError, OSError) as exc:
+        _fail(f"cannot migrate: {exc}", 1)
+    click.echo(f"database schema at revision {revision}")
+
+
+async def _migrate(settings: Settings) -> str | None:
+    from hearth.db.migrate import upgrade
+    from hearth.server import open_database
+
+    async with AsyncExitStack() as stack:
+        database = await open_database(settings, stack, run_migrations=False)
+        return await upgrade(database)
+
+
+@main.command()
+def models() -> None:
+    """List the models the configuration serves, with their engines."""
+    settings = load_settings()
+    from hearth.engines.base import build_engine
+
+    try:
+        engines = [build_engine(config) for config in settings.engines]
+    except ConfigError as exc:
+        _fail(str(exc))
+    rows = [(m.name, m.type, e.name, e.kind, str(getattr(m, "path", None) or m.upstream_name))
+            for e in engines for m in e.models()]
+    for engine in engines:
+        if not engine.models():
+            rows.append(("(discovered at start)", "", engine.name, engine.kind, ""))
+    widths = [max(len(r[i]) for r in [*rows, ("MODEL", "TYPE", "ENGINE", "KIND", "SOURCE")])
+              for i in range(5)]
+    for row in [("MODEL", "TYPE", "ENGINE", "KIND", "SOURCE"), *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == 98 else exc.strerror
+        _fail(f"cannot listen on {host}:{port}: {reason} (choose another with --port)", 1)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown, so the process would
+        end "killed by signal"; a clean shutdown should exit with status 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return GracefulServer
+
+
+def _run(settings: Settings, on_ready: Callable[[list[str]], None] | None = None) -> None:
+    import uvicorn
+
+    from hearth.server import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        app = create_app(settings, on_ready=on_ready)
+    except ConfigError as exc:
+        _fail(str(exc))
+    sock = _bind(settings.host, settings.port)
+    config = uvicorn.Config(
+        app, log_config=None, lifespan="on", http="httptools", loop="auto", access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    server = _server_class()(config)
+    # Starlette reports a failed start-up as a traceback; we print the cause in one line.
+    logging.getLogger("uvicorn.error").addFilter(
+        lambda record: not record.getMessage().startswith("Traceback")
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    error = getattr(app.state, "startup_error", None)
+    if error is not None:
+        _fail(f"Hearth could not start: {error}", 1)
+    if not server.started:
+        _fail("Hearth could not start (see the log above)", 1)

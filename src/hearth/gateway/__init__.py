@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway: /v1 routes, model routing to engines."""

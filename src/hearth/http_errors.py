@@ -1,0 +1,74 @@
+"""One error shape for every JSON surface: OpenAI's `{"error": {message, type, param, code}}`.
+
+Handlers registered here turn domain exceptions, validation errors and HTTP errors into it;
+routes rarely catch anything.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hearth.engines.protocol import ErrorInfo, ErrorResponse
+from hearth.errors import HearthError
+
+log = logging.getLogger(__name__)
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          429: "rate_limit_error"}
+
+
+def error_body(exc: HearthError) -> bytes:
+    info = ErrorInfo(message=exc.message, type=exc.type, param=exc.param, code=exc.code)
+    return ErrorResponse(error=info).model_dump_json().encode()
+
+
+def error_response(
+    status: int, message: str, *, type: str | None = None, param: str | None = None,
+    code: str | None = None, headers: dict[str, str] | None = None,
+) -> Response:
+    info = ErrorInfo(message=message, type=type or _TYPES.get(status, "server_error"),
+                     param=param, code=code)
+    return Response(ErrorResponse(error=info).model_dump_json(), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+async def _hearth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HearthError)
+    if exc.status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc.message)
+    return error_response(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        message = "We could not parse the JSON body of your request."
+    else:
+        where = ".".join(loc)
+        message = f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", "")
+    return error_response(400, message, param=".".join(loc) or None, code=first.get("type"))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return error_response(500, "The server had an error while processing your request.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HearthError, _hearth_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

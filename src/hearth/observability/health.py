@@ -1,0 +1,48 @@
+"""Liveness, readiness and Prometheus metrics endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["operations"])
+
+_CHECK_TIMEOUT = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """The database and every engine answer; 503 with what failed otherwise."""
+    state = request.app.state
+    checks: dict[str, str] = {}
+
+    async def check(name: str, probe: object) -> None:
+        try:
+            result = await asyncio.wait_for(probe, _CHECK_TIMEOUT)  # type: ignore[arg-type]
+            checks[name] = "ok" if result is not False else "unavailable"
+        except Exception as exc:  # a probe's failure is the answer, not an error of ours
+            checks[name] = f"unavailable: {type(exc).__name__}"
+
+    await asyncio.gather(
+        check("database", state.database.ping()),
+        *(check(f"engine:{e.name}", e.health()) for e in state.engines),
+    )
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(generate_latest(request.app.state.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,99 @@
+"""One pure-ASGI middleware for every request: request id, body-size limit, metrics, access log.
+
+Pure ASGI rather than Starlette's BaseHTTPMiddleware, which would buffer streamed responses
+and add a task per request on the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hearth.http_errors import error_response
+from hearth.observability.logging import request_id
+from hearth.observability.metrics import Metrics
+
+log = logging.getLogger("hearth.access")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        self.metrics.in_flight.inc()
+
+        body_too_large = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if body_too_large:
+                return  # the app's answer to a cut-off body; the 413 below replaces it
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        seen = 0
+
+        async def limited_receive() -> Message:
+            # A body sent without content-length (chunked) is counted as it is read; past
+            # the limit the app is told the client left, and the client gets a 413.
+            nonlocal seen, body_too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    body_too_large = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                await self._too_large(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, limited_receive, send_wrapper)
+            if body_too_large:
+                body_too_large = False
+                await self._too_large(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_path(scope)
+            method = scope["method"]
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            log.info("%s %s %s", method, scope["path"], status,
+                     extra={"status": status, "duration_ms": round(elapsed * 1000, 2)})
+            request_id.reset(token)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, self._message(), code="request_too_large")
+        await response(scope, receive, send)
+
+    def _message(self) -> str:
+        return f"Request body exceeds the limit of {self.max_body} bytes."
+
+
+def _route_path(scope: dict[str, Any]) -> str:
+    # The matched route's template keeps label cardinality bounded (no raw ids or 404 paths).
+    route = scope.get("route")
+    return getattr(route, "path", "unmatched")

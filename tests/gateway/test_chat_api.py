@@ -1,0 +1,128 @@
+"""/v1 chat completions through the official openai SDK against a running Hearth with the
+real SmolLM2 model in llama.cpp."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from hearth.config import DEFAULT_CHAT_MODEL
+
+MODEL = DEFAULT_CHAT_MODEL
+HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_default_chat_and_embedding_models(client: openai.OpenAI) -> None:
+    ids = {m.id: m.owned_by for m in client.models.list()}
+    assert ids == {MODEL: "local", "all-minilm-l6-v2": "local-embeddings"}
+
+
+def test_chat_answers_with_usage(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=24)
+    assert reply.object == "chat.completion"
+    assert reply.model == MODEL
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].message.content.strip()
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    usage = reply.usage
+    assert usage.prompt_tokens > 5 and 0 < usage.completion_tokens <= 24
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_max_tokens_ends_with_length(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Write a long story about a fox."}],
+        max_tokens=5,
+    )
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 5
+
+
+def test_same_seed_same_answer(client: openai.OpenAI) -> None:
+    def ask() -> str:
+        return client.chat.completions.create(
+            model=MODEL, messages=HELLO, max_tokens=16, temperature=0.9, seed=1234
+        ).choices[0].message.content
+
+    assert ask() == ask()
+
+
+def test_stop_sequence_is_honoured(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "Count from 1 to 10 separated by commas."}]
+    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40,
+                                          temperature=0, seed=1).choices[0].message.content
+    assert "3" in full, full
+    cut = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40,
+                                         temperature=0, seed=1, stop=["3"])
+    assert "3" not in cut.choices[0].message.content
+    assert cut.choices[0].finish_reason == "stop"
+
+
+def test_stream_yields_chunks_and_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=HELLO, max_tokens=20, stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(content_chunks) >= 3  # token by token, not one buffered blob
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.object == "chat.completion.chunk" and c.model == MODEL for c in chunks)
+    assert len({c.id for c in chunks}) == 1
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage is not None
+    assert usage.completion_tokens >= len(content_chunks)
+    assert usage.prompt_tokens > 5
+
+
+def test_stream_without_include_usage_has_no_usage_chunk(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=5,
+                                                 stream=True))
+    assert all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks)
+
+
+def test_stream_and_non_stream_agree(client: openai.OpenAI) -> None:
+    kwargs = {"model": MODEL, "messages": HELLO, "max_tokens": 12, "temperature": 0, "seed": 7}
+    whole = client.chat.completions.create(**kwargs).choices[0].message.content
+    parts = client.chat.completions.create(stream=True, **kwargs)
+    assert "".join(c.choices[0].delta.content or "" for c in parts if c.choices) == whole
+
+
+def test_client_disconnect_stops_generation(base_url: str, hearth: tuple) -> None:
+    app = hearth[1]
+    engine = next(e for e in app.state.engines if e.kind == "llamacpp")
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a very long story."}],
+            "max_tokens": 1500, "stream": True, "temperature": 1.0}
+    with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=30) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        seen = [next(lines) for _ in range(6)]
+        assert any(line.startswith("data: ") for line in seen)
+        assert engine.active_generations == 1
+    # The connection is closed; generation must stop within a moment, not run to 1500 tokens.
+    deadline = time.monotonic() + 5
+    while engine.active_generations and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.active_generations == 0
+    metrics = httpx.get(f"{base_url}/metrics").text
+    assert f'hearth_generations_total{{model="{MODEL}",outcome="cancelled"}}' in metrics
+
+
+def test_server_answers_health_while_generating(base_url: str) -> None:
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 200, "stream": True,
+            "temperature": 1.0}
+    with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=30) as resp:
+        next(resp.iter_lines())
+        started = time.perf_counter()
+        assert httpx.get(f"{base_url}/healthz").status_code == 200
+        assert time.perf_counter() - started < 0.5

@@ -1,0 +1,196 @@
+"""The `hearth` command, run as a real process: `up` end to end on an empty data directory,
+a second `up` on the same directory, graceful shutdown, and readable errors."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from hearth.config import DEFAULT_CHAT_MODEL
+from tests._server import free_port
+
+HEARTH = [sys.executable, "-m", "hearth"]
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    return {**env, "HEARTH_DATA_DIR": str(data_dir), **extra}
+
+
+class Hearth:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [*HEARTH, "up", "--port", str(port)], env=_env(data_dir),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        self.output: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:
+            for line in self.proc.stderr:
+                self.output.append(line)
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        started = time.monotonic()
+        while (left := timeout - (time.monotonic() - started)) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise AssertionError("hearth up exited:\n" + "".join(self.output))
+            if "Hearth is ready" in line:
+                return time.monotonic() - started
+        raise AssertionError("hearth up not ready:\n" + "".join(self.output))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return code
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "hearth-data"
+
+
+def _postmaster_running(data_dir: Path) -> bool:
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    return psutil.pid_exists(int(pid_file.read_text().split()[0]))
+
+
+def test_up_serves_chat_and_embeddings_and_restarts_on_same_data(data_dir: Path) -> None:
+    port = free_port()
+    hearth = Hearth(data_dir, port)
+    try:
+        hearth.wait_ready()
+        reply = httpx.post(f"{hearth.url}/v1/chat/completions", timeout=60, json={
+            "model": DEFAULT_CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"].strip()
+        vectors = httpx.post(f"{hearth.url}/v1/embeddings", json={
+            "model": "all-minilm-l6-v2", "input": ["one", "two"]}).json()["data"]
+        assert [len(v["embedding"]) for v in vectors] == [384, 384]
+        page = httpx.get(f"{hearth.url}/")
+        assert page.status_code == 200 and DEFAULT_CHAT_MODEL in page.text
+        assert _postmaster_running(data_dir)
+    finally:
+        code = hearth.stop()
+    assert code == 0, "".join(hearth.output)
+    assert not _postmaster_running(data_dir), "embedded PostgreSQL left running"
+
+    again = Hearth(data_dir, port)
+    try:
+        again.wait_ready()
+        assert httpx.get(f"{again.url}/readyz").json()["status"] == "ready"
+    finally:
+        assert again.stop() == 0
+    log = "".join(again.output)
+    assert "database schema at revision 0001" in log
+
+
+def test_sigterm_lets_a_stream_finish(data_dir: Path) -> None:
+    hearth = Hearth(data_dir, free_port())
+    try:
+        hearth.wait_ready()
+        body = {"model": DEFAULT_CHAT_MODEL, "stream": True, "max_tokens": 60,
+                "messages": [{"role": "user", "content": "Tell me a story."}]}
+        with httpx.stream("POST", f"{hearth.url}/v1/chat/completions", json=body,
+                          timeout=60) as resp:
+            lines = resp.iter_lines()
+            next(lines)
+            hearth.proc.send_signal(signal.SIGTERM)
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]"
+        assert hearth.proc.wait(timeout=60) == 0
+    finally:
+        if hearth.proc.poll() is None:
+            hearth.stop()
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HEARTH, *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def test_port_in_use_is_a_readable_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("up", "--port", str(port), env=_env(tmp_path))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_is_a_readable_error(tmp_path: Path) -> None:
+    result = run("up", env=_env(tmp_path, HEARTH_PORT="eighty"))
+    assert result.returncode == 2
+    assert "bad configuration: port:" in result.stderr and "Traceback" not in result.stderr
+
+    result = run("up", "--host", "0.0.0.0", env=_env(tmp_path))
+    assert result.returncode == 2 and "without authentication" in result.stderr
+
+
+def test_missing_model_file_is_a_readable_error(tmp_path: Path) -> None:
+    engines = '[{"kind": "llamacpp", "models": [{"name": "x", "path": "/nope/model.gguf"}]}]'
+    result = run("up", env=_env(tmp_path, HEARTH_ENGINES=engines))
+    assert result.returncode == 2
+    assert "model file /nope/model.gguf for 'x' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_needs_a_database_url(tmp_path: Path) -> None:
+    result = run("serve", env=_env(tmp_path))
+    assert result.returncode == 2 and "HEARTH_DATABASE_URL" in result.stderr
+
+
+def test_migrate_against_a_database_url(database_url: str, tmp_path: Path) -> None:
+    result = run("migrate", env=_env(tmp_path, HEARTH_DATABASE_URL=database_url))
+    assert result.returncode == 0, result.stderr
+    assert "database schema at revision 0001" in result.stdout
+
+
+def test_unreachable_database_is_a_readable_error(tmp_path: Path) -> None:
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    result = run("migrate", env=_env(tmp_path, HEARTH_DATABASE_URL=url))
+    assert result.returncode == 1
+    assert "cannot migrate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_lists_the_configuration(tmp_path: Path) -> None:
+    result = run("models", env=_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["MODEL", "TYPE", "ENGINE", "KIND", "SOURCE"]
+    assert any(line.startswith(DEFAULT_CHAT_MODEL) and "SmolLM2" in line for line in lines)
+    assert any(line.startswith("all-minilm-l6-v2") for line in lines)
+
+
+@pytest.mark.parametrize("command", [[], ["up"], ["serve"], ["migrate"], ["models"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0 and "Usage:" in result.stdout
