@@ -19,12 +19,14 @@ lint: dev
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+# The CPU build of torch first, explicitly: a bare `torch` requirement (from the fp32
+# reference embedder's sentence-transformers) would otherwise pull a multi-GB CUDA build.
+# Where pip's index serves only CUDA builds, pass the CPU wheel index: TORCH_INDEX='--index-url URL'.
+TORCH_INDEX ?=
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	# The CPU build of torch, explicitly: a bare `torch` requirement (from the fp32 reference
-	# embedder's sentence-transformers) would otherwise pull a multi-GB CUDA build.
-	$(PIP) install --quiet 'torch==2.13.0'
+	$(PIP) install --quiet 'torch==2.13.0' $(TORCH_INDEX)
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch

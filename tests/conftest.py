@@ -68,7 +68,9 @@ def database_url(postgres: PostgresForTests) -> str:
 
 
 @pytest.fixture(scope="session")
-def hearth_settings(postgres: PostgresForTests, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def hearth_settings(
+    postgres: PostgresForTests, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return Settings(
         database_url=postgres.new_database(),
         data_dir=tmp_path_factory.mktemp("data"),

@@ -33,8 +33,11 @@ class Hearth:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [*HEARTH, "up", "--port", str(port)], env=_env(data_dir),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [*HEARTH, "up", "--port", str(port)],
+            env=_env(data_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.output: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -86,12 +89,17 @@ def test_up_serves_chat_and_embeddings_and_restarts_on_same_data(data_dir: Path)
     hearth = Hearth(data_dir, port)
     try:
         hearth.wait_ready()
-        reply = httpx.post(f"{hearth.url}/v1/chat/completions", timeout=60, json={
-            "model": DEFAULT_CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]})
+        reply = httpx.post(
+            f"{hearth.url}/v1/chat/completions",
+            timeout=60,
+            json={"model": DEFAULT_CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"].strip()
-        vectors = httpx.post(f"{hearth.url}/v1/embeddings", json={
-            "model": "all-minilm-l6-v2", "input": ["one", "two"]}).json()["data"]
+        vectors = httpx.post(
+            f"{hearth.url}/v1/embeddings",
+            json={"model": "all-minilm-l6-v2", "input": ["one", "two"]},
+        ).json()["data"]
         assert [len(v["embedding"]) for v in vectors] == [384, 384]
         page = httpx.get(f"{hearth.url}/")
         assert page.status_code == 200 and DEFAULT_CHAT_MODEL in page.text
@@ -115,10 +123,15 @@ def test_sigterm_lets_a_stream_finish(data_dir: Path) -> None:
     hearth = Hearth(data_dir, free_port())
     try:
         hearth.wait_ready()
-        body = {"model": DEFAULT_CHAT_MODEL, "stream": True, "max_tokens": 60,
-                "messages": [{"role": "user", "content": "Tell me a story."}]}
-        with httpx.stream("POST", f"{hearth.url}/v1/chat/completions", json=body,
-                          timeout=60) as resp:
+        body = {
+            "model": DEFAULT_CHAT_MODEL,
+            "stream": True,
+            "max_tokens": 60,
+            "messages": [{"role": "user", "content": "Tell me a story."}],
+        }
+        with httpx.stream(
+            "POST", f"{hearth.url}/v1/chat/completions", json=body, timeout=60
+        ) as resp:
             lines = resp.iter_lines()
             next(lines)
             hearth.proc.send_signal(signal.SIGTERM)
@@ -131,8 +144,7 @@ def test_sigterm_lets_a_stream_finish(data_dir: Path) -> None:
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HEARTH, *args], capture_output=True, text=True, timeout=120,
-                          env=env)
+    return subprocess.run([*HEARTH, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_port_in_use_is_a_readable_error(tmp_path: Path) -> None:

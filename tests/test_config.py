@@ -28,8 +28,11 @@ def test_defaults_need_no_configuration() -> None:
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEARTH_PORT", "9090")
-    monkeypatch.setenv("HEARTH_ENGINES", '[{"kind": "openai", "name": "vllm", '
-                       '"base_url": "http://gpu:8000/v1", "models": [{"name": "llama"}]}]')
+    monkeypatch.setenv(
+        "HEARTH_ENGINES",
+        '[{"kind": "openai", "name": "vllm", '
+        '"base_url": "http://gpu:8000/v1", "models": [{"name": "llama"}]}]',
+    )
     settings = Settings()
     assert settings.port == 9090
     assert isinstance(settings.engines[0], OpenAIEngineConfig)

@@ -42,19 +42,25 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def _common(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed([
-        click.option("--host", help="Address to listen on [default: 127.0.0.1]."),
-        click.option("--port", type=int, help="Port to listen on [default: 8080]."),
-        click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--host", help="Address to listen on [default: 127.0.0.1]."),
+            click.option("--port", type=int, help="Port to listen on [default: 8080]."),
+            click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory."),
+        ]
+    ):
         func = option(func)
     return func
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hearth")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
-              help="TOML configuration file (same keys as the HEARTH_* variables).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="TOML configuration file (same keys as the HEARTH_* variables).",
+)
 def main(config_file: str | None) -> None:
     """Hearth: a self-hosted LLM platform."""
     if config_file:
@@ -126,13 +132,18 @@ def models() -> None:
         engines = [build_engine(config) for config in settings.engines]
     except ConfigError as exc:
         _fail(str(exc))
-    rows = [(m.name, m.type, e.name, e.kind, str(getattr(m, "path", None) or m.upstream_name))
-            for e in engines for m in e.models()]
+    rows = [
+        (m.name, m.type, e.name, e.kind, str(getattr(m, "path", None) or m.upstream_name))
+        for e in engines
+        for m in e.models()
+    ]
     for engine in engines:
         if not engine.models():
             rows.append(("(discovered at start)", "", engine.name, engine.kind, ""))
-    widths = [max(len(r[i]) for r in [*rows, ("MODEL", "TYPE", "ENGINE", "KIND", "SOURCE")])
-              for i in range(5)]
+    widths = [
+        max(len(r[i]) for r in [*rows, ("MODEL", "TYPE", "ENGINE", "KIND", "SOURCE")])
+        for i in range(5)
+    ]
     for row in [("MODEL", "TYPE", "ENGINE", "KIND", "SOURCE"), *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
@@ -181,7 +192,12 @@ def _run(settings: Settings, on_ready: Callable[[list[str]], None] | None = None
         _fail(str(exc))
     sock = _bind(settings.host, settings.port)
     config = uvicorn.Config(
-        app, log_config=None, lifespan="on", http="httptools", loop="auto", access_log=False,
+        app,
+        log_config=None,
+        lifespan="on",
+        http="httptools",
+        loop="auto",
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     server = _server_class()(config)

@@ -32,7 +32,9 @@ class ModelNotFound(HearthError):
     code = "model_not_found"
 
     def __init__(self, model: str) -> None:
-        super().__init__(f"The model '{model}' does not exist or is not served here.", param="model")
+        super().__init__(
+            f"The model '{model}' does not exist or is not served here.", param="model"
+        )
 
 
 class RequestTooLarge(HearthError):

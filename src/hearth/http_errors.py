@@ -18,9 +18,15 @@ from hearth.errors import HearthError
 
 log = logging.getLogger(__name__)
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
-          429: "rate_limit_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 def error_body(exc: HearthError) -> bytes:
@@ -29,13 +35,23 @@ def error_body(exc: HearthError) -> bytes:
 
 
 def error_response(
-    status: int, message: str, *, type: str | None = None, param: str | None = None,
-    code: str | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    message: str,
+    *,
+    type: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
-    info = ErrorInfo(message=message, type=type or _TYPES.get(status, "server_error"),
-                     param=param, code=code)
-    return Response(ErrorResponse(error=info).model_dump_json(), status_code=status,
-                    media_type="application/json", headers=headers)
+    info = ErrorInfo(
+        message=message, type=type or _TYPES.get(status, "server_error"), param=param, code=code
+    )
+    return Response(
+        ErrorResponse(error=info).model_dump_json(),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 async def _hearth_error(request: Request, exc: Exception) -> Response:

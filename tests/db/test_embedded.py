@@ -17,12 +17,17 @@ def test_migrated_database_has_pgvector(database_url: str) -> None:
         db = Database(database_url, pool_size=1)
         try:
             async with db.session() as session:
-                version = (await session.execute(
-                    text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))).scalar_one()
-                revision = (await session.execute(
-                    text("SELECT version_num FROM alembic_version"))).scalar_one()
-                distance = (await session.execute(
-                    text("SELECT '[1,0,0]'::vector <=> '[0,1,0]'::vector"))).scalar_one()
+                version = (
+                    await session.execute(
+                        text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+                    )
+                ).scalar_one()
+                revision = (
+                    await session.execute(text("SELECT version_num FROM alembic_version"))
+                ).scalar_one()
+                distance = (
+                    await session.execute(text("SELECT '[1,0,0]'::vector <=> '[0,1,0]'::vector"))
+                ).scalar_one()
             again = await upgrade(db)  # a second run finds nothing to do
             assert again == revision
             return version, revision, distance

@@ -174,7 +174,6 @@ def test_duplicate_model_names_are_a_config_error() -> None:
 
 
 def test_int8_agrees_with_fp32_reference(engine: EmbedderEngine, no_network: None) -> None:
-    pytest.importorskip("sentence_transformers")
     texts = [*SENTENCES, "Both backends cut long inputs at the same token. " * 80]
     reference = EmbedderEngine(
         EmbedderEngineConfig(

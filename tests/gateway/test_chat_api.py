@@ -39,7 +39,8 @@ def test_chat_answers_with_usage(client: openai.OpenAI) -> None:
 
 def test_max_tokens_ends_with_length(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Write a long story about a fox."}],
+        model=MODEL,
+        messages=[{"role": "user", "content": "Write a long story about a fox."}],
         max_tokens=5,
     )
     assert reply.choices[0].finish_reason == "length"
@@ -48,27 +49,40 @@ def test_max_tokens_ends_with_length(client: openai.OpenAI) -> None:
 
 def test_same_seed_same_answer(client: openai.OpenAI) -> None:
     def ask() -> str:
-        return client.chat.completions.create(
-            model=MODEL, messages=HELLO, max_tokens=16, temperature=0.9, seed=1234
-        ).choices[0].message.content
+        return (
+            client.chat.completions.create(
+                model=MODEL, messages=HELLO, max_tokens=16, temperature=0.9, seed=1234
+            )
+            .choices[0]
+            .message.content
+        )
 
     assert ask() == ask()
 
 
 def test_stop_sequence_is_honoured(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Count from 1 to 10 separated by commas."}]
-    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40,
-                                          temperature=0, seed=1).choices[0].message.content
+    full = (
+        client.chat.completions.create(
+            model=MODEL, messages=messages, max_tokens=40, temperature=0, seed=1
+        )
+        .choices[0]
+        .message.content
+    )
     assert "3" in full, full
-    cut = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40,
-                                         temperature=0, seed=1, stop=["3"])
+    cut = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=40, temperature=0, seed=1, stop=["3"]
+    )
     assert "3" not in cut.choices[0].message.content
     assert cut.choices[0].finish_reason == "stop"
 
 
 def test_stream_yields_chunks_and_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model=MODEL, messages=HELLO, max_tokens=20, stream=True,
+        model=MODEL,
+        messages=HELLO,
+        max_tokens=20,
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -85,8 +99,9 @@ def test_stream_yields_chunks_and_usage(client: openai.OpenAI) -> None:
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=5,
-                                                 stream=True))
+    chunks = list(
+        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=5, stream=True)
+    )
     assert all(c.choices for c in chunks)
     assert all(c.usage is None for c in chunks)
 
@@ -101,8 +116,13 @@ def test_stream_and_non_stream_agree(client: openai.OpenAI) -> None:
 def test_client_disconnect_stops_generation(base_url: str, hearth: tuple) -> None:
     app = hearth[1]
     engine = next(e for e in app.state.engines if e.kind == "llamacpp")
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a very long story."}],
-            "max_tokens": 1500, "stream": True, "temperature": 1.0}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell a very long story."}],
+        "max_tokens": 1500,
+        "stream": True,
+        "temperature": 1.0,
+    }
     with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=30) as resp:
         assert resp.status_code == 200
         lines = resp.iter_lines()
@@ -119,8 +139,13 @@ def test_client_disconnect_stops_generation(base_url: str, hearth: tuple) -> Non
 
 
 def test_server_answers_health_while_generating(base_url: str) -> None:
-    body = {"model": MODEL, "messages": HELLO, "max_tokens": 200, "stream": True,
-            "temperature": 1.0}
+    body = {
+        "model": MODEL,
+        "messages": HELLO,
+        "max_tokens": 200,
+        "stream": True,
+        "temperature": 1.0,
+    }
     with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=30) as resp:
         next(resp.iter_lines())
         started = time.perf_counter()

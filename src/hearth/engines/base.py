@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ class Engine(ABC):
         self.name = name
 
     @abstractmethod
-    def models(self) -> list[ModelConfig]:
+    def models(self) -> Sequence[ModelConfig]:
         """The models this engine serves, with public and upstream names."""
 
     async def start(self) -> None:

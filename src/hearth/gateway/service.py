@@ -58,16 +58,21 @@ class Gateway:
             self._count(request.model, result.usage.prompt_tokens, result.usage.completion_tokens)
         return result
 
-    async def chat_stream(self, request: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+    async def chat_stream(
+        self, request: ChatCompletionRequest
+    ) -> AsyncIterator[ChatCompletionChunk]:
         """Stream a chat completion. The first chunk is produced before this returns, so an
         engine that fails up front raises here and the caller can still send an HTTP error."""
         route = self.routes.resolve(request.model, "chat")
         started = time.perf_counter()
         # Always ask for usage (for metrics); the route drops it if the client did not ask.
-        upstream = request.model_copy(update={
-            "model": route.upstream, "stream": True,
-            "stream_options": StreamOptions(include_usage=True),
-        })
+        upstream = request.model_copy(
+            update={
+                "model": route.upstream,
+                "stream": True,
+                "stream_options": StreamOptions(include_usage=True),
+            }
+        )
         stream = route.engine.chat_stream(upstream)
         try:
             first = await anext(stream)
@@ -80,8 +85,11 @@ class Gateway:
         return self._relay(request, stream, first, started)
 
     async def _relay(
-        self, request: ChatCompletionRequest, stream: AsyncIterator[ChatCompletionChunk],
-        first: ChatCompletionChunk | None, started: float,
+        self,
+        request: ChatCompletionRequest,
+        stream: AsyncIterator[ChatCompletionChunk],
+        first: ChatCompletionChunk | None,
+        started: float,
     ) -> AsyncIterator[ChatCompletionChunk]:
         model = request.model
         outcome, ttft_seen, usage_seen, relayed = "cancelled", False, False, 0
@@ -123,8 +131,11 @@ class Gateway:
             for i, vector in enumerate(result.vectors)
         ]
         return EmbeddingResponse(
-            data=data, model=request.model,
-            usage=EmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens),
+            data=data,
+            model=request.model,
+            usage=EmbeddingUsage(
+                prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
+            ),
         )
 
     def _count(self, model: str, prompt: int, completion: int) -> None:

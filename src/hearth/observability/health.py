@@ -37,12 +37,15 @@ async def readyz(request: Request) -> JSONResponse:
         *(check(f"engine:{e.name}", e.health()) for e in state.engines),
     )
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
-    return Response(generate_latest(request.app.state.metrics.registry),
-                    media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

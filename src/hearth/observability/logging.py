@@ -17,7 +17,11 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Fields of LogRecord that are not extras passed with `extra=`.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
-    "message", "asctime", "taskName", "color_message"}
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -12,22 +12,37 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "hearth_http_requests", "HTTP requests by route and status",
-            ["method", "route", "status"], registry=r,
+            "hearth_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=r,
         )
         self.latency = Histogram(
-            "hearth_http_request_duration_seconds", "Time to the end of the response",
-            ["method", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+            "hearth_http_request_duration_seconds",
+            "Time to the end of the response",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
-        self.in_flight = Gauge("hearth_http_requests_in_flight", "Requests being served", registry=r)
+        self.in_flight = Gauge(
+            "hearth_http_requests_in_flight", "Requests being served", registry=r
+        )
         self.tokens = Counter(
-            "hearth_tokens", "Tokens processed", ["model", "kind"], registry=r,
+            "hearth_tokens",
+            "Tokens processed",
+            ["model", "kind"],
+            registry=r,
         )
         self.ttft = Histogram(
-            "hearth_time_to_first_token_seconds", "Time from request to first generated token",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            "hearth_time_to_first_token_seconds",
+            "Time from request to first generated token",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.generations = Counter(
-            "hearth_generations", "Chat generations by how they ended",
-            ["model", "outcome"], registry=r,
+            "hearth_generations",
+            "Chat generations by how they ended",
+            ["model", "outcome"],
+            registry=r,
         )

@@ -81,8 +81,13 @@ class RequestMiddleware:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
-            log.info("%s %s %s", method, scope["path"], status,
-                     extra={"status": status, "duration_ms": round(elapsed * 1000, 2)})
+            log.info(
+                "%s %s %s",
+                method,
+                scope["path"],
+                status,
+                extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
             request_id.reset(token)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:

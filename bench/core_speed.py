@@ -1,0 +1,207 @@
+"""Hearth core, side by side with llama.cpp's own Python server, in one run on this machine.
+
+Measures:
+- `hearth up` time to ready on an empty data directory (first run) and on the same
+  directory again (second run), and the idle RSS of the Hearth process (the embedded
+  PostgreSQL's processes are reported separately);
+- single-stream generation through /v1/chat/completions (streaming, temperature 0, a fixed
+  token budget): time to first token and tokens/s, for Hearth and for
+  `python -m llama_cpp.server` serving the same GGUF with the same context size.
+
+Needs the peer's extras in the same environment:
+    pip install 'llama-cpp-python[server]==0.3.36'
+Run:
+    python bench/core_speed.py --runs 5 --max-tokens 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from hearth.engines.llamacpp import bundled_model_path
+
+PROMPT = "Write a short story about a lighthouse keeper and a storm."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def start_hearth(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    env |= {"HEARTH_DATA_DIR": str(data_dir), "HEARTH_LOG_LEVEL": "warning"}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hearth", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+    return proc, time.monotonic() - started
+
+
+def start_llama_server(port: int, n_ctx: int) -> tuple[subprocess.Popen, float]:
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(bundled_model_path()),
+            "--model_alias",
+            "smollm2",
+            "--n_ctx",
+            str(n_ctx),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--interrupt_requests",
+            "False",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
+    return proc, time.monotonic() - started
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def postgres_rss_mb(data_dir: Path) -> float:
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    main = psutil.Process(int(pid_file.read_text().split()[0]))
+    return sum(p.memory_info().rss for p in [main, *main.children()]) / 2**20
+
+
+def stream_once(base: str, model: str, max_tokens: int) -> dict[str, float]:
+    body = {
+        "model": model,
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream_options": {"include_usage": True},
+    }
+    sent = time.perf_counter()
+    first = None
+    chunks = 0
+    usage = None
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=300) as resp:
+        resp.raise_for_status()
+        for line in resp.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            data = json.loads(line[6:])
+            if data.get("usage"):
+                usage = data["usage"]
+            if data.get("choices") and data["choices"][0]["delta"].get("content"):
+                chunks += 1
+                first = first or time.perf_counter()
+    end = time.perf_counter()
+    tokens = usage["completion_tokens"] if usage else chunks
+    assert first is not None, "no content streamed"
+    return {
+        "ttft_ms": (first - sent) * 1000,
+        "tokens": tokens,
+        "tokens_per_s": tokens / (end - sent),
+        "decode_tokens_per_s": (tokens - 1) / (end - first) if end > first else 0.0,
+    }
+
+
+def measure(base: str, model: str, runs: int, max_tokens: int) -> dict[str, float]:
+    stream_once(base, model, 8)  # warm-up
+    results = [stream_once(base, model, max_tokens) for _ in range(runs)]
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        port = free_port()
+        proc, first_ready = start_hearth(data_dir, port)
+        stop(proc)
+        proc, second_ready = start_hearth(data_dir, port)
+        time.sleep(3)
+        idle_rss, pg_rss = rss_mb(proc.pid), postgres_rss_mb(data_dir)
+        hearth = measure(
+            f"http://127.0.0.1:{port}", "smollm2-135m-instruct", args.runs, args.max_tokens
+        )
+        stop(proc)
+
+    peer_port = free_port()
+    peer, peer_ready = start_llama_server(peer_port, 2048)
+    time.sleep(3)
+    peer_rss = rss_mb(peer.pid)
+    llama = measure(f"http://127.0.0.1:{peer_port}", "smollm2", args.runs, args.max_tokens)
+    stop(peer)
+
+    print(
+        f"hearth up ready: first run {first_ready:.2f} s, second run {second_ready:.2f} s "
+        f"(llama_cpp.server ready: {peer_ready:.2f} s)"
+    )
+    print(
+        f"idle RSS: hearth {idle_rss:.0f} MB (+ embedded PostgreSQL {pg_rss:.0f} MB); "
+        f"llama_cpp.server {peer_rss:.0f} MB"
+    )
+    print(f"single stream, {args.max_tokens} tokens, median of {args.runs}:")
+    print(f"{'':22}{'TTFT ms':>10}{'tokens/s':>10}{'decode tok/s':>14}")
+    for name, r in (("hearth /v1", hearth), ("llama_cpp.server", llama)):
+        print(
+            f"{name:22}{r['ttft_ms']:>10.1f}{r['tokens_per_s']:>10.1f}"
+            f"{r['decode_tokens_per_s']:>14.1f}"
+        )
+    print(
+        f"ratio hearth/peer: tokens/s {hearth['tokens_per_s'] / llama['tokens_per_s']:.2f}, "
+        f"TTFT {hearth['ttft_ms'] / llama['ttft_ms']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

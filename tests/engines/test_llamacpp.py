@@ -1,0 +1,72 @@
+"""The in-process llama.cpp engine: model resolution, bad files, usage counts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig
+from hearth.engines.llamacpp import LlamaCppEngine, bundled_model_path, expand_models
+from hearth.engines.protocol import ChatCompletionRequest, ChatMessage
+from hearth.errors import ConfigError, ModelNotFound
+
+
+def test_folder_of_ggufs_becomes_one_model_per_file(tmp_path: Path) -> None:
+    (tmp_path / "tiny-a.gguf").symlink_to(bundled_model_path())
+    (tmp_path / "tiny-b.gguf").symlink_to(bundled_model_path())
+    (tmp_path / "notes.txt").write_text("not a model")
+    models = expand_models([LlamaCppModelConfig(name="folder", path=tmp_path, n_ctx=512)])
+    assert [(m.name, m.n_ctx) for m in models] == [("tiny-a", 512), ("tiny-b", 512)]
+
+
+def test_empty_folder_and_missing_file_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="holds no"):
+        expand_models([LlamaCppModelConfig(name="x", path=tmp_path)])
+    with pytest.raises(ConfigError, match="does not exist"):
+        expand_models([LlamaCppModelConfig(name="x", path=tmp_path / "none.gguf")])
+
+
+def test_corrupt_gguf_fails_start_with_a_readable_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    engine = LlamaCppEngine(LlamaCppEngineConfig(models=[LlamaCppModelConfig(name="b", path=bad)]))
+    with pytest.raises(ConfigError, match="cannot load GGUF model"):
+        asyncio.run(engine.start())
+
+
+def test_usage_counts_match_llama_cpp(tmp_path: Path) -> None:
+    """Streaming usage (counted by us) equals what llama.cpp reports for the same request."""
+    engine = LlamaCppEngine(LlamaCppEngineConfig(models=[LlamaCppModelConfig(name="m")]))
+
+    async def run() -> tuple[object, object, dict]:
+        await engine.start()
+        try:
+            request = ChatCompletionRequest(
+                model="m",
+                messages=[ChatMessage(role="user", content="Name three colours.")],
+                max_tokens=40,
+                temperature=0,
+                seed=3,
+            )
+            ours = await engine.chat(request)
+            with pytest.raises(ModelNotFound):
+                await engine.chat(request.model_copy(update={"model": "other"}))
+            llama = engine._loaded["m"].llama
+            llama.reset()
+            reference = await asyncio.to_thread(
+                llama.create_chat_completion,
+                messages=[{"role": "user", "content": "Name three colours."}],
+                max_tokens=40,
+                temperature=0,
+                seed=3,
+            )
+            return ours, reference["usage"], reference["choices"][0]
+        finally:
+            await engine.close()
+
+    ours, reference, choice = asyncio.run(run())
+    assert ours.choices[0].message.content == choice["message"]["content"]
+    assert ours.usage.prompt_tokens == reference["prompt_tokens"]
+    assert ours.usage.completion_tokens == reference["completion_tokens"]
