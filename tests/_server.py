@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -18,9 +23,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class Running:
+    url: str
+    app: FastAPI
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run a coroutine on the app's own event loop (its services live there)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
 @contextlib.contextmanager
-def running(app: FastAPI, *, timeout: float = 60) -> Iterator[str]:
-    """Serve `app` (lifespan included) and yield its base URL; stop it on exit."""
+def running(app: FastAPI, *, timeout: float = 60) -> Iterator[Running]:
+    """Serve `app` (lifespan included) and yield it with its URL; stop it on exit."""
     port = free_port()
     config = uvicorn.Config(
         app,
@@ -31,7 +47,10 @@ def running(app: FastAPI, *, timeout: float = 60) -> Iterator[str]:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(server.serve()), name=f"uvicorn-{port}", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:
@@ -41,7 +60,8 @@ def running(app: FastAPI, *, timeout: float = 60) -> Iterator[str]:
             raise TimeoutError("the app did not start in time")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Running(f"http://127.0.0.1:{port}", app, loop)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        loop.close()

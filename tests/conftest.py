@@ -16,7 +16,7 @@ from hearth.db.embedded import EmbeddedPostgres
 from hearth.db.migrate import upgrade
 from hearth.db.session import Database
 from hearth.server import create_app
-from tests._server import running
+from tests._server import Running, running
 
 TEMPLATE = "hearth_template"
 
@@ -79,16 +79,15 @@ def hearth_settings(
 
 
 @pytest.fixture(scope="session")
-def hearth(hearth_settings: Settings) -> Iterator[tuple[str, object]]:
-    """A running Hearth with the default engines: (base URL, app)."""
-    app = create_app(hearth_settings)
-    with running(app) as url:
-        yield url, app
+def hearth(hearth_settings: Settings) -> Iterator[Running]:
+    """A running Hearth with the default engines and a job worker."""
+    with running(create_app(hearth_settings)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
-def base_url(hearth: tuple[str, object]) -> str:
-    return hearth[0]
+def base_url(hearth: Running) -> str:
+    return hearth.url
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

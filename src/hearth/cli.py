@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -97,7 +98,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None) -> None:
     settings = load_settings(host=host, port=port, data_dir=data_dir)
     if settings.database_url is None:
         _fail("hearth serve needs HEARTH_DATABASE_URL; `hearth up` runs an embedded PostgreSQL")
-    _run(settings)
+    _run(settings, run_worker=False)
 
 
 @main.command()
@@ -120,6 +121,67 @@ async def _migrate(settings: Settings) -> str | None:
     async with AsyncExitStack() as stack:
         database = await open_database(settings, stack, run_migrations=False)
         return await upgrade(database)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
+@click.option(
+    "--concurrency", type=int, default=1, show_default=True, help="Jobs processed at once."
+)
+def worker(data_dir: str | None, concurrency: int) -> None:
+    """Run a background job worker (document ingestion) until Ctrl-C or SIGTERM."""
+    settings = load_settings(data_dir=data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    from hearth.commands import run_worker
+
+    _run_command(run_worker(settings, concurrency))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--collection", "-c", required=True, help="Collection name (created if missing).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
+def ingest(paths: tuple[str, ...], collection: str, data_dir: str | None) -> None:
+    """Add files to a collection and index them; a folder is ingested recursively."""
+    settings = load_settings(data_dir=data_dir)
+    configure_logging("warning", "console")
+    from hearth.commands import ingest_paths
+
+    failed = _run_command(ingest_paths(settings, [Path(p) for p in paths], collection))
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--collection", "-c", required=True, help="Collection name.")
+@click.option(
+    "--mode", type=click.Choice(["hybrid", "vector", "text"]), default="hybrid", show_default=True
+)
+@click.option(
+    "-k", type=click.IntRange(1, 100), default=5, show_default=True, help="Results to show."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
+def search(query: str, collection: str, mode: str, k: int, data_dir: str | None) -> None:
+    """Search a collection and print the best passages with their citations."""
+    settings = load_settings(data_dir=data_dir)
+    configure_logging("warning", "console")
+    from hearth.commands import search_collection
+
+    _run_command(search_collection(settings, collection, query, mode, k))
+
+
+def _run_command(coro: Any) -> Any:
+    from hearth.errors import HearthError
+
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except HearthError as exc:
+        _fail(exc.message, 1)
+    except (ConfigError, OSError) as exc:
+        _fail(str(exc), 1)
 
 
 @main.command()
@@ -180,14 +242,16 @@ def _server_class() -> type:
     return GracefulServer
 
 
-def _run(settings: Settings, on_ready: Callable[[list[str]], None] | None = None) -> None:
+def _run(
+    settings: Settings, on_ready: Callable[[list[str]], None] | None = None, run_worker: bool = True
+) -> None:
     import uvicorn
 
     from hearth.server import create_app
 
     configure_logging(settings.log_level, settings.log_format)
     try:
-        app = create_app(settings, on_ready=on_ready)
+        app = create_app(settings, on_ready=on_ready, run_worker=run_worker)
     except ConfigError as exc:
         _fail(str(exc))
     sock = _bind(settings.host, settings.port)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -71,6 +73,60 @@ class OpenAIEngineConfig(BaseModel):
     read_timeout: float = Field(default=120.0, gt=0, description="Max seconds between bytes.")
 
 
+# What Ollama accepts for `keep_alive` as a string: a Go duration ("5m", "1h30m", "-1s")
+# or "0". A bare number such as "300" fails Go's time.ParseDuration, so Ollama would
+# answer 400 to every request; we refuse it at start instead.
+_GO_DURATION = re.compile(r"[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)")
+
+
+class OllamaEngineConfig(BaseModel):
+    """An Ollama server, through its native API (`/api/chat`, `/api/embed`, ...)."""
+
+    kind: Literal["ollama"] = "ollama"
+    name: str
+    base_url: str = Field(description="Ollama's address without `/v1`, e.g. http://ollama:11434.")
+    models: list[ModelConfig] = Field(
+        default_factory=list,
+        description="Models to serve; empty: every model /api/tags lists, as chat models.",
+    )
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Max seconds between bytes; a non-streaming answer, and a model "
+        "loading into memory, send nothing until they are done.",
+    )
+    keep_alive: str | None = Field(
+        default=None,
+        description="How long Ollama keeps a model loaded after a request (`5m`, `24h`, "
+        "`-1m` for ever, `0` to unload at once); sent on every request. Empty: Ollama's "
+        "own default (OLLAMA_KEEP_ALIVE).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _native_api(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, got {value!r}")
+        if parts.path.rstrip("/").endswith("/v1"):
+            # /v1 is Ollama's OpenAI-compatible API; this adapter speaks the native one.
+            raise ValueError(
+                "base_url must not end in /v1: give Ollama's root (http://host:11434), "
+                "or use kind 'openai' for its OpenAI-compatible API"
+            )
+        return value
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and not _GO_DURATION.fullmatch(value.strip()):
+            raise ValueError(
+                f"keep_alive must be a duration such as '5m', '1h30m', '-1m' or '0', got {value!r}"
+            )
+        return value.strip() if value is not None else None
+
+
 class EmbedderModelConfig(ModelConfig):
     type: Literal["chat", "embedding"] = "embedding"
     backend: Literal["onnx-int8", "torch-fp32"] = Field(
@@ -94,7 +150,7 @@ class EmbedderEngineConfig(BaseModel):
 
 
 EngineConfig = Annotated[
-    LlamaCppEngineConfig | OpenAIEngineConfig | EmbedderEngineConfig,
+    LlamaCppEngineConfig | OpenAIEngineConfig | OllamaEngineConfig | EmbedderEngineConfig,
     Field(discriminator="kind"),
 ]
 
@@ -141,6 +197,30 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long in-flight requests may finish at shutdown."
     )
+    rag_embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="Embedding model (served by an engine) for documents and queries.",
+    )
+    rag_chunk_tokens: int = Field(
+        default=192,
+        ge=16,
+        le=480,
+        description="Chunk size in the embedder's tokens; keep it under the model's input "
+        "limit (256 for all-MiniLM-L6-v2) less room for the title prefix.",
+    )
+    rag_chunk_overlap: int = Field(default=32, ge=0, description="Token overlap of cut blocks.")
+    rag_max_file_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="Largest upload accepted."
+    )
+    rag_max_text_chars: int = Field(
+        default=5_000_000, ge=1000, description="Most text extracted from one file."
+    )
+    rag_search_candidates: int = Field(
+        default=100,
+        ge=10,
+        le=1000,
+        description="Candidates each of vector and full-text search hands to the fusion.",
+    )
     allow_public_without_auth: bool = Field(
         default=False,
         description="Allow listening on a non-loopback address while /v1 has no authentication.",
@@ -174,6 +254,8 @@ class Settings(BaseSettings):
         names = [engine.name for engine in self.engines]
         if len(names) != len(set(names)):
             raise ValueError(f"engine names must be unique, got {names}")
+        if self.rag_chunk_overlap >= self.rag_chunk_tokens:
+            raise ValueError("rag_chunk_overlap must be smaller than rag_chunk_tokens")
         if not self.allow_public_without_auth and not is_loopback(self.host):
             raise ValueError(
                 f"refusing to listen on {self.host} without authentication on /v1; "

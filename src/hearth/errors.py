@@ -37,6 +37,20 @@ class ModelNotFound(HearthError):
         )
 
 
+class NotFound(HearthError):
+    """Also what a caller gets for something that exists but is not theirs to see."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class Forbidden(HearthError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class RequestTooLarge(HearthError):
     status = 413
     type = "invalid_request_error"
@@ -62,3 +76,29 @@ class EngineTimeout(HearthError):
 
 class ConfigError(Exception):
     """Configuration that cannot work (a missing model file, a bad engine declaration)."""
+
+
+class RateLimited(HearthError):
+    """Over a request, token, concurrency or spend limit.
+
+    `retry_after` is the seconds until the request would pass; `limit` names the limit
+    that refused it (`requests_per_minute`, `tokens_per_minute`, `max_concurrent`, `budget`).
+    """
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        limit: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.limit = limit
+        if code is not None:
+            self.code = code

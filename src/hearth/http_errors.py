@@ -7,6 +7,7 @@ routes rarely catch anything.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +15,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth.engines.protocol import ErrorInfo, ErrorResponse
-from hearth.errors import HearthError
+from hearth.errors import HearthError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,16 @@ async def _hearth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HearthError)
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.message)
-    return error_response(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code)
+    headers = None
+    if isinstance(exc, RateLimited):
+        # The openai SDK reads retry-after-ms first; HTTP clients read Retry-After (seconds).
+        headers = {
+            "retry-after": str(max(1, math.ceil(exc.retry_after))),
+            "retry-after-ms": str(math.ceil(exc.retry_after * 1000)),
+        }
+    return error_response(
+        exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code, headers=headers
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -26,9 +27,14 @@ from hearth.gateway.api import router as gateway_router
 from hearth.gateway.routing import ModelRoutes
 from hearth.gateway.service import Gateway
 from hearth.http_errors import install_error_handlers
+from hearth.jobs.queue import JobQueue
 from hearth.observability.health import router as health_router
 from hearth.observability.metrics import Metrics
 from hearth.observability.middleware import RequestMiddleware
+from hearth.rag.api import router as rag_router
+from hearth.rag.search import SESSION_SETTINGS as SEARCH_SESSION_SETTINGS
+from hearth.rag.service import Documents
+from hearth.rag.setup import open_documents
 from hearth.web.api import STATIC_DIR
 from hearth.web.api import router as web_router
 
@@ -36,10 +42,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, *, on_ready: Callable[[list[str]], None] | None = None
+    settings: Settings,
+    *,
+    on_ready: Callable[[list[str]], None] | None = None,
+    run_worker: bool = True,
 ) -> FastAPI:
     """Build the app. Engines are constructed here, so a bad model path fails before binding.
-    `on_ready` is called with the served model names once start-up has finished."""
+    `on_ready` is called with the served model names once start-up has finished;
+    `run_worker` runs a job worker in this process (`hearth up`), not in `hearth serve`."""
     engines: list[Engine] = [build_engine(config) for config in settings.engines]
     metrics = Metrics()
     ProcessCollector(registry=metrics.registry)
@@ -49,16 +59,17 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             try:
-                app.state.database = await open_database(settings, stack)
-                for engine in engines:
-                    await engine.start()
-                    stack.push_async_callback(engine.close)
-                routes.refresh()
+                services = await open_services(
+                    settings, engines, routes, stack, run_worker=run_worker
+                )
             except (ConfigError, OSError, SQLAlchemyError) as exc:
                 # Kept for the CLI, which reports it in one readable line.
                 app.state.startup_error = exc
                 log.error("start-up failed: %s", exc)
                 raise
+            app.state.database = services.database
+            app.state.documents = services.documents
+            app.state.jobs = services.jobs
             models = [r.model.name for r in routes.all()]
             log.info("ready", extra={"models": models})
             if on_ready:
@@ -75,10 +86,42 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(gateway_router)
+    app.include_router(rag_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
+    app.add_middleware(
+        RequestMiddleware,
+        metrics=metrics,
+        max_body=settings.max_request_bytes,
+        max_upload=settings.rag_max_file_bytes + 64 * 1024,
+    )
     return app
+
+
+@dataclass
+class Services:
+    database: Database
+    documents: Documents
+    jobs: JobQueue
+
+
+async def open_services(
+    settings: Settings,
+    engines: list[Engine],
+    routes: ModelRoutes,
+    stack: AsyncExitStack,
+    *,
+    run_worker: bool,
+) -> Services:
+    """Everything a process needs besides HTTP: database, engines, documents, job queue.
+    Shared by the server's lifespan and the CLI commands that work without a server."""
+    database = await open_database(settings, stack)
+    for engine in engines:
+        await engine.start()
+        stack.push_async_callback(engine.close)
+    routes.refresh()
+    documents, jobs = await open_documents(settings, database, routes, stack, run_worker=run_worker)
+    return Services(database, documents, jobs)
 
 
 async def open_database(
@@ -91,7 +134,9 @@ async def open_database(
         embedded = EmbeddedPostgres(settings.data_dir)
         url = await embedded.start()
         stack.push_async_callback(embedded.stop)
-    database = Database(url, pool_size=settings.database_pool_size)
+    database = Database(
+        url, pool_size=settings.database_pool_size, server_settings=SEARCH_SESSION_SETTINGS
+    )
     stack.push_async_callback(database.close)
     if run_migrations:
         revision = await upgrade(database)

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from hearth.db.embedded import EmbeddedPostgres
-from hearth.db.migrate import upgrade
+from hearth.db.migrate import head_revision, upgrade
 from hearth.db.session import Database
 
 
@@ -36,7 +36,7 @@ def test_migrated_database_has_pgvector(database_url: str) -> None:
 
     version, revision, distance = asyncio.run(check())
     assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 8)
-    assert revision == "0001"
+    assert revision == head_revision() == "0002"
     assert distance == 1.0
 
 

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from hearth.config import DEFAULT_CHAT_MODEL
+from tests._server import Running
 
 MODEL = DEFAULT_CHAT_MODEL
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
@@ -113,8 +114,8 @@ def test_stream_and_non_stream_agree(client: openai.OpenAI) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in parts if c.choices) == whole
 
 
-def test_client_disconnect_stops_generation(base_url: str, hearth: tuple) -> None:
-    app = hearth[1]
+def test_client_disconnect_stops_generation(base_url: str, hearth: Running) -> None:
+    app = hearth.app
     engine = next(e for e in app.state.engines if e.kind == "llamacpp")
     body = {
         "model": MODEL,

@@ -48,8 +48,8 @@ def gateway_url(upstream: FakeOpenAIUpstream, postgres, tmp_path_factory) -> Ite
             ),
         ],
     )
-    with running(create_app(settings)) as url:
-        yield url
+    with running(create_app(settings)) as server:
+        yield server.url
 
 
 @pytest.fixture

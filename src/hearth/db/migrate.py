@@ -26,11 +26,27 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
-    connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _LOCK_ID})
-    try:
-        command.upgrade(alembic_config(connection), "head")
-    finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _LOCK_ID})
+    # Held until the migration's transaction ends, whether it commits or fails.
+    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    command.upgrade(alembic_config(connection), "head")
+
+
+def head_revision() -> str | None:
+    """The newest revision this code knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def execute_script(connection: Connection, sql: str) -> None:
+    """Run a multi-statement SQL script (e.g. a library's schema) inside a migration.
+
+    asyncpg prepares every statement SQLAlchemy sends, and a prepared statement holds one
+    command; its own `execute()` without arguments takes a whole script."""
+    from sqlalchemy.util import await_only
+
+    driver = connection.connection.driver_connection
+    await_only(driver.execute(sql))
 
 
 def _current(connection: Connection) -> str | None:

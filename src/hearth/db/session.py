@@ -28,9 +28,17 @@ def async_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, server_settings: dict[str, str] | None = None
+    ) -> None:
+        self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            # Sent once when each pooled connection opens: no round trip per query.
+            connect_args={"server_settings": server_settings or {}},
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -66,6 +66,7 @@ class Engine(ABC):
 _KINDS: dict[str, str] = {
     "llamacpp": "hearth.engines.llamacpp:LlamaCppEngine",
     "openai": "hearth.engines.openai:OpenAIEngine",
+    "ollama": "hearth.engines.ollama:OllamaEngine",
     "embedder": "hearth.engines.embedder:EmbedderEngine",
 }
 

@@ -23,10 +23,11 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int, max_upload: int) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self.max_upload = max_upload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,6 +39,8 @@ class RequestMiddleware:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        # File uploads (POST .../documents) may be larger than API bodies.
+        limit = self.max_upload if scope["path"].endswith("/documents") else self.max_body
         self.metrics.in_flight.inc()
 
         body_too_large = False
@@ -60,20 +63,20 @@ class RequestMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
+                if seen > limit:
                     body_too_large = True
                     return {"type": "http.disconnect"}
             return message
 
         try:
             length = headers.get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_body:
-                await self._too_large(scope, receive, send_wrapper)
+            if length is not None and length.isdigit() and int(length) > limit:
+                await self._too_large(scope, receive, send_wrapper, limit)
             else:
                 await self.app(scope, limited_receive, send_wrapper)
             if body_too_large:
                 body_too_large = False
-                await self._too_large(scope, receive, send_wrapper)
+                await self._too_large(scope, receive, send_wrapper, limit)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_path(scope)
@@ -90,12 +93,9 @@ class RequestMiddleware:
             )
             request_id.reset(token)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, self._message(), code="request_too_large")
-        await response(scope, receive, send)
-
-    def _message(self) -> str:
-        return f"Request body exceeds the limit of {self.max_body} bytes."
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message = f"Request body exceeds the limit of {limit} bytes."
+        await error_response(413, message, code="request_too_large")(scope, receive, send)
 
 
 def _route_path(scope: dict[str, Any]) -> str:

@@ -1,0 +1,136 @@
+"""Retrieval quality of Hearth's search on a labelled set: nDCG@10 and recall@10 for
+full-text, vector and hybrid search.
+
+Each corpus entry goes through Hearth's real pipeline (upload → job → parse → chunk →
+embed → store) into one collection in a fresh embedded PostgreSQL, then every query runs
+through the same search function the API uses. Chunks are mapped back to their corpus
+entry (best rank wins) before scoring.
+
+    python bench/retrieval_quality.py --dataset scifact
+    python bench/retrieval_quality.py --dataset hotpotqa
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from hearth.commands import services
+from hearth.config import Settings
+from hearth.rag.api import LOCAL_USER
+from hearth.rag.schemas import CollectionCreate
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval"
+MODES = ("text", "vector", "hybrid")
+
+
+def load(dataset: str) -> tuple[list[dict], dict[str, str], dict[str, set[str]]]:
+    root = DATA / dataset
+    corpus = [json.loads(line) for line in (root / "corpus.jsonl").open()]
+    queries = {q["id"]: q["text"] for q in map(json.loads, (root / "queries.jsonl").open())}
+    qrels: dict[str, set[str]] = defaultdict(set)
+    for line in list((root / "qrels.tsv").open())[1:]:
+        query_id, doc_id, score = line.rstrip("\n").split("\t")
+        if int(score) > 0:
+            qrels[query_id].add(doc_id)
+    return corpus, queries, qrels
+
+
+def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
+    dcg = sum(1 / math.log2(i + 2) for i, doc in enumerate(ranked[:10]) if doc in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+    return dcg / ideal
+
+
+def recall_at_10(ranked: list[str], relevant: set[str]) -> float:
+    return len(set(ranked[:10]) & relevant) / len(relevant)
+
+
+async def run(dataset: str, limit: int | None) -> None:
+    corpus, queries, qrels = load(dataset)
+    if limit:
+        corpus = corpus[:limit]
+        ids = {d["id"] for d in corpus}
+        qrels = {q: rel & ids for q, rel in qrels.items() if rel & ids}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), log_level="warning")
+        async with services(settings, run_worker=True) as svc:
+            documents = svc.documents
+            collection = await documents.create_collection(
+                LOCAL_USER, CollectionCreate(name=dataset)
+            )
+            started = time.perf_counter()
+            pending = []
+            for entry in corpus:
+                body = (
+                    f"# {entry['title']}\n\n{entry['text']}"
+                    if entry.get("title")
+                    else entry["text"]
+                )
+                doc, _ = await documents.add_document(
+                    LOCAL_USER, collection.id, f"{entry['id']}.md", body.encode()
+                )
+                pending.append(doc.id)
+            names = {}
+            while pending:
+                still = []
+                for doc_id in pending:
+                    doc = await documents.get_document(LOCAL_USER, doc_id)
+                    if doc.status == "ready":
+                        names[doc.id] = doc.filename.removesuffix(".md")
+                    elif doc.status == "failed":
+                        raise RuntimeError(f"{doc.filename}: {doc.error}")
+                    else:
+                        still.append(doc_id)
+                pending = still
+                if pending:
+                    await asyncio.sleep(0.5)
+            ingest_s = time.perf_counter() - started
+
+            scores: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
+            latencies: dict[str, list[float]] = {m: [] for m in MODES}
+            for query_id, relevant in qrels.items():
+                for mode in MODES:
+                    t0 = time.perf_counter()
+                    hits = await documents.search(
+                        LOCAL_USER, [collection.id], queries[query_id], k=30, mode=mode
+                    )
+                    latencies[mode].append(time.perf_counter() - t0)
+                    ranked: list[str] = []
+                    for hit in hits:
+                        name = names[hit.document_id]
+                        if name not in ranked:
+                            ranked.append(name)
+                    scores[mode].append(
+                        (ndcg_at_10(ranked, relevant), recall_at_10(ranked, relevant))
+                    )
+    print(
+        f"dataset {dataset}: {len(corpus)} documents, {len(qrels)} queries; "
+        f"ingested in {ingest_s:.0f} s"
+    )
+    print(f"{'mode':8}{'nDCG@10':>10}{'recall@10':>11}{'p50 ms':>9}")
+    for mode in MODES:
+        n = len(scores[mode])
+        lat = sorted(latencies[mode])
+        print(
+            f"{mode:8}{sum(s[0] for s in scores[mode]) / n:>10.4f}"
+            f"{sum(s[1] for s in scores[mode]) / n:>11.4f}{lat[len(lat) // 2] * 1000:>9.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["scifact", "hotpotqa"], default="scifact")
+    parser.add_argument("--limit", type=int, help="Use only the first N corpus entries.")
+    args = parser.parse_args()
+    asyncio.run(run(args.dataset, args.limit))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""What the `hearth worker`, `ingest` and `search` commands do, without a web server: the
+same services as `hearth up`, opened in the command's own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import click
+
+from hearth.config import Settings
+from hearth.engines.base import build_engine
+from hearth.errors import NotFound
+from hearth.gateway.routing import ModelRoutes
+from hearth.rag.api import LOCAL_USER
+from hearth.rag.parsers import is_supported
+from hearth.rag.schemas import CollectionCreate, DocumentPublic
+from hearth.rag.service import Documents
+from hearth.server import Services, open_services
+
+
+@asynccontextmanager
+async def services(settings: Settings, *, run_worker: bool) -> AsyncIterator[Services]:
+    engines = [build_engine(config) for config in settings.engines]
+    async with AsyncExitStack() as stack:
+        yield await open_services(
+            settings, engines, ModelRoutes(engines), stack, run_worker=run_worker
+        )
+
+
+async def run_worker(settings: Settings, concurrency: int) -> None:
+    async with services(settings, run_worker=False) as svc:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        svc.jobs.start_worker(concurrency=concurrency)
+        click.echo(f"worker running (concurrency {concurrency}); stop with Ctrl-C", err=True)
+        await stop.wait()
+        click.echo("worker stopping: the job in progress is abandoned and retried later", err=True)
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.parts)
+                and is_supported(p.name)
+            )
+        else:
+            found.append(path)
+    return found
+
+
+async def ingest_paths(settings: Settings, paths: list[Path], collection_name: str) -> int:
+    """Ingest files with a worker in this process; show progress; return how many failed."""
+    files = _files(paths)
+    if not files:
+        raise click.UsageError("no supported files found")
+    async with services(settings, run_worker=True) as svc:
+        documents = svc.documents
+        try:
+            collection = await documents.find_collection(LOCAL_USER, collection_name)
+        except NotFound:
+            collection = await documents.create_collection(
+                LOCAL_USER, CollectionCreate(name=collection_name)
+            )
+        queued: list[DocumentPublic] = []
+        rejected: list[str] = []
+        for path in files:
+            try:
+                doc, _ = await documents.add_document(
+                    LOCAL_USER, collection.id, path.name, await asyncio.to_thread(path.read_bytes)
+                )
+                queued.append(doc)
+            except Exception as exc:  # one bad file must not stop the others
+                rejected.append(f"{path}: {getattr(exc, 'message', exc)}")
+        done = await _follow(documents, [d.id for d in queued])
+    failed = [d for d in done if d.status == "failed"]
+    ready = [d for d in done if d.status == "ready"]
+    click.echo(
+        f"{len(ready)} ready ({sum(d.chunks for d in ready)} chunks), "
+        f"{len(failed) + len(rejected)} failed, in collection '{collection_name}'"
+    )
+    for line in rejected + [f"{d.filename}: {d.error}" for d in failed]:
+        click.echo(f"  failed: {line}", err=True)
+    return len(failed) + len(rejected)
+
+
+async def _follow(documents: Documents, ids: list[uuid.UUID]) -> list[DocumentPublic]:
+    """Poll the documents until each is ready or failed, with a progress bar."""
+    pending = dict.fromkeys(ids)
+    finished: list[DocumentPublic] = []
+    with click.progressbar(
+        length=len(ids), label="ingesting", file=sys.stderr, show_pos=True
+    ) as bar:
+        while pending:
+            for doc_id in list(pending):
+                with contextlib.suppress(NotFound):
+                    doc = await documents.get_document(LOCAL_USER, doc_id)
+                    if doc.status in ("ready", "failed"):
+                        finished.append(doc)
+                        del pending[doc_id]
+                        bar.update(1)
+            if pending:
+                await asyncio.sleep(0.2)
+    return finished
+
+
+async def search_collection(settings: Settings, name: str, query: str, mode: str, k: int) -> None:
+    async with services(settings, run_worker=False) as svc:
+        collection = await svc.documents.find_collection(LOCAL_USER, name)
+        results = await svc.documents.search(LOCAL_USER, [collection.id], query, k=k, mode=mode)  # type: ignore[arg-type]
+    if not results:
+        click.echo("no results")
+    for i, hit in enumerate(results, 1):
+        where = " > ".join(hit.headings)
+        page = f", page {hit.page}" if hit.page else ""
+        click.echo(
+            click.style(f"[{i}] {hit.filename}{page}", bold=True)
+            + (f"  ({where})" if where else "")
+            + f"  score {hit.score:.4f}"
+        )
+        click.echo("    " + hit.text[:400].replace("\n", "\n    ") + "\n")

@@ -1,0 +1,265 @@
+"""What the HTTP engine adapters share: the client, error mapping and reply decoding.
+
+`OpenAIEngine` and `OllamaEngine` speak different protocols through the same machinery.
+Each keeps only its payloads, its stream format and how its server spells an error body;
+everything here turns what the upstream does wrong into the exceptions of `hearth.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+import httpx
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from hearth.config import ModelConfig
+from hearth.engines.base import Engine
+from hearth.errors import (
+    ContextLengthExceeded,
+    EngineTimeout,
+    EngineUnavailable,
+    HearthError,
+    InvalidRequest,
+    ModelNotFound,
+    UpstreamError,
+)
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+# Statuses that mean "this engine cannot take the request now"; the balancer may retry
+# elsewhere. 429 belongs here too: the client did nothing wrong. 502/504 come from a proxy
+# in front of the engine that could not reach it.
+_UNAVAILABLE = frozenset({429, 502, 503, 504})
+
+
+class ErrorInfo(NamedTuple):
+    """An upstream error body, as read by the adapter that knows its API's shape."""
+
+    message: str
+    code: str = ""
+    param: str | None = None
+    structured: bool = False  # the body had the API's error shape, not e.g. an HTML page
+
+
+class HttpEngineConfig(Protocol):
+    """The settings `HttpEngine` reads; every HTTP engine's config has them."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def models(self) -> Sequence[ModelConfig]: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def read_timeout(self) -> float: ...
+
+
+_C = TypeVar("_C", bound=HttpEngineConfig)
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class HttpEngine(Engine, Generic[_C]):
+    """An engine behind an HTTP API: the client's lifecycle, discovery and error mapping.
+
+    Subclasses implement `_fetch_models` and `_error_info`, and may set the class
+    attributes below where their API differs.
+    """
+
+    # Statuses the engine sends when its queue is full, reported as "busy" rather than
+    # as a bare status; all of them must be in `_UNAVAILABLE`.
+    _busy_statuses: frozenset[int] = frozenset()
+    # What a 401/403 means for this kind of engine (never the client's fault).
+    _auth_refused = "the engine rejected Hearth's credentials"
+    # Substrings of a 4xx error's text (lower case) that mean the prompt is too long.
+    _context_hints: tuple[str, ...] = ()
+
+    def __init__(self, config: _C) -> None:
+        super().__init__(config.name)
+        self.config = config
+        self._discover = not config.models
+        self._models: list[ModelConfig] = list(config.models)
+        self._client: httpx.AsyncClient | None = None
+
+    def models(self) -> list[ModelConfig]:
+        return list(self._models)
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=self.config.base_url,
+            headers=self._headers(),
+            timeout=httpx.Timeout(
+                connect=self.config.connect_timeout,
+                read=self.config.read_timeout,
+                write=self.config.read_timeout,
+                pool=self.config.connect_timeout,
+            ),
+            # Streams hold a connection for a whole generation; httpx's default cap (100)
+            # would queue requests invisibly. Concurrency is the gateway's limiter's job.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        )
+        if self._discover:
+            try:
+                await self.list_models()
+            except HearthError as exc:
+                # An engine that boots after us must not keep Hearth down; it serves
+                # nothing until a later list_models()/health() succeeds. Logged under the
+                # adapter's module, where operators filter for it.
+                logging.getLogger(type(self).__module__).warning(
+                    "engine %r: model discovery failed: %s", self.name, exc
+                )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def list_models(self) -> list[str]:
+        return self._remember(await self._fetch_models(quick=False))
+
+    async def health(self) -> bool:
+        try:
+            self._remember(await self._fetch_models(quick=True))
+        except HearthError:
+            return False
+        return True
+
+    # --- what each protocol supplies -------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        """Headers for every request (credentials, say)."""
+        return {}
+
+    @abstractmethod
+    async def _fetch_models(self, *, quick: bool) -> list[str]:
+        """The engine's model names; `quick`: a probe, so within the connect timeout."""
+
+    @staticmethod
+    @abstractmethod
+    def _error_info(body: bytes, *, fallback: str) -> ErrorInfo:
+        """Read an error body in the shape this engine's API uses."""
+
+    # --- HTTP plumbing -------------------------------------------------------------------
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError(f"engine '{self.name}' is not started")
+        return self._client
+
+    def _remember(self, names: list[str]) -> list[str]:
+        if self._discover:
+            # A model list does not say which models embed, so discovered ones are chat
+            # models; configure embedding models explicitly.
+            self._models = [ModelConfig(name=name) for name in names]
+        return names
+
+    async def _get_json(self, path: str, *, what: str, quick: bool = False) -> Any:
+        # A probe must answer within the connect timeout, not wait out a busy engine.
+        limit = httpx.Timeout(self.config.connect_timeout) if quick else httpx.USE_CLIENT_DEFAULT
+        with self._transport_errors():
+            response = await self._http.get(path, headers=_JSON_HEADERS, timeout=limit)
+        self._raise_for_status(response, model=None)
+        return self._loads(response.content, what)
+
+    async def _post_json(self, path: str, payload: dict[str, Any], *, model: str) -> Any:
+        with self._transport_errors():
+            response = await self._http.post(
+                path, content=orjson.dumps(payload), headers=_JSON_HEADERS
+            )
+        self._raise_for_status(response, model=model)
+        return self._loads(response.content, path)
+
+    @asynccontextmanager
+    async def _stream(
+        self, path: str, payload: dict[str, Any], *, accept: str, model: str
+    ) -> AsyncIterator[httpx.Response]:
+        """POST `payload` and hand over the successful response to read as a stream.
+
+        Read inside the `async with`: errors while sending and while reading are both
+        translated, and leaving it (including aclose() at a `yield`) closes the upstream
+        response, which makes the engine stop generating.
+        """
+        # `identity`: a compressed stream only decodes in compressor-sized blocks, which
+        # would hold tokens back; a token stream gains little from compression anyway.
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": accept,
+            "Accept-Encoding": "identity",
+        }
+        with self._transport_errors():
+            async with self._http.stream(
+                "POST", path, content=orjson.dumps(payload), headers=headers
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    self._raise_for_status(response, model=model)
+                yield response
+
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            phase = type(exc).__name__.removesuffix("Timeout").lower() or "request"
+            raise EngineTimeout(f"engine '{self.name}' timed out ({phase})") from exc
+        except httpx.NetworkError as exc:
+            raise EngineUnavailable(f"engine '{self.name}' is unreachable: {exc}") from exc
+        except httpx.HTTPError as exc:
+            # Protocol errors, including a connection dropped in the middle of a body.
+            raise UpstreamError(f"engine '{self.name}' broke the HTTP exchange: {exc}") from exc
+
+    def _raise_for_status(self, response: httpx.Response, *, model: str | None) -> None:
+        status = response.status_code
+        if response.is_success:
+            return
+        info = self._error_info(response.content, fallback=response.reason_phrase)
+        where = f"engine '{self.name}' answered {status}"
+        if status in self._busy_statuses:
+            raise EngineUnavailable(f"engine '{self.name}' is busy ({status}): {info.message}")
+        if status in _UNAVAILABLE:
+            raise EngineUnavailable(f"{where}: {info.message}")
+        if status >= 500 or status < 400:
+            raise UpstreamError(f"{where}: {info.message}")
+        if status in (401, 403):
+            # Our credentials, or a proxy's rule: reporting 4xx would blame the caller.
+            raise UpstreamError(f"{where}: {self._auth_refused}")
+        if status == 404:
+            # A 404 in the API's error shape is about the model; a plain one (a router's
+            # "404 page not found") means the path, so base_url, is wrong.
+            if model is not None and info.structured:
+                raise ModelNotFound(model)
+            raise UpstreamError(f"{where} for {response.request.url.path}; check base_url")
+        text = f"{info.message} {info.code}".lower()
+        if any(hint in text for hint in self._context_hints):
+            raise ContextLengthExceeded(info.message, param=info.param)
+        # The client's mistake (a bad parameter or option): show the engine's own words.
+        raise InvalidRequest(info.message, param=info.param)
+
+    # --- decoding --------------------------------------------------------------------------
+
+    def _loads(self, body: bytes | str, what: str) -> Any:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"engine '{self.name}' sent malformed JSON ({what})") from exc
+
+    def _validate(self, model: type[_M], payload: Any, what: str) -> _M:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise UpstreamError(
+                f"engine '{self.name}' sent an invalid {what}: {where}: {first['msg']}"
+            ) from exc
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """Upstream text short enough to put in an error message."""
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,363 @@
+"""Rate, concurrency and spend limits per API key and per team, enforced across replicas.
+
+A request is checked against the limits of several subjects at once (its key's and its
+team's) and admitted only if all pass; a refusal charges no one. Admitting costs one Redis
+round trip and settling one more: each is a single Lua script (`_redis_limits.py`), so the
+counters are shared and exact however many replicas run, instead of each replica counting on
+its own and the limits multiplying with the replica count. `LocalLimiter` keeps the same
+semantics in memory for the single process of `hearth up`.
+
+Requests and tokens per minute use GCRA (the generic cell rate algorithm, a token bucket
+kept as one timestamp): one key per limit, exact, and the wait until a request would pass
+falls out of the arithmetic, which is what `Retry-After` needs. Its burst is one full
+window, as OpenAI's limits allow, and it refills continuously: over any span t it admits at
+most limit * (1 + t / window), never the two full windows at once that fixed windows allow
+around their edge. A sliding log would be exact too, but stores an entry per
+request (per token, for token limits). Token counts are estimated at admission and
+corrected when the request settles. Concurrency slots are leases (a sorted set of admission
+ids scored by expiry), so a replica that dies mid-request leaks nothing for longer than the
+lease. Budgets are a sum of cost per calendar period (UTC), checked at admission and charged
+at settlement: requests already running when the budget runs out may overshoot it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal, cast
+
+from redis.asyncio import Redis
+
+from hearth.errors import RateLimited
+from hearth.gateway._redis_limits import ADMIT_LUA, SETTLE_LUA
+
+BudgetPeriod = Literal["day", "week", "month"]
+LimitName = Literal["requests_per_minute", "tokens_per_minute", "max_concurrent", "budget"]
+
+DEFAULT_WINDOW = 60.0  # seconds; "per minute". Tests shorten it.
+DEFAULT_LEASE = 600.0  # seconds a concurrency slot lives without being settled
+
+# Float rounding must not refuse the last request of a burst (seconds; the Lua uses 1 µs).
+_SLACK = 1e-6
+_EPOCH = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One subject's limits; None means unlimited."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_concurrent: int | None = None
+    budget: float | None = None  # in the currency of the model prices
+    budget_period: BudgetPeriod | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_minute", "tokens_per_minute", "max_concurrent"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, or None for unlimited")
+        if self.budget is not None and self.budget < 0:
+            raise ValueError("budget must not be negative")
+        if (self.budget is None) != (self.budget_period is None):
+            raise ValueError("budget and budget_period go together")
+
+    @property
+    def unlimited(self) -> bool:
+        return (
+            self.requests_per_minute is None
+            and self.tokens_per_minute is None
+            and self.max_concurrent is None
+            and self.budget is None
+        )
+
+    @property
+    def needs_settling(self) -> bool:
+        """Whether the end of a request changes anything (requests/min alone does not)."""
+        return (
+            self.tokens_per_minute is not None
+            or self.max_concurrent is not None
+            or self.budget is not None
+        )
+
+
+@dataclass(eq=False)
+class Admission:
+    """A request let through; pass it to `Limiter.settle` when the request ends."""
+
+    id: str
+    subjects: tuple[tuple[str, Limits], ...]
+    estimated_tokens: int
+    settled: bool = field(default=False, init=False)
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    index: int  # into Admission.subjects
+    limit: LimitName
+    wait: float  # seconds
+
+
+class Limiter(ABC):
+    """Admits requests against limits and settles them when they end."""
+
+    async def admit(
+        self, subjects: Sequence[tuple[str, Limits]], *, estimated_tokens: int
+    ) -> Admission:
+        """Admit one request against every subject's limits at once.
+
+        Raises `RateLimited` (with the seconds until it would pass) if any limit is over;
+        then nothing is charged to any subject.
+        """
+        admission = Admission(uuid.uuid4().hex, tuple(subjects), max(estimated_tokens, 0))
+        # Unlimited subjects cost nothing: no round trip at all.
+        if not all(limits.unlimited for _, limits in admission.subjects):
+            refusal = await self._admit(admission)
+            if refusal is not None:
+                raise _rate_limited(admission, refusal)
+        return admission
+
+    async def settle(self, admission: Admission, *, tokens: int, cost: float) -> None:
+        """End a request: free its concurrency slot, replace the estimated token count with
+        the actual one, and charge its cost to the budgets. A second call does nothing."""
+        if not (math.isfinite(cost) and cost >= 0):
+            raise ValueError(f"cost must be a finite, non-negative amount, not {cost!r}")
+        if admission.settled:
+            return
+        # Marked before the round trip: if it fails, the lease frees the slot in time,
+        # whereas settling twice would refund tokens twice.
+        admission.settled = True
+        if any(limits.needs_settling for _, limits in admission.subjects):
+            await self._settle(admission, max(tokens, 0) - admission.estimated_tokens, cost)
+
+    @abstractmethod
+    async def _admit(self, admission: Admission) -> _Refusal | None: ...
+
+    @abstractmethod
+    async def _settle(self, admission: Admission, token_delta: int, cost: float) -> None: ...
+
+
+class RedisLimiter(Limiter):
+    """Limits shared by every replica through one Redis, with the server's clock."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = "hearth:limits",
+        window: float = DEFAULT_WINDOW,
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        self.prefix = prefix
+        self._window_us = round(window * 1_000_000)
+        self._lease_us = round(lease * 1_000_000)
+        # EVALSHA; redis-py loads the script itself the first time a server lacks it.
+        self._admit_script = redis.register_script(ADMIT_LUA)
+        self._settle_script = redis.register_script(SETTLE_LUA)
+
+    async def _admit(self, admission: Admission) -> _Refusal | None:
+        args: list[str | int] = [
+            admission.id,
+            self._lease_us,
+            self._window_us,
+            admission.estimated_tokens,
+        ]
+        for _, limits in admission.subjects:
+            args += [
+                _arg(limits.requests_per_minute),
+                _arg(limits.tokens_per_minute),
+                _arg(limits.max_concurrent),
+                _arg(limits.budget),
+                limits.budget_period or "",
+            ]
+        reply = await self._admit_script(keys=self._keys(admission), args=args)
+        if int(reply[0]) == 1:
+            return None
+        limit = reply[3].decode() if isinstance(reply[3], bytes) else reply[3]
+        return _Refusal(int(reply[2]) - 1, cast(LimitName, limit), int(reply[1]) / 1_000_000)
+
+    async def _settle(self, admission: Admission, token_delta: int, cost: float) -> None:
+        args: list[str | int] = [admission.id, self._window_us, token_delta, repr(float(cost))]
+        for _, limits in admission.subjects:
+            args += [
+                _arg(limits.tokens_per_minute),
+                _arg(limits.max_concurrent),
+                _arg(limits.budget),
+                limits.budget_period or "",
+            ]
+        await self._settle_script(keys=self._keys(admission), args=args)
+
+    def _keys(self, admission: Admission) -> list[str]:
+        return [f"{self.prefix}:{subject}" for subject, _ in admission.subjects]
+
+
+class LocalLimiter(Limiter):
+    """The same limits in memory, for a single Hearth process (`hearth up`)."""
+
+    def __init__(
+        self,
+        *,
+        window: float = DEFAULT_WINDOW,
+        lease: float = DEFAULT_LEASE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.window = window
+        self.lease = lease
+        self._clock = clock
+        self._arrivals: dict[tuple[str, str], float] = {}  # (subject, "r" | "t") → TAT
+        self._slots: dict[str, dict[str, float]] = {}  # subject → admission id → expiry
+        self._spent: dict[str, tuple[int, float]] = {}  # subject → (period start, spent)
+        # Admission never awaits, so it is atomic on one event loop already; the lock keeps
+        # it so when several loops (threads) share the limiter.
+        self._lock = threading.Lock()
+
+    async def _admit(self, admission: Admission) -> _Refusal | None:
+        with self._lock:
+            return self._admit_now(admission, self._clock())
+
+    async def _settle(self, admission: Admission, token_delta: int, cost: float) -> None:
+        with self._lock:
+            self._settle_now(admission, token_delta, cost, self._clock())
+
+    def _admit_now(self, admission: Admission, now: float) -> _Refusal | None:
+        # Check everything first, write only if all pass: a refusal costs no one anything.
+        refusal: _Refusal | None = None
+        arrivals: list[tuple[tuple[str, str], float]] = []
+        slots: list[dict[str, float]] = []
+
+        def refuse(wait: float, index: int, limit: LimitName) -> None:
+            nonlocal refusal
+            if refusal is None or wait > refusal.wait:
+                refusal = _Refusal(index, limit, wait)
+
+        for i, (subject, limits) in enumerate(admission.subjects):
+            if limits.requests_per_minute is not None:
+                key = (subject, "r")
+                tat, wait = self._gcra(key, limits.requests_per_minute, 1, now)
+                if tat is None:
+                    refuse(wait, i, "requests_per_minute")
+                else:
+                    arrivals.append((key, tat))
+            if limits.tokens_per_minute is not None:
+                key = (subject, "t")
+                weight = admission.estimated_tokens
+                tat, wait = self._gcra(key, limits.tokens_per_minute, weight, now)
+                if tat is None:
+                    refuse(wait, i, "tokens_per_minute")
+                else:
+                    arrivals.append((key, tat))
+            if limits.max_concurrent is not None:
+                held = self._slots.setdefault(subject, {})
+                if len(held) >= limits.max_concurrent:
+                    # Expired leases only matter when they would refuse someone.
+                    for slot, expiry in list(held.items()):
+                        if expiry <= now:
+                            del held[slot]
+                if len(held) >= limits.max_concurrent:
+                    refuse(min(min(held.values()) - now, 1.0), i, "max_concurrent")
+                else:
+                    slots.append(held)
+            if limits.budget is not None and limits.budget_period is not None:
+                start, stop = period_bounds(limits.budget_period, now)
+                if self._spent_in(subject, start) >= limits.budget:
+                    refuse(stop - now, i, "budget")
+        if refusal is not None:
+            return refusal
+        self._arrivals.update(arrivals)
+        for held in slots:
+            held[admission.id] = now + self.lease
+        return None
+
+    def _gcra(
+        self, key: tuple[str, str], limit: int, weight: int, now: float
+    ) -> tuple[float | None, float]:
+        """The new arrival time if `weight` fits now, else None and the wait until it does."""
+        interval = self.window / limit
+        tat = max(self._arrivals.get(key, now), now)
+        over = tat + min(weight, limit) * interval - self.window - now
+        if over > _SLACK:
+            return None, over
+        return tat + weight * interval, 0.0
+
+    def _settle_now(self, admission: Admission, token_delta: int, cost: float, now: float) -> None:
+        for subject, limits in admission.subjects:
+            if limits.tokens_per_minute is not None and token_delta:
+                key = (subject, "t")
+                tat = max(self._arrivals.get(key, now), now)
+                tat += token_delta * self.window / limits.tokens_per_minute
+                if tat > now:
+                    self._arrivals[key] = tat
+                else:
+                    self._arrivals.pop(key, None)
+            if limits.max_concurrent is not None:
+                held = self._slots.get(subject, {})
+                held.pop(admission.id, None)
+                if not held:
+                    self._slots.pop(subject, None)
+            if limits.budget_period is not None and cost > 0:
+                start, _ = period_bounds(limits.budget_period, now)
+                self._spent[subject] = (start, self._spent_in(subject, start) + cost)
+
+    def _spent_in(self, subject: str, start: int) -> float:
+        spent = self._spent.get(subject)
+        return spent[1] if spent is not None and spent[0] == start else 0.0
+
+
+def period_bounds(period: BudgetPeriod, now: float) -> tuple[int, int]:
+    """The UTC calendar period holding `now`, as Unix seconds [start, end); weeks start Monday."""
+    today = datetime.fromtimestamp(now, UTC).date()
+    if period == "day":
+        start, end = today, today + timedelta(days=1)
+    elif period == "week":
+        start = today - timedelta(days=today.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = today.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    return (start - _EPOCH).days * 86400, (end - _EPOCH).days * 86400
+
+
+def _arg(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _rate_limited(admission: Admission, refusal: _Refusal) -> RateLimited:
+    subject, limits = admission.subjects[refusal.index]
+    wait = refusal.wait
+    if refusal.limit == "budget":
+        # OpenAI's code for a spent quota, which clients already know not to retry soon.
+        return RateLimited(
+            f"The budget of {limits.budget:g} per {limits.budget_period} for {subject} is "
+            f"spent; it renews in {_duration(wait)}.",
+            retry_after=wait,
+            limit="budget",
+            code="insufficient_quota",
+        )
+    if refusal.limit == "requests_per_minute":
+        what = f"requests per minute: limit {limits.requests_per_minute}"
+    elif refusal.limit == "tokens_per_minute":
+        what = (
+            f"tokens per minute: limit {limits.tokens_per_minute}, "
+            f"requested {admission.estimated_tokens}"
+        )
+    else:
+        what = f"concurrent requests: limit {limits.max_concurrent}"
+    return RateLimited(
+        f"Rate limit reached for {subject} on {what}. Try again in {wait:.2f}s.",
+        retry_after=wait,
+        limit=refusal.limit,
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes = math.ceil(seconds / 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    return " ".join(parts) or "1m"

@@ -1,0 +1,1 @@
+"""The PostgreSQL-backed job queue (procrastinate) and the tasks registered on it."""

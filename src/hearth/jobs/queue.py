@@ -1,0 +1,91 @@
+"""The job queue: procrastinate on the same PostgreSQL, so there is no other service to run.
+
+`hearth up` runs a worker inside its process; `hearth worker` runs one alone (scale those
+horizontally). Jobs live in the database, so they survive restarts; a job whose worker died
+(no heartbeat) is put back in the queue when a worker starts, and failing jobs are retried
+with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
+from procrastinate.exceptions import AlreadyEnqueued
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+INGEST_QUEUE = "ingest"
+INGEST_TASK = "hearth.ingest_document"
+MAX_ATTEMPTS = 5
+_RETRY = RetryStrategy(max_attempts=MAX_ATTEMPTS, exponential_wait=2)
+
+IngestFn = Callable[[uuid.UUID, bool], Awaitable[None]]
+
+
+def libpq_url(database_url: str) -> str:
+    """The same database as a libpq URL (procrastinate speaks psycopg, not asyncpg)."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class JobQueue:
+    def __init__(self, database_url: str, ingest: IngestFn) -> None:
+        self.app = App(connector=PsycopgConnector(conninfo=libpq_url(database_url)))
+        self._worker: asyncio.Task[None] | None = None
+
+        @self.app.task(name=INGEST_TASK, queue=INGEST_QUEUE, retry=_RETRY, pass_context=True)
+        async def ingest_document(context: JobContext, document_id: str) -> None:
+            attempts = context.job.attempts if context.job else 0
+            await ingest(uuid.UUID(document_id), attempts + 1 >= MAX_ATTEMPTS)
+
+    async def open(self) -> None:
+        await self.app.open_async()
+
+    async def close(self) -> None:
+        await self.stop_worker()
+        await self.app.close_async()
+
+    async def enqueue_ingest(self, document_id: uuid.UUID) -> None:
+        # The locks keep one waiting and one running ingestion per document, however often
+        # it is queued (an upload and a re-index in quick succession).
+        with contextlib.suppress(AlreadyEnqueued):
+            await self.app.configure_task(
+                INGEST_TASK, queueing_lock=f"ingest:{document_id}", lock=f"ingest:{document_id}"
+            ).defer_async(document_id=str(document_id))
+
+    async def requeue_stalled(self) -> int:
+        """Put back jobs whose worker stopped sending heartbeats (it crashed or was killed)."""
+        stalled = list(await self.app.job_manager.get_stalled_jobs())
+        for job in stalled:
+            await self.app.job_manager.retry_job(job)
+        if stalled:
+            log.info("requeued %d stalled jobs", len(stalled))
+        return len(stalled)
+
+    async def run_worker(self, *, concurrency: int = 1) -> None:
+        """Process jobs until cancelled."""
+        await self.requeue_stalled()
+        await self.app.run_worker_async(
+            queues=[INGEST_QUEUE],
+            concurrency=concurrency,
+            install_signal_handlers=False,
+            wait=True,
+        )
+
+    def start_worker(self, *, concurrency: int = 1) -> None:
+        self._worker = asyncio.create_task(
+            self.run_worker(concurrency=concurrency), name="hearth-worker"
+        )
+
+    async def stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None

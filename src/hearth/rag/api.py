@@ -1,0 +1,134 @@
+"""REST routes for collections, documents and search (`/api/collections/...`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, UploadFile, status
+from fastapi.responses import JSONResponse, Response
+
+from hearth.rag.schemas import (
+    CollectionCreate,
+    CollectionPublic,
+    DocumentPublic,
+    GrantCreate,
+    Principal,
+    SearchRequest,
+    SearchResults,
+)
+from hearth.rag.service import Documents
+
+router = APIRouter(prefix="/api", tags=["documents"])
+
+LOCAL_USER = Principal(user_id="local")
+
+
+def _documents(request: Request) -> Documents:
+    return request.app.state.documents
+
+
+def _principal() -> Principal:
+    # Accounts are a later feature: until then the API acts for one local user. Every
+    # service call already takes the caller, so sessions and API keys plug in here.
+    return LOCAL_USER
+
+
+DocumentsDep = Annotated[Documents, Depends(_documents)]
+CallerDep = Annotated[Principal, Depends(_principal)]
+
+
+@router.post("/collections", status_code=status.HTTP_201_CREATED)
+async def create_collection(
+    body: CollectionCreate, documents: DocumentsDep, caller: CallerDep
+) -> CollectionPublic:
+    """Create a collection (a knowledge base) owned by the caller."""
+    return await documents.create_collection(caller, body)
+
+
+@router.get("/collections")
+async def list_collections(documents: DocumentsDep, caller: CallerDep) -> list[CollectionPublic]:
+    """Collections the caller owns or may read."""
+    return await documents.list_collections(caller)
+
+
+@router.get("/collections/{collection_id}")
+async def get_collection(
+    collection_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> CollectionPublic:
+    return await documents.get_collection(caller, collection_id)
+
+
+@router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_collection(
+    collection_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> Response:
+    """Delete a collection with all its documents and chunks."""
+    await documents.delete_collection(caller, collection_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/collections/{collection_id}/grants", status_code=status.HTTP_204_NO_CONTENT)
+async def grant(
+    collection_id: uuid.UUID, body: GrantCreate, documents: DocumentsDep, caller: CallerDep
+) -> Response:
+    """Share a collection with a user or `group:<id>`, to read or to write."""
+    await documents.grant(caller, collection_id, body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/collections/{collection_id}/documents")
+async def upload_document(
+    collection_id: uuid.UUID, file: UploadFile, documents: DocumentsDep, caller: CallerDep
+) -> JSONResponse:
+    """Upload a file; it is ingested in the background (watch its `status`). The same bytes
+    uploaded again answer 200 with the existing document instead of 201."""
+    data = await file.read()
+    document, created = await documents.add_document(
+        caller, collection_id, file.filename or "upload", data, file.content_type
+    )
+    return JSONResponse(
+        document.model_dump(mode="json"),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+    )
+
+
+@router.get("/collections/{collection_id}/documents")
+async def list_documents(
+    collection_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> list[DocumentPublic]:
+    return await documents.list_documents(caller, collection_id)
+
+
+@router.get("/documents/{document_id}")
+async def get_document(
+    document_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> DocumentPublic:
+    """A document with its ingestion status and progress."""
+    return await documents.get_document(caller, document_id)
+
+
+@router.delete("/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_document(
+    document_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> Response:
+    await documents.delete_document(caller, document_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/documents/{document_id}/reindex")
+async def reindex_document(
+    document_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> DocumentPublic:
+    """Parse, chunk and embed the document again."""
+    return await documents.reindex_document(caller, document_id)
+
+
+@router.post("/collections/{collection_id}/search")
+async def search(
+    collection_id: uuid.UUID, body: SearchRequest, documents: DocumentsDep, caller: CallerDep
+) -> SearchResults:
+    """Hybrid (default), vector or full-text search with citations."""
+    await documents.get_collection(caller, collection_id)  # 404 rather than silently nothing
+    results = await documents.search(caller, [collection_id], body.query, k=body.k, mode=body.mode)
+    return SearchResults(query=body.query, mode=body.mode, results=results)

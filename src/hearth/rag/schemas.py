@@ -1,0 +1,90 @@
+"""Request and response shapes of the documents API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user and the groups they belong to. Until accounts land, the REST API
+    acts as one local user; the services already take the caller explicitly."""
+
+    user_id: str
+    groups: tuple[str, ...] = ()
+
+    @property
+    def principals(self) -> list[str]:
+        return [self.user_id, *(f"group:{group}" for group in self.groups)]
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+
+
+class CollectionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    description: str
+    owner_id: str
+    embedding_model: str
+    created_at: datetime
+
+
+class GrantCreate(BaseModel):
+    principal: str = Field(min_length=1, max_length=200, description="A user id, or `group:<id>`.")
+    permission: Literal["read", "write"] = "read"
+
+
+class DocumentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    collection_id: uuid.UUID
+    filename: str
+    content_type: str | None
+    title: str | None
+    status: Literal["queued", "processing", "ready", "failed"]
+    error: str | None
+    pages: int | None
+    chunks: int
+    embedded_chunks: int
+    embedded_tokens: int
+    file_sha256: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    k: int = Field(default=8, ge=1, le=100)
+    mode: Literal["hybrid", "vector", "text"] = "hybrid"
+
+
+class Citation(BaseModel):
+    chunk_id: int
+    document_id: uuid.UUID
+    collection_id: uuid.UUID
+    filename: str
+    title: str | None
+    page: int | None
+    page_end: int | None
+    headings: list[str]
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+class SearchResults(BaseModel):
+    query: str
+    mode: str
+    results: list[Citation]

@@ -1,0 +1,134 @@
+"""Retrieval in one SQL statement: HNSW cosine search restricted to the collections the
+caller may read, fused with PostgreSQL full-text search by reciprocal rank fusion.
+
+The permission filter is part of the query, not applied afterwards, and pgvector's
+iterative index scan (0.8+) keeps walking the graph until enough rows pass it, so a filter
+matching 1% of the rows still returns k neighbours.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hearth.rag.models import TEXT_SEARCH_CONFIG
+from hearth.rag.schemas import Citation, Principal
+
+RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
+
+# Set on every pooled connection (so no extra round trip per query): keep scanning the
+# HNSW graph while filtered-out rows are skipped; re-sorting by distance happens below.
+SESSION_SETTINGS = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": "100"}
+
+_ALLOWED = """
+allowed AS (
+    SELECT c.id FROM collection c
+    WHERE c.id = ANY(:collections)
+      AND (c.owner_id = :user_id OR EXISTS (
+            SELECT 1 FROM collection_grant g
+            WHERE g.collection_id = c.id AND g.principal = ANY(:principals)))
+)"""
+
+_VECTOR = """
+vec AS (
+    SELECT id, row_number() OVER (ORDER BY distance) AS rank FROM (
+        SELECT id, embedding <=> CAST(:vector AS vector) AS distance
+        FROM document_chunk
+        WHERE collection_id IN (SELECT id FROM allowed)
+        ORDER BY distance
+        LIMIT :candidates) nearest
+)"""
+
+_TEXT = f"""
+txt AS (
+    SELECT id, row_number() OVER (ORDER BY relevance DESC) AS rank FROM (
+        SELECT id, ts_rank_cd(tsv, query) AS relevance
+        FROM document_chunk, websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :query) query
+        WHERE collection_id IN (SELECT id FROM allowed) AND tsv @@ query
+        ORDER BY relevance DESC
+        LIMIT :candidates) matching
+)"""
+
+_FUSED = {
+    "hybrid": f"""
+fused AS (
+    SELECT coalesce(vec.id, txt.id) AS id,
+           coalesce(1.0 / ({RRF_K} + vec.rank), 0) + coalesce(1.0 / ({RRF_K} + txt.rank), 0)
+             AS score
+    FROM vec FULL OUTER JOIN txt ON vec.id = txt.id
+)""",
+    "vector": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score FROM vec)",
+    "text": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score FROM txt)",
+}
+
+_SELECT = """
+SELECT ch.id, ch.document_id, ch.collection_id, ch.text, ch.metadata, d.filename, d.title,
+       fused.score
+FROM fused
+JOIN document_chunk ch ON ch.id = fused.id
+JOIN document d ON d.id = ch.document_id
+ORDER BY fused.score DESC, ch.id
+LIMIT :k"""
+
+
+def _statement(mode: str) -> str:
+    parts = [_ALLOWED]
+    if mode in ("hybrid", "vector"):
+        parts.append(_VECTOR)
+    if mode in ("hybrid", "text"):
+        parts.append(_TEXT)
+    parts.append(_FUSED[mode])
+    return "WITH " + ",".join(parts) + _SELECT
+
+
+_STATEMENTS = {mode: text(_statement(mode)) for mode in _FUSED}
+
+
+def vector_literal(vector: list[float]) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+
+
+async def search_chunks(
+    session: AsyncSession,
+    principal: Principal,
+    collections: list[uuid.UUID],
+    query: str,
+    vector: list[float] | None,
+    *,
+    k: int,
+    mode: Literal["hybrid", "vector", "text"],
+    candidates: int,
+) -> list[Citation]:
+    """Top `k` chunks for `query` among `collections` that `principal` may read."""
+    params: dict[str, Any] = {
+        "collections": collections,
+        "user_id": principal.user_id,
+        "principals": principal.principals,
+        "query": query,
+        "k": k,
+        "candidates": max(candidates, k),
+    }
+    if mode != "text":
+        assert vector is not None
+        params["vector"] = vector_literal(vector)
+    rows = (await session.execute(_STATEMENTS[mode], params)).all()
+    return [
+        Citation(
+            chunk_id=row.id,
+            document_id=row.document_id,
+            collection_id=row.collection_id,
+            filename=row.filename,
+            title=row.title,
+            text=row.text,
+            score=float(row.score),
+            page=row.metadata.get("page"),
+            page_end=row.metadata.get("page_end"),
+            headings=row.metadata.get("headings", []),
+            start=row.metadata.get("start", 0),
+            end=row.metadata.get("end", 0),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,75 @@
+"""Build the documents feature for one process: file store, embedder, job queue, service."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+from hearth.config import Settings
+from hearth.db.session import Database
+from hearth.errors import ConfigError, EngineUnavailable
+from hearth.gateway.routing import ModelRoutes
+from hearth.jobs.queue import JobQueue
+from hearth.rag.embedding import Embedder
+from hearth.rag.files import FileStore
+from hearth.rag.ingest import Ingestor
+from hearth.rag.models import EMBEDDING_DIMENSIONS
+from hearth.rag.service import Documents
+
+log = logging.getLogger(__name__)
+
+
+async def open_documents(
+    settings: Settings,
+    database: Database,
+    routes: ModelRoutes,
+    stack: AsyncExitStack,
+    *,
+    run_worker: bool,
+) -> tuple[Documents, JobQueue]:
+    """The documents service and its job queue, open (with a worker running if asked)."""
+    embedder = Embedder(routes, settings.rag_embedding_model)
+    await check_embedder(embedder)
+    files = FileStore(settings.data_dir / "files")
+    ingestor = Ingestor(
+        database,
+        files,
+        embedder,
+        chunk_tokens=settings.rag_chunk_tokens,
+        chunk_overlap=settings.rag_chunk_overlap,
+        max_text_chars=settings.rag_max_text_chars,
+    )
+    queue = JobQueue(database.url, lambda doc, last: ingestor.ingest(doc, last_attempt=last))
+    await queue.open()
+    stack.push_async_callback(queue.close)
+    if run_worker:
+        queue.start_worker()
+    documents = Documents(
+        database,
+        files,
+        embedder,
+        queue.enqueue_ingest,
+        max_file_bytes=settings.rag_max_file_bytes,
+        search_candidates=settings.rag_search_candidates,
+    )
+    return documents, queue
+
+
+async def check_embedder(embedder: Embedder) -> None:
+    """The chunk index is built at one dimension; a different embedder needs a re-index.
+    With no embedding model at all (a gateway-only deployment) documents are unavailable."""
+    try:
+        embedder.resolve()
+    except EngineUnavailable as exc:
+        log.warning("documents are unavailable: %s", exc.message)
+        return
+    try:
+        vector = await embedder.embed_query("dimension check")
+    except Exception as exc:
+        raise ConfigError(f"the retrieval embedder '{embedder.model}' cannot embed: {exc}") from exc
+    if len(vector) != EMBEDDING_DIMENSIONS:
+        raise ConfigError(
+            f"the retrieval embedder '{embedder.model}' gives {len(vector)} dimensions but the "
+            f"chunk index holds {EMBEDDING_DIMENSIONS}: changing the embedder needs a new "
+            "index and a re-index of every document"
+        )

@@ -1,0 +1,347 @@
+"""A small Ollama server for tests: real HTTP on 127.0.0.1, in a background thread.
+
+It speaks Ollama's native API (https://github.com/ollama/ollama/blob/main/docs/api.md):
+/api/chat (JSON, or NDJSON with stream=true, Ollama's default), /api/embed, /api/tags,
+/api/ps and `/`. `tests/engines/test_ollama_engine.py` checks it against the official
+`ollama` SDK. The behaviour of /api/chat and /api/embed is chosen by the request's `model`:
+
+    (anything else)  a reply; streamed as `chunk_count` content lines `chunk_delay` seconds
+                     apart, then the final `done: true` line with the token counts
+    length           done_reason "length" instead of "stop"
+    thinker          a `thinking` line before the content, as reasoning models send
+    slow             answers after `slow_delay` seconds (or streams with that delay)
+    busy             503 "server busy", Ollama's answer when its queue is full
+    missing          404 `model "missing" not found, try pulling it first`
+    error-NNN        status NNN with an Ollama error object (400, 429, 500, 502)
+    bad-json         200 with a body that is not JSON
+    bad-ndjson       one good line, then a line that is not JSON
+    early-close      two lines, then the response ends without a `done: true` line
+    mid-error        one good line, then `{"error": ...}`, as when a runner crashes
+
+It is a raw ASGI app rather than a Starlette one so that it can watch `receive()` for
+`http.disconnect` while it streams, which is how tests see that a client hung up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+# Ollama's timestamps carry nanoseconds and the server's UTC offset.
+CREATED_AT = "2025-01-09T10:35:38.640766017+01:00"
+_ERRORS = {
+    400: "json: cannot unmarshal string into Go struct field Options.temperature of type float32",
+    429: "too many requests",
+    500: "llama runner process has terminated: exit status 2",
+    502: "upstream connect error",
+}
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+
+@dataclass
+class FakeOllama:
+    """Use as a context manager; `base_url` is the server's root, like Ollama's."""
+
+    port: int = 0
+    model_names: list[str] = field(
+        default_factory=lambda: ["llama3.2:latest", "nomic-embed-text:latest"]
+    )
+    loaded: list[str] = field(default_factory=lambda: ["llama3.2:latest"])
+    chunk_count: int = 3
+    chunk_delay: float = 0.0
+    slow_delay: float = 2.0
+    tags_delay: float = 0.0
+    requests: list[RecordedRequest] = field(default_factory=list)
+    # Monotonic times at which each line of the latest stream was written.
+    sent_at: list[float] = field(default_factory=list)
+    # Set when a client hangs up before the latest stream or slow answer was complete.
+    disconnected: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FakeOllama:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        # log_config=None: leave the test process's logging configuration alone.
+        config = uvicorn.Config(
+            self._app,
+            interface="asgi3",  # autodetection takes a bound method for ASGI2
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            loop="asyncio",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError("fake Ollama did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+
+    def reset(self) -> None:
+        """Back to the default behaviour, with no recorded history (for a shared server)."""
+        self.chunk_count, self.chunk_delay, self.slow_delay, self.tags_delay = 3, 0.0, 2.0, 0.0
+        self.requests.clear()
+        self.sent_at.clear()
+        self.disconnected.clear()
+
+    def last(self, path: str) -> RecordedRequest:
+        return next(r for r in reversed(self.requests) if r.path == path)
+
+    # --- the app -------------------------------------------------------------------------
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        payload = orjson.loads(body) if body else None
+        self.requests.append(RecordedRequest(scope["method"], scope["path"], headers, payload))
+
+        path = scope["path"]
+        if path == "/" and scope["method"] in ("GET", "HEAD"):
+            await _send_body(send, 200, b"Ollama is running", "text/plain; charset=utf-8")
+        elif path == "/api/tags" and scope["method"] == "GET":
+            if self.tags_delay and await _disconnected_within(receive, self.tags_delay):
+                self.disconnected.set()
+                return
+            await _json(send, 200, {"models": [_model_entry(n) for n in self.model_names]})
+        elif path == "/api/ps" and scope["method"] == "GET":
+            await _json(send, 200, {"models": [_loaded_entry(n) for n in self.loaded]})
+        elif path == "/api/embed" and scope["method"] == "POST":
+            if not await _failed(send, payload["model"]):
+                await _json(send, 200, _embeddings(payload))
+        elif path == "/api/chat" and scope["method"] == "POST":
+            await self._chat(payload, receive, send)
+        else:
+            # Ollama's router (Gin) answers unknown paths in plain text, not JSON.
+            await _send_body(send, 404, b"404 page not found", "text/plain")
+
+    async def _chat(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
+        model = request["model"]
+        if await _failed(send, model):
+            return
+        # Ollama streams unless told not to.
+        if request.get("stream", True):
+            await self._stream(request, receive, send)
+        elif model == "bad-json":
+            await _send_body(send, 200, b'{"model": "bad-json", "message": {', "application/json")
+        elif model == "slow":
+            if await _disconnected_within(receive, self.slow_delay):
+                self.disconnected.set()
+                return
+            await _json(send, 200, _reply(model, "Hello from the fake."))
+        else:
+            thinking = "Let me think." if model == "thinker" else None
+            await _json(send, 200, _reply(model, "Hello from the fake.", thinking=thinking))
+
+    async def _stream(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
+        model = request["model"]
+        count, delay = self.chunk_count, self.chunk_delay
+        if model == "slow":
+            delay = self.slow_delay
+        lines = [_part(model, f"tok{i} ") for i in range(count)]
+        if model == "thinker":
+            lines.insert(0, _part(model, "", thinking="Let me think."))
+        lines.append(_final(model, completion_tokens=count))
+        if model == "bad-ndjson":
+            lines = [lines[0], b"{oops\n"]
+        elif model == "early-close":
+            lines = lines[:2]
+        elif model == "mid-error":
+            error = "an error was encountered while running the model: unexpected EOF"
+            lines = [lines[0], orjson.dumps({"error": error}) + b"\n"]
+
+        self.sent_at.clear()
+        self.disconnected.clear()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-ndjson")],
+            }
+        )
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            for i, line in enumerate(lines):
+                if i and delay:
+                    await asyncio.wait({watcher}, timeout=delay)
+                if watcher.done():
+                    self.disconnected.set()
+                    return
+                self.sent_at.append(time.monotonic())
+                await send({"type": "http.response.body", "body": line, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # newer uvicorn raises on send after a disconnect
+            self.disconnected.set()
+        finally:
+            watcher.cancel()
+
+
+async def _failed(send: Send, model: str) -> bool:
+    """Answer with the error `model` asks for; False when it asks for none."""
+    if model == "busy":
+        status = 503
+        # Ollama's ErrMaxQueue text, two spaces included.
+        message = "server busy, please try again.  maximum pending requests exceeded"
+    elif model == "missing":
+        status, message = 404, f'model "{model}" not found, try pulling it first'
+    elif model.startswith("error-"):
+        status = int(model.removeprefix("error-"))
+        message = _ERRORS.get(status, "something went wrong")
+    else:
+        return False
+    await _json(send, status, {"error": message})
+    return True
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _disconnected_within(receive: Receive, delay: float) -> bool:
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    done, _ = await asyncio.wait({watcher}, timeout=delay)
+    watcher.cancel()
+    return bool(done)
+
+
+async def _json(send: Send, status: int, payload: Any) -> None:
+    await _send_body(send, status, orjson.dumps(payload), "application/json; charset=utf-8")
+
+
+async def _send_body(send: Send, status: int, body: bytes, content_type: str) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _message(content: str, thinking: str | None = None) -> dict[str, Any]:
+    message = {"role": "assistant", "content": content}
+    if thinking is not None:
+        message["thinking"] = thinking
+    return message
+
+
+def _part(model: str, content: str, *, thinking: str | None = None) -> bytes:
+    line = {
+        "model": model,
+        "created_at": CREATED_AT,
+        "message": _message(content, thinking),
+        "done": False,
+    }
+    return orjson.dumps(line) + b"\n"
+
+
+def _stats(model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "done_reason": "length" if model == "length" else "stop",
+        "done": True,
+        "total_duration": 5191566416,
+        "load_duration": 2154458,
+        "prompt_eval_count": prompt_tokens,
+        "prompt_eval_duration": 383809000,
+        "eval_count": completion_tokens,
+        "eval_duration": 4799921000,
+    }
+
+
+def _final(model: str, *, completion_tokens: int) -> bytes:
+    line = {"model": model, "created_at": CREATED_AT, "message": _message("")}
+    return orjson.dumps(line | _stats(model, 5, completion_tokens)) + b"\n"
+
+
+def _reply(model: str, content: str, *, thinking: str | None = None) -> dict[str, Any]:
+    reply = {"model": model, "created_at": CREATED_AT, "message": _message(content, thinking)}
+    return reply | _stats(model, 7, 5)
+
+
+def _details() -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "llama",
+        "families": ["llama"],
+        "parameter_size": "3.2B",
+        "quantization_level": "Q4_K_M",
+    }
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": CREATED_AT,
+        "size": 2019393189,
+        "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+        "details": _details(),
+    }
+
+
+def _loaded_entry(name: str) -> dict[str, Any]:
+    entry = _model_entry(name)
+    del entry["modified_at"]
+    return entry | {
+        "expires_at": "2025-01-09T10:40:38.640766017+01:00",
+        "size_vram": 2019393189,
+        "context_length": 4096,
+    }
+
+
+def _embeddings(request: dict[str, Any]) -> dict[str, Any]:
+    texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+    return {
+        "model": request["model"],
+        # Unlike OpenAI's, Ollama's vectors carry no index: they are in input order.
+        "embeddings": [[float(len(text)), float(i), 0.5] for i, text in enumerate(texts)],
+        "total_duration": 14143917,
+        "load_duration": 1019500,
+        "prompt_eval_count": sum(len(text.split()) for text in texts),
+    }

@@ -1,0 +1,269 @@
+"""Collections, uploads, ingestion jobs and search, against a running Hearth: real
+PostgreSQL + pgvector, the real embedder, the real job queue and worker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from hearth.errors import Forbidden, NotFound
+from hearth.rag.schemas import CollectionCreate, GrantCreate, Principal
+from hearth.rag.service import Documents
+from tests._server import Running
+
+GUIDE = b"""# Hearth guide
+
+Hearth runs large language models for an organisation.
+
+## Installing
+
+Run make up on a laptop. The embedded PostgreSQL starts by itself.
+
+## Lighthouses
+
+The keeper of the Skerryvore lighthouse polished the great lens every evening.
+"""
+
+ALICE, BOB, CAROL = Principal("alice"), Principal("bob"), Principal("carol", groups=("staff",))
+
+
+@pytest.fixture(scope="module")
+def api(base_url: str) -> httpx.Client:
+    with httpx.Client(base_url=f"{base_url}/api", timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def documents(hearth: Running) -> Documents:
+    return hearth.app.state.documents
+
+
+def new_collection(api: httpx.Client) -> str:
+    resp = api.post("/collections", json={"name": f"c-{uuid.uuid4().hex[:8]}"})
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def wait_done(api: httpx.Client, document_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        document = api.get(f"/documents/{document_id}").json()
+        if document["status"] in ("ready", "failed"):
+            return document
+        time.sleep(0.1)
+    raise AssertionError(f"document {document_id} still {document['status']}")
+
+
+def upload(api: httpx.Client, collection: str, name: str, data: bytes) -> httpx.Response:
+    return api.post(f"/collections/{collection}/documents", files={"file": (name, data)})
+
+
+def chunk_count(hearth: Running, document_id: str) -> int:
+    async def count() -> int:
+        async with hearth.app.state.database.session() as session:
+            return (
+                await session.execute(
+                    text("SELECT count(*) FROM document_chunk WHERE document_id = :d"),
+                    {"d": document_id},
+                )
+            ).scalar_one()
+
+    return hearth.call(count())
+
+
+def test_upload_ingest_search_with_citations(api: httpx.Client) -> None:
+    collection = new_collection(api)
+    resp = upload(api, collection, "guide.md", GUIDE)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["status"] == "queued"
+    document = wait_done(api, resp.json()["id"])
+    assert document["status"] == "ready", document["error"]
+    assert document["chunks"] >= 2 and document["title"] == "Hearth guide"
+
+    for mode in ("hybrid", "vector", "text"):
+        found = api.post(
+            f"/collections/{collection}/search",
+            json={"query": "who polished the lens of the lighthouse", "mode": mode, "k": 3},
+        )
+        assert found.status_code == 200, found.text
+        best = found.json()["results"][0]
+        assert "Skerryvore" in best["text"], (mode, found.json())
+        assert best["headings"][-1] == "Lighthouses"
+        assert best["filename"] == "guide.md" and best["document_id"] == document["id"]
+        assert best["end"] > best["start"]
+
+
+def test_same_bytes_are_not_embedded_again(api: httpx.Client, hearth: Running) -> None:
+    collection = new_collection(api)
+    first = wait_done(api, upload(api, collection, "a.md", GUIDE + b"\nunique one").json()["id"])
+    again = upload(api, collection, "renamed.md", GUIDE + b"\nunique one")
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+
+    other = new_collection(api)
+    copy = wait_done(api, upload(api, other, "a.md", GUIDE + b"\nunique one").json()["id"])
+    assert copy["status"] == "ready" and copy["id"] != first["id"]
+    assert copy["chunks"] == first["chunks"] and copy["embedded_tokens"] == 0  # copied
+    assert chunk_count(hearth, copy["id"]) == first["chunks"]
+
+
+def test_delete_and_reindex(api: httpx.Client, hearth: Running) -> None:
+    collection = new_collection(api)
+    document = wait_done(api, upload(api, collection, "g.md", GUIDE + b"\nreindex").json()["id"])
+    chunks = chunk_count(hearth, document["id"])
+    assert chunks == document["chunks"] > 0
+
+    assert api.post(f"/documents/{document['id']}/reindex").status_code == 200
+    again = wait_done(api, document["id"])
+    assert again["status"] == "ready" and chunk_count(hearth, document["id"]) == chunks
+
+    assert api.delete(f"/documents/{document['id']}").status_code == 204
+    assert api.get(f"/documents/{document['id']}").status_code == 404
+    assert chunk_count(hearth, document["id"]) == 0
+    found = api.post(f"/collections/{collection}/search", json={"query": "lighthouse"})
+    assert found.json()["results"] == []
+
+
+def test_ingesting_twice_never_duplicates_chunks(api: httpx.Client, hearth: Running) -> None:
+    """What a worker restart mid-job amounts to: the job runs again from the start."""
+    collection = new_collection(api)
+    document = wait_done(api, upload(api, collection, "t.md", GUIDE + b"\ntwice").json()["id"])
+    documents: Documents = hearth.app.state.documents
+    hearth.call(documents.reindex_document(Principal("local"), uuid.UUID(document["id"])))
+    hearth.call(documents.reindex_document(Principal("local"), uuid.UUID(document["id"])))
+    wait_done(api, document["id"])
+    time.sleep(0.5)
+    assert chunk_count(hearth, document["id"]) == document["chunks"]
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("broken.pdf", b"%PDF-1.7 this is not really a pdf", "pdf"),
+        ("blank.md", b"   \n\n  ", "no text"),
+    ],
+)
+def test_bad_file_fails_only_that_document(
+    api: httpx.Client, name: str, data: bytes, reason: str
+) -> None:
+    collection = new_collection(api)
+    good = upload(api, collection, "good.md", GUIDE + name.encode())
+    bad = upload(api, collection, name, data)
+    failed = wait_done(api, bad.json()["id"])
+    assert failed["status"] == "failed" and reason in failed["error"].lower(), failed
+    assert wait_done(api, good.json()["id"])["status"] == "ready"
+
+
+def test_upload_errors(api: httpx.Client) -> None:
+    collection = new_collection(api)
+    unsupported = upload(api, collection, "tool.exe", b"MZ\x90\x00")
+    assert (
+        unsupported.status_code == 400 and "unsupported" in unsupported.json()["error"]["message"]
+    )
+    assert upload(api, collection, "empty.txt", b"").status_code == 400
+    assert upload(api, str(uuid.uuid4()), "a.txt", b"hello").status_code == 404
+    assert api.post("/collections", json={"name": ""}).status_code == 400
+    assert api.post(f"/collections/{collection}/search", json={"query": ""}).status_code == 400
+    assert (
+        api.post(
+            f"/collections/{collection}/search", json={"query": "x", "mode": "magic"}
+        ).status_code
+        == 400
+    )
+
+
+def test_permissions_inside_the_query(hearth: Running, documents: Documents) -> None:
+    """Bob never retrieves Alice's chunks, by any mode, until she shares the collection."""
+    mine = hearth.call(documents.create_collection(ALICE, CollectionCreate(name="private")))
+    doc, _ = hearth.call(
+        documents.add_document(
+            ALICE, mine.id, "secret.md", b"# Plans\n\nThe secret codeword is marmalade."
+        )
+    )
+    deadline = time.monotonic() + 60
+    while hearth.call(documents.get_document(ALICE, doc.id)).status != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    def hits(who: Principal, mode: str) -> list:
+        return hearth.call(documents.search(who, [mine.id], "secret codeword marmalade", mode=mode))
+
+    for mode in ("hybrid", "vector", "text"):
+        assert hits(ALICE, mode), mode
+        assert hits(BOB, mode) == [] and hits(CAROL, mode) == [], mode
+    with pytest.raises(NotFound):
+        hearth.call(documents.get_collection(BOB, mine.id))
+    with pytest.raises(NotFound):
+        hearth.call(documents.get_document(BOB, doc.id))
+    with pytest.raises(NotFound):
+        hearth.call(documents.delete_document(BOB, doc.id))
+
+    hearth.call(documents.grant(ALICE, mine.id, GrantCreate(principal="bob")))
+    hearth.call(documents.grant(ALICE, mine.id, GrantCreate(principal="group:staff")))
+    assert hits(BOB, "hybrid") and hits(CAROL, "vector")
+    with pytest.raises(Forbidden):  # read, not write
+        hearth.call(documents.add_document(BOB, mine.id, "x.md", b"# x\n\ny"))
+    with pytest.raises(Forbidden):
+        hearth.call(documents.grant(BOB, mine.id, GrantCreate(principal="mallory")))
+    hearth.call(documents.revoke(ALICE, mine.id, "bob"))
+    assert hits(BOB, "text") == []
+
+
+def test_filtered_search_still_returns_k(hearth: Running, documents: Documents) -> None:
+    """10,000 chunks over 100 collections: searching one (1% of rows) still finds k."""
+    import numpy as np
+
+    owner = Principal(f"bulk-{uuid.uuid4().hex[:6]}")
+    collections = [
+        hearth.call(documents.create_collection(owner, CollectionCreate(name=f"c{i}")))
+        for i in range(100)
+    ]
+
+    async def fill() -> None:
+        rng = np.random.default_rng(7)
+        async with hearth.app.state.database.session() as session, session.begin():
+            for c in collections:
+                doc_id = uuid.uuid4()
+                await session.execute(
+                    text(
+                        "INSERT INTO stored_file (sha256, size) VALUES (:s, 1) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    {"s": "0" * 64},
+                )
+                await session.execute(
+                    text(
+                        "INSERT INTO document (id, collection_id, file_sha256, filename, status) "
+                        "VALUES (:d, :c, :s, 'synthetic', 'ready')"
+                    ),
+                    {"d": doc_id, "c": c.id, "s": "0" * 64},
+                )
+                vectors = rng.normal(size=(100, 384))
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                await session.execute(
+                    text(
+                        "INSERT INTO document_chunk (collection_id, document_id, ordinal, text, "
+                        "embedding) VALUES (:c, :d, :o, :t, CAST(:e AS vector))"
+                    ),
+                    [
+                        {
+                            "c": c.id,
+                            "d": doc_id,
+                            "o": i,
+                            "t": f"synthetic chunk {i}",
+                            "e": "[" + ",".join(f"{x:.5f}" for x in v) + "]",
+                        }
+                        for i, v in enumerate(vectors)
+                    ],
+                )
+
+    hearth.call(fill())
+    target = collections[37].id
+    results = hearth.call(
+        documents.search(owner, [target], "an unrelated question", k=10, mode="vector")
+    )
+    assert len(results) == 10
+    assert {r.collection_id for r in results} == {target}
