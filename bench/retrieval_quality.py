@@ -21,9 +21,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from hearth.accounts.principal import LOCAL_USER
 from hearth.commands import services
 from hearth.config import Settings
-from hearth.rag.api import LOCAL_USER
+from hearth.errors import NotFound
 from hearth.rag.schemas import CollectionCreate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval"
@@ -52,21 +53,26 @@ def recall_at_10(ranked: list[str], relevant: set[str]) -> float:
     return len(set(ranked[:10]) & relevant) / len(relevant)
 
 
-async def run(dataset: str, limit: int | None) -> None:
+async def run(dataset: str, limit: int | None, data_dir: Path | None) -> None:
     corpus, queries, qrels = load(dataset)
     if limit:
         corpus = corpus[:limit]
         ids = {d["id"] for d in corpus}
         qrels = {q: rel & ids for q, rel in qrels.items() if rel & ids}
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), log_level="warning")
+        settings = Settings(data_dir=data_dir or Path(tmp), log_level="warning")
         async with services(settings, run_worker=True) as svc:
             documents = svc.documents
-            collection = await documents.create_collection(
-                LOCAL_USER, CollectionCreate(name=dataset)
-            )
             started = time.perf_counter()
             pending = []
+            try:  # a kept --data-dir already holds the ingested set: measure search only
+                collection = await documents.find_collection(LOCAL_USER, dataset)
+                existing = await documents.list_documents(LOCAL_USER, collection.id)
+                pending, corpus = [d.id for d in existing], []
+            except NotFound:
+                collection = await documents.create_collection(
+                    LOCAL_USER, CollectionCreate(name=dataset)
+                )
             for entry in corpus:
                 body = (
                     f"# {entry['title']}\n\n{entry['text']}"
@@ -111,7 +117,7 @@ async def run(dataset: str, limit: int | None) -> None:
                         (ndcg_at_10(ranked, relevant), recall_at_10(ranked, relevant))
                     )
     print(
-        f"dataset {dataset}: {len(corpus)} documents, {len(qrels)} queries; "
+        f"dataset {dataset}: {len(names)} documents, {len(qrels)} queries; "
         f"ingested in {ingest_s:.0f} s"
     )
     print(f"{'mode':8}{'nDCG@10':>10}{'recall@10':>11}{'p50 ms':>9}")
@@ -128,8 +134,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["scifact", "hotpotqa"], default="scifact")
     parser.add_argument("--limit", type=int, help="Use only the first N corpus entries.")
+    parser.add_argument(
+        "--data-dir", type=Path, help="Keep the ingested set here and reuse it on the next run."
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.dataset, args.limit))
+    asyncio.run(run(args.dataset, args.limit, args.data_dir))
 
 
 if __name__ == "__main__":

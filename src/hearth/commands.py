@@ -14,11 +14,11 @@ from pathlib import Path
 
 import click
 
+from hearth.accounts.principal import LOCAL_USER
 from hearth.config import Settings
 from hearth.engines.base import build_engine
 from hearth.errors import NotFound
 from hearth.gateway.routing import ModelRoutes
-from hearth.rag.api import LOCAL_USER
 from hearth.rag.parsers import is_supported
 from hearth.rag.schemas import CollectionCreate, DocumentPublic
 from hearth.rag.service import Documents

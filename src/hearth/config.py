@@ -24,6 +24,11 @@ from pydantic_settings import (
 
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+DEFAULT_RAG_PROMPT = (
+    "Answer the user's question using only the numbered sources below. Cite the sources you "
+    "use by their number in square brackets, like [1]. If the sources do not contain the "
+    "answer, say that you do not know.\n\nSources:\n{sources}"
+)
 
 
 class ModelConfig(BaseModel):
@@ -221,6 +226,10 @@ class Settings(BaseSettings):
         le=1000,
         description="Candidates each of vector and full-text search hands to the fusion.",
     )
+    rag_prompt_template: str = Field(
+        default=DEFAULT_RAG_PROMPT,
+        description="System prompt for answers from documents; {sources} marks the passages.",
+    )
     allow_public_without_auth: bool = Field(
         default=False,
         description="Allow listening on a non-loopback address while /v1 has no authentication.",
@@ -254,6 +263,8 @@ class Settings(BaseSettings):
         names = [engine.name for engine in self.engines]
         if len(names) != len(set(names)):
             raise ValueError(f"engine names must be unique, got {names}")
+        if "{sources}" not in self.rag_prompt_template:
+            raise ValueError("rag_prompt_template needs a {sources} placeholder")
         if self.rag_chunk_overlap >= self.rag_chunk_tokens:
             raise ValueError("rag_chunk_overlap must be smaller than rag_chunk_tokens")
         if not self.allow_public_without_auth and not is_loopback(self.host):

@@ -31,6 +31,7 @@ from hearth.jobs.queue import JobQueue
 from hearth.observability.health import router as health_router
 from hearth.observability.metrics import Metrics
 from hearth.observability.middleware import RequestMiddleware
+from hearth.rag.answer import Answerer
 from hearth.rag.api import router as rag_router
 from hearth.rag.search import SESSION_SETTINGS as SEARCH_SESSION_SETTINGS
 from hearth.rag.service import Documents
@@ -70,6 +71,9 @@ def create_app(
             app.state.database = services.database
             app.state.documents = services.documents
             app.state.jobs = services.jobs
+            app.state.answerer = Answerer(
+                services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
+            )
             models = [r.model.name for r in routes.all()]
             log.info("ready", extra={"models": models})
             if on_ready:

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from hearth.accounts.principal import Principal
 from hearth.errors import Forbidden, NotFound
-from hearth.rag.schemas import CollectionCreate, GrantCreate, Principal
+from hearth.rag.schemas import CollectionCreate, GrantCreate
 from hearth.rag.service import Documents
 from tests._server import Running
 
@@ -95,6 +96,20 @@ def test_upload_ingest_search_with_citations(api: httpx.Client) -> None:
         assert best["headings"][-1] == "Lighthouses"
         assert best["filename"] == "guide.md" and best["document_id"] == document["id"]
         assert best["end"] > best["start"]
+
+
+def test_full_text_matches_any_word_unless_excluding(api: httpx.Client) -> None:
+    collection = new_collection(api)
+    wait_done(api, upload(api, collection, "guide.md", GUIDE + b"\nfull text").json()["id"])
+
+    def texts(query: str) -> list[str]:
+        found = api.post(f"/collections/{collection}/search", json={"query": query, "mode": "text"})
+        return [hit["text"] for hit in found.json()["results"]]
+
+    # "dawn" and "brass" appear nowhere: a plain question still finds the passage.
+    assert "Skerryvore" in texts("who polished the brass lens of the lighthouse at dawn")[0]
+    assert any("Skerryvore" in t for t in texts('"great lens"'))
+    assert not any("Skerryvore" in t for t in texts("lighthouse -Skerryvore"))
 
 
 def test_same_bytes_are_not_embedded_again(api: httpx.Client, hearth: Running) -> None:

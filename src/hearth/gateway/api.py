@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from hearth.accounts.principal import CallerDep
 from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -17,9 +18,8 @@ from hearth.engines.protocol import (
     EmbeddingResponse,
     ModelList,
 )
-from hearth.errors import HearthError
 from hearth.gateway.service import Gateway
-from hearth.http_errors import error_body
+from hearth.gateway.sse import SSE_HEADERS, sse_events
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -31,8 +31,6 @@ def _gateway(request: Request) -> Gateway:
 
 GatewayDep = Annotated[Gateway, Depends(_gateway)]
 
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
 
 @router.get("/models")
 async def list_models(gateway: GatewayDep) -> ModelList:
@@ -42,36 +40,47 @@ async def list_models(gateway: GatewayDep) -> ModelList:
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, gateway: GatewayDep
+    body: ChatCompletionRequest, request: Request, gateway: GatewayDep, caller: CallerDep
 ) -> ChatCompletion | StreamingResponse:
-    """Create a chat completion; with `stream: true`, server-sent events chunk by chunk."""
+    """Create a chat completion; with `stream: true`, server-sent events chunk by chunk.
+
+    Extension: `"hearth": {"collections": ["<id>", ...], "k": 5}` answers from those
+    document collections; the passages used come back as `citations` (in the response, or
+    in the first chunk when streaming)."""
+    citations = None
+    if body.model_extra and "hearth" in body.model_extra:
+        body, found = await request.app.state.answerer.attach(caller, body)
+        citations = [c.model_dump(mode="json") for c in found]
     if not body.stream:
-        return await gateway.chat(body)
+        result = await gateway.chat(body)
+        if citations is not None:
+            result.citations = citations  # type: ignore[attr-defined]
+        return result
     chunks = await gateway.chat_stream(body)
+    if citations is not None:
+        chunks = _with_citations(chunks, citations)
     return StreamingResponse(
-        _sse(chunks, body.include_usage), media_type="text/event-stream", headers=SSE_HEADERS
+        sse_events(chunks, include_usage=body.include_usage),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
+
+
+async def _with_citations(
+    chunks: AsyncIterator[ChatCompletionChunk], citations: list[dict]
+) -> AsyncIterator[ChatCompletionChunk]:
+    first = True
+    try:
+        async for chunk in chunks:
+            if first:
+                chunk.citations = citations  # type: ignore[attr-defined]
+                first = False
+            yield chunk
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 @router.post("/embeddings")
 async def embeddings(body: EmbeddingRequest, gateway: GatewayDep) -> EmbeddingResponse:
     """Embed a string or a list of strings."""
     return await gateway.embed(body)
-
-
-async def _sse(
-    chunks: AsyncIterator[ChatCompletionChunk], include_usage: bool
-) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            if chunk.usage and not include_usage and not chunk.choices:
-                continue
-            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
-    except HearthError as exc:
-        # Headers are gone already: report in-band, as OpenAI does, then end the stream.
-        log.warning("stream failed after it started: %s", exc.message)
-        yield b"data: " + error_body(exc) + b"\n\n"
-        return
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
-    yield b"data: [DONE]\n\n"

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, UploadFile, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import TypeAdapter
 
+from hearth.accounts.principal import CallerDep
+from hearth.engines.protocol import ChatCompletionChunk
+from hearth.errors import InvalidRequest
+from hearth.gateway.sse import SSE_HEADERS, sse_events
 from hearth.rag.schemas import (
+    Answer,
+    AskRequest,
+    Citation,
     CollectionCreate,
     CollectionPublic,
     DocumentPublic,
     GrantCreate,
-    Principal,
     SearchRequest,
     SearchResults,
 )
@@ -21,21 +29,12 @@ from hearth.rag.service import Documents
 
 router = APIRouter(prefix="/api", tags=["documents"])
 
-LOCAL_USER = Principal(user_id="local")
-
 
 def _documents(request: Request) -> Documents:
     return request.app.state.documents
 
 
-def _principal() -> Principal:
-    # Accounts are a later feature: until then the API acts for one local user. Every
-    # service call already takes the caller, so sessions and API keys plug in here.
-    return LOCAL_USER
-
-
 DocumentsDep = Annotated[Documents, Depends(_documents)]
-CallerDep = Annotated[Principal, Depends(_principal)]
 
 
 @router.post("/collections", status_code=status.HTTP_201_CREATED)
@@ -122,6 +121,53 @@ async def reindex_document(
 ) -> DocumentPublic:
     """Parse, chunk and embed the document again."""
     return await documents.reindex_document(caller, document_id)
+
+
+@router.post("/collections/{collection_id}/ask", response_model=None)
+async def ask(
+    collection_id: uuid.UUID,
+    body: AskRequest,
+    request: Request,
+    documents: DocumentsDep,
+    caller: CallerDep,
+) -> Answer | StreamingResponse:
+    """Answer a question from the collection's documents, with numbered citations.
+
+    Streamed as server-sent events: first `event: citations` (the passages given to the
+    model, numbered from 1), then chat completion chunks, then `data: [DONE]`."""
+    await documents.get_collection(caller, collection_id)
+    state = request.app.state
+    model = body.model or state.routes.default_chat_model(state.settings.default_model)
+    if model is None:
+        raise InvalidRequest("no chat model is served", param="model")
+    citations, chunks = await state.answerer.ask(
+        caller,
+        [collection_id],
+        body.question,
+        model=model,
+        k=body.k,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+    )
+    if body.stream:
+        return StreamingResponse(
+            _ask_events(citations, chunks), media_type="text/event-stream", headers=SSE_HEADERS
+        )
+    parts: list[str] = []
+    usage = None
+    async for chunk in chunks:
+        parts += [c.delta.content or "" for c in chunk.choices]
+        usage = chunk.usage.model_dump() if chunk.usage else usage
+    return Answer(model=model, answer="".join(parts), citations=citations, usage=usage)
+
+
+async def _ask_events(
+    citations: list[Citation], chunks: AsyncIterator[ChatCompletionChunk]
+) -> AsyncIterator[bytes]:
+    payload = TypeAdapter(list[Citation]).dump_json(citations)
+    yield b"event: citations\ndata: " + payload + b"\n\n"
+    async for event in sse_events(chunks, include_usage=True):
+        yield event
 
 
 @router.post("/collections/{collection_id}/search")

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: a user and the groups they belong to. Until accounts land, the REST API
-    acts as one local user; the services already take the caller explicitly."""
-
-    user_id: str
-    groups: tuple[str, ...] = ()
-
-    @property
-    def principals(self) -> list[str]:
-        return [self.user_id, *(f"group:{group}" for group in self.groups)]
 
 
 class CollectionCreate(BaseModel):
@@ -88,3 +74,19 @@ class SearchResults(BaseModel):
     query: str
     mode: str
     results: list[Citation]
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=8000)
+    model: str | None = Field(default=None, description="Chat model (default: the default).")
+    k: int = Field(default=5, ge=1, le=50, description="Passages to retrieve.")
+    stream: bool = True
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class Answer(BaseModel):
+    model: str
+    answer: str
+    citations: list[Citation]
+    usage: dict[str, int] | None = None

@@ -8,16 +8,21 @@ matching 1% of the rows still returns k neighbours.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hearth.accounts.principal import Principal
 from hearth.rag.models import TEXT_SEARCH_CONFIG
-from hearth.rag.schemas import Citation, Principal
+from hearth.rag.schemas import Citation
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
+# Full-text relevance: ts_rank with normalisation 1 (divided by 1 + log(length)), which
+# ranked best of PostgreSQL's built-in functions on the labelled sets (bench/RESULTS.md);
+# ts_rank_cd, made for phrase-like queries, ranks OR-queries of loose words poorly.
 
 # Set on every pooled connection (so no extra round trip per query): keep scanning the
 # HNSW graph while filtered-out rows are skipped; re-sorting by distance happens below.
@@ -45,8 +50,11 @@ vec AS (
 _TEXT = f"""
 txt AS (
     SELECT id, row_number() OVER (ORDER BY relevance DESC) AS rank FROM (
-        SELECT id, ts_rank_cd(tsv, query) AS relevance
-        FROM document_chunk, websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :query) query
+        SELECT id, ts_rank(tsv, query, 1) AS relevance
+        FROM document_chunk, (SELECT CASE WHEN :exact THEN q
+                                          ELSE replace(q::text, ' & ', ' | ')::tsquery END
+                               FROM websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :query) q
+                              ) AS t(query)
         WHERE collection_id IN (SELECT id FROM allowed) AND tsv @@ query
         ORDER BY relevance DESC
         LIMIT :candidates) matching
@@ -87,6 +95,20 @@ def _statement(mode: str) -> str:
 _STATEMENTS = {mode: text(_statement(mode)) for mode in _FUSED}
 
 
+_EXCLUSION = re.compile(r"(^|\s)-\w")
+
+
+def uses_search_syntax(query: str) -> bool:
+    """Whether the query must keep websearch_to_tsquery's AND semantics.
+
+    A question in plain words would otherwise match only passages containing every one of
+    its words. As with BM25, any of them may match (AND becomes OR; "phrases" stay phrases)
+    and the ranking rewards passages with more of them. Only an -exclusion needs the
+    strict form, since "a OR NOT b" would match nearly everything.
+    """
+    return bool(_EXCLUSION.search(query))
+
+
 def vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
 
@@ -111,6 +133,8 @@ async def search_chunks(
         "k": k,
         "candidates": max(candidates, k),
     }
+    if mode != "vector":
+        params["exact"] = uses_search_syntax(query)
     if mode != "text":
         assert vector is not None
         params["vector"] = vector_literal(vector)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from hearth.accounts.principal import Principal
 from hearth.db.session import Database
 from hearth.errors import Forbidden, InvalidRequest, NotFound, RequestTooLarge
 from hearth.rag.embedding import Embedder
@@ -29,7 +30,6 @@ from hearth.rag.schemas import (
     CollectionPublic,
     DocumentPublic,
     GrantCreate,
-    Principal,
 )
 from hearth.rag.search import search_chunks
 

@@ -1,0 +1,1 @@
+"""Who is asking. Users, sessions, groups and API keys will live here."""
