@@ -203,7 +203,31 @@ def test_models_lists_the_configuration(tmp_path: Path) -> None:
     assert any(line.startswith("all-minilm-l6-v2") for line in lines)
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["serve"], ["migrate"], ["models"]])
+@pytest.mark.parametrize(
+    "command", [[], ["up"], ["serve"], ["migrate"], ["models"], ["worker"], ["ingest"], ["search"]]
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_ingest_a_folder_then_search(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "tides.md").write_text("# Tides\n\nThe moon's pull raises the spring tides.\n")
+    (docs / "sub" / "bread.txt").write_text("Knead the dough for ten minutes, then let it rise.")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")
+    (docs / ".hidden.md").write_text("# Hidden\n\nnever ingested")
+    env = _env(tmp_path / "data")
+
+    result = run("ingest", str(docs), "--collection", "notes", env=env)
+    assert result.returncode == 1, result.stderr  # one file failed, and says why
+    assert "2 ready" in result.stdout and "1 failed" in result.stdout
+    assert "broken.pdf" in result.stderr
+
+    found = run("search", "how long to knead dough", "-c", "notes", "-k", "1", env=env)
+    assert found.returncode == 0, found.stderr
+    assert "bread.txt" in found.stdout and "Knead the dough" in found.stdout
+
+    missing = run("search", "x", "-c", "nope", env=env)
+    assert missing.returncode == 1 and "no collection named 'nope'" in missing.stderr
