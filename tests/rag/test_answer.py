@@ -28,8 +28,9 @@ Clean the filter every three months with warm water.
 def collection(base_url: str) -> str:
     with httpx.Client(base_url=f"{base_url}/api", timeout=60) as api:
         collection = api.post("/collections", json={"name": "manuals"}).json()["id"]
-        doc = api.post(f"/collections/{collection}/documents",
-                       files={"file": ("boiler.md", MANUAL)}).json()
+        doc = api.post(
+            f"/collections/{collection}/documents", files={"file": ("boiler.md", MANUAL)}
+        ).json()
         deadline = time.monotonic() + 60
         while api.get(f"/documents/{doc['id']}").json()["status"] != "ready":
             assert time.monotonic() < deadline
@@ -38,9 +39,16 @@ def collection(base_url: str) -> str:
 
 
 def test_ask_returns_an_answer_with_citations(base_url: str, collection: str) -> None:
-    resp = httpx.post(f"{base_url}/api/collections/{collection}/ask", timeout=120, json={
-        "question": "How do I reset the boiler?", "stream": False, "max_tokens": 40,
-        "temperature": 0})
+    resp = httpx.post(
+        f"{base_url}/api/collections/{collection}/ask",
+        timeout=120,
+        json={
+            "question": "How do I reset the boiler?",
+            "stream": False,
+            "max_tokens": 40,
+            "temperature": 0,
+        },
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["answer"].strip() and body["model"] == DEFAULT_CHAT_MODEL
@@ -51,9 +59,12 @@ def test_ask_returns_an_answer_with_citations(base_url: str, collection: str) ->
 
 def test_ask_streams_citations_first(base_url: str, collection: str) -> None:
     events: list[tuple[str, str]] = []
-    with httpx.stream("POST", f"{base_url}/api/collections/{collection}/ask", timeout=120,
-                      json={"question": "How often should the filter be cleaned?",
-                            "max_tokens": 30}) as resp:
+    with httpx.stream(
+        "POST",
+        f"{base_url}/api/collections/{collection}/ask",
+        timeout=120,
+        json={"question": "How often should the filter be cleaned?", "max_tokens": 30},
+    ) as resp:
         assert resp.status_code == 200
         name = "message"
         for line in resp.iter_lines():
@@ -66,8 +77,11 @@ def test_ask_streams_citations_first(base_url: str, collection: str) -> None:
     citations = json.loads(events[0][1])
     assert any("filter" in c["text"] for c in citations)
     assert events[-1] == ("message", "[DONE]")
-    text = "".join(json.loads(d)["choices"][0]["delta"].get("content") or ""
-                   for _, d in events[1:-1] if json.loads(d)["choices"])
+    text = "".join(
+        json.loads(d)["choices"][0]["delta"].get("content") or ""
+        for _, d in events[1:-1]
+        if json.loads(d)["choices"]
+    )
     assert text.strip()
 
 
@@ -75,14 +89,21 @@ def test_v1_chat_with_collections_attached(base_url: str, collection: str) -> No
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
     question = [{"role": "user", "content": "How do I reset the boiler?"}]
     reply = client.chat.completions.create(
-        model=DEFAULT_CHAT_MODEL, messages=question, max_tokens=30,
-        extra_body={"hearth": {"collections": [collection], "k": 3}})
+        model=DEFAULT_CHAT_MODEL,
+        messages=question,
+        max_tokens=30,
+        extra_body={"hearth": {"collections": [collection], "k": 3}},
+    )
     citations = reply.model_extra["citations"]
     assert citations and "red button" in citations[0]["text"]
 
     stream = client.chat.completions.create(
-        model=DEFAULT_CHAT_MODEL, messages=question, max_tokens=10, stream=True,
-        extra_body={"hearth": {"collections": [collection]}})
+        model=DEFAULT_CHAT_MODEL,
+        messages=question,
+        max_tokens=10,
+        stream=True,
+        extra_body={"hearth": {"collections": [collection]}},
+    )
     chunks = list(stream)
     assert chunks[0].model_extra["citations"][0]["document_id"] == citations[0]["document_id"]
     assert all("citations" not in (c.model_extra or {}) for c in chunks[1:])
@@ -90,22 +111,33 @@ def test_v1_chat_with_collections_attached(base_url: str, collection: str) -> No
 
 def test_many_passages_still_fit_the_context_window(base_url: str, collection: str) -> None:
     # SmolLM2 runs with a 2,048-token window here: k=50 must be trimmed, not overflow.
-    resp = httpx.post(f"{base_url}/api/collections/{collection}/ask", timeout=120, json={
-        "question": "boiler " * 200, "stream": False, "max_tokens": 8, "k": 50})
+    resp = httpx.post(
+        f"{base_url}/api/collections/{collection}/ask",
+        timeout=120,
+        json={"question": "boiler " * 200, "stream": False, "max_tokens": 8, "k": 50},
+    )
     assert resp.status_code == 200, resp.text
 
 
-@pytest.mark.parametrize("options", [{"collections": []}, {"collections": ["nope"]},
-                                     {"collections": "x"}, {"k": 3}])
+@pytest.mark.parametrize(
+    "options", [{"collections": []}, {"collections": ["nope"]}, {"collections": "x"}, {"k": 3}]
+)
 def test_bad_attachment_is_400(base_url: str, options: dict) -> None:
-    resp = httpx.post(f"{base_url}/v1/chat/completions", json={
-        "model": DEFAULT_CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}],
-        "hearth": options})
+    resp = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={
+            "model": DEFAULT_CHAT_MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "hearth": options,
+        },
+    )
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["param"] == "hearth"
 
 
 def test_ask_unknown_collection_is_404(base_url: str) -> None:
-    resp = httpx.post(f"{base_url}/api/collections/00000000-0000-0000-0000-000000000000/ask",
-                      json={"question": "x"})
+    resp = httpx.post(
+        f"{base_url}/api/collections/00000000-0000-0000-0000-000000000000/ask",
+        json={"question": "x"},
+    )
     assert resp.status_code == 404
