@@ -59,11 +59,13 @@ def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
         Settings()
 
 
-def test_public_address_needs_explicit_consent() -> None:
-    with pytest.raises(ValidationError, match="without authentication"):
-        Settings(host="0.0.0.0")
-    assert Settings(host="0.0.0.0", allow_public_without_auth=True).host == "0.0.0.0"
-    assert Settings(host="::1").host == "::1"
+def test_api_keys_are_required_off_loopback() -> None:
+    assert not Settings().api_keys_required
+    assert Settings(require_api_key=True).api_keys_required
+    assert Settings(host="0.0.0.0").api_keys_required
+    assert Settings(host="10.1.2.3").api_keys_required
+    assert not Settings(host="::1").api_keys_required
+    assert not Settings(host="0.0.0.0", allow_public_without_auth=True).api_keys_required
 
 
 def test_unknown_setting_and_duplicate_engines_are_refused() -> None:

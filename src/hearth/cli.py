@@ -184,6 +184,64 @@ def _run_command(coro: Any) -> Any:
         _fail(str(exc), 1)
 
 
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys for /v1."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--model", "models", multiple=True, help="Allowed model (repeat); default: all.")
+@click.option("--owner", "owner_id", help="User the key belongs to.")
+@click.option("--team", "team_id", help="Team the key belongs to.")
+@click.option("--rpm", "requests_per_minute", type=click.IntRange(1), help="Requests/minute.")
+@click.option("--tpm", "tokens_per_minute", type=click.IntRange(1), help="Tokens/minute.")
+@click.option("--concurrency", "max_concurrent", type=click.IntRange(1), help="Requests at once.")
+@click.option("--expires-in-days", type=click.IntRange(1), help="Days until it expires.")
+def keys_create(
+    name: str, models: tuple[str, ...], expires_in_days: int | None, **limits: Any
+) -> None:
+    """Create a key and print it (once: only its hash is kept)."""
+    from datetime import UTC, datetime, timedelta
+
+    from hearth.commands import manage_keys
+
+    expires = (datetime.now(UTC) + timedelta(days=expires_in_days)) if expires_in_days else None
+    _run_command(
+        manage_keys(
+            _quiet_settings(),
+            "create",
+            name=name,
+            models=list(models) or None,
+            expires_at=expires,
+            **limits,
+        )
+    )
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List every key: prefix, state, owner, models, limits (never the secret)."""
+    from hearth.commands import manage_keys
+
+    _run_command(manage_keys(_quiet_settings(), "list"))
+
+
+@keys.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke a key by prefix (hk-...) or id; refused everywhere within a second."""
+    from hearth.commands import manage_keys
+
+    _run_command(manage_keys(_quiet_settings(), "revoke", key=key))
+
+
+def _quiet_settings() -> Settings:
+    settings = load_settings()
+    configure_logging("warning", "console")
+    return settings
+
+
 @main.command()
 def models() -> None:
     """List the models the configuration serves, with their engines."""

@@ -11,9 +11,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
+from hearth.accounts.keys import ApiKeys, KeyCreate
 from hearth.accounts.principal import LOCAL_USER
 from hearth.config import Settings
 from hearth.engines.base import build_engine
@@ -22,7 +24,7 @@ from hearth.gateway.routing import ModelRoutes
 from hearth.rag.parsers import is_supported
 from hearth.rag.schemas import CollectionCreate, DocumentPublic
 from hearth.rag.service import Documents
-from hearth.server import Services, open_services
+from hearth.server import Services, open_database, open_services
 
 
 @asynccontextmanager
@@ -132,3 +134,40 @@ async def search_collection(settings: Settings, name: str, query: str, mode: str
             + f"  score {hit.score:.4f}"
         )
         click.echo("    " + hit.text[:400].replace("\n", "\n    ") + "\n")
+
+
+async def manage_keys(settings: Settings, action: str, **options: Any) -> None:
+    """`hearth keys create|list|revoke`: the database only, no engines."""
+    async with AsyncExitStack() as stack:
+        keys = ApiKeys(await open_database(settings, stack))
+        if action == "create":
+            created = await keys.create(LOCAL_USER, KeyCreate(**options))
+            click.echo(created.key)
+            click.echo(
+                f"created {created.prefix} ({created.name}); the key is shown only "
+                "once, keep it now",
+                err=True,
+            )
+        elif action == "list":
+            rows = await keys.list(LOCAL_USER, everyone=True)
+            for key in rows:
+                state = "revoked" if key.revoked_at else "active"
+                limits = ", ".join(
+                    f"{name}={value}"
+                    for name, value in (
+                        ("rpm", key.requests_per_minute),
+                        ("tpm", key.tokens_per_minute),
+                        ("concurrent", key.max_concurrent),
+                    )
+                    if value
+                )
+                models = ",".join(key.models) if key.models else "all models"
+                click.echo(
+                    f"{key.prefix}  {state:8} {key.name}  owner={key.owner_id}  "
+                    f"{models}  {limits}".rstrip()
+                )
+            if not rows:
+                click.echo("no keys")
+        else:
+            await keys.revoke(LOCAL_USER, options["key"], everyone=True)
+            click.echo(f"revoked {options['key']}")

@@ -230,9 +230,17 @@ class Settings(BaseSettings):
         default=DEFAULT_RAG_PROMPT,
         description="System prompt for answers from documents; {sources} marks the passages.",
     )
+    require_api_key: bool = Field(
+        default=False,
+        description="Require an API key on /v1 also on loopback (always required elsewhere).",
+    )
     allow_public_without_auth: bool = Field(
         default=False,
-        description="Allow listening on a non-loopback address while /v1 has no authentication.",
+        description="Serve /v1 without API keys on a non-loopback address (a trusted network).",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis for limits shared by replicas; empty: kept in this process.",
     )
 
     @classmethod
@@ -267,12 +275,13 @@ class Settings(BaseSettings):
             raise ValueError("rag_prompt_template needs a {sources} placeholder")
         if self.rag_chunk_overlap >= self.rag_chunk_tokens:
             raise ValueError("rag_chunk_overlap must be smaller than rag_chunk_tokens")
-        if not self.allow_public_without_auth and not is_loopback(self.host):
-            raise ValueError(
-                f"refusing to listen on {self.host} without authentication on /v1; "
-                "bind to 127.0.0.1, or set HEARTH_ALLOW_PUBLIC_WITHOUT_AUTH=true"
-            )
         return self
+
+    @property
+    def api_keys_required(self) -> bool:
+        if self.require_api_key:
+            return True
+        return not is_loopback(self.host) and not self.allow_public_without_auth
 
     @property
     def public_url(self) -> str:

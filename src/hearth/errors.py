@@ -51,6 +51,15 @@ class Forbidden(HearthError):
     code = "forbidden"
 
 
+class ModelNotAllowed(HearthError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"This API key may not use the model '{model}'.", param="model")
+
+
 class RequestTooLarge(HearthError):
     status = 413
     type = "invalid_request_error"

@@ -17,6 +17,8 @@ from prometheus_client import ProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
 from hearth import __version__
+from hearth.accounts.api import router as keys_router
+from hearth.accounts.keys import ApiKeys
 from hearth.config import Settings
 from hearth.db.embedded import EmbeddedPostgres
 from hearth.db.migrate import upgrade
@@ -24,6 +26,7 @@ from hearth.db.session import Database
 from hearth.engines.base import Engine, build_engine
 from hearth.errors import ConfigError
 from hearth.gateway.api import router as gateway_router
+from hearth.gateway.limits import Limiter, LocalLimiter, RedisLimiter
 from hearth.gateway.routing import ModelRoutes
 from hearth.gateway.service import Gateway
 from hearth.http_errors import install_error_handlers
@@ -59,6 +62,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(app.state.gateway.limiter.close)
             try:
                 services = await open_services(
                     settings, engines, routes, stack, run_worker=run_worker
@@ -71,6 +75,7 @@ def create_app(
             app.state.database = services.database
             app.state.documents = services.documents
             app.state.jobs = services.jobs
+            app.state.keys = services.keys
             app.state.answerer = Answerer(
                 services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
             )
@@ -86,10 +91,11 @@ def create_app(
     app.state.metrics = metrics
     app.state.engines = engines
     app.state.routes = routes
-    app.state.gateway = Gateway(routes, metrics)
+    app.state.gateway = Gateway(routes, metrics, build_limiter(settings))
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(gateway_router)
+    app.include_router(keys_router)
     app.include_router(rag_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -107,6 +113,7 @@ class Services:
     database: Database
     documents: Documents
     jobs: JobQueue
+    keys: ApiKeys
 
 
 async def open_services(
@@ -125,7 +132,16 @@ async def open_services(
         stack.push_async_callback(engine.close)
     routes.refresh()
     documents, jobs = await open_documents(settings, database, routes, stack, run_worker=run_worker)
-    return Services(database, documents, jobs)
+    return Services(database, documents, jobs, ApiKeys(database))
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """Limits shared by every replica through Redis, or kept in this process."""
+    if settings.redis_url is None:
+        return LocalLimiter()
+    from redis.asyncio import Redis
+
+    return RedisLimiter(Redis.from_url(settings.redis_url.get_secret_value()))
 
 
 async def open_database(

@@ -275,7 +275,7 @@ def test_filtered_search_still_returns_k(hearth: Running, documents: Documents) 
                     ],
                 )
 
-    hearth.call(fill())
+    hearth.call(fill(), timeout=600)  # HNSW upkeep on 10k inserts; slow on a busy machine
     target = collections[37].id
     results = hearth.call(
         documents.search(owner, [target], "an unrelated question", k=10, mode="vector")

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from hearth.accounts.principal import CallerDep
+from hearth.accounts.api import KeyCallerDep
+from hearth.accounts.principal import LOCAL_USER
 from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -33,14 +34,14 @@ GatewayDep = Annotated[Gateway, Depends(_gateway)]
 
 
 @router.get("/models")
-async def list_models(gateway: GatewayDep) -> ModelList:
-    """The models this Hearth serves."""
-    return gateway.list_models()
+async def list_models(gateway: GatewayDep, caller: KeyCallerDep) -> ModelList:
+    """The models this Hearth serves (to this key)."""
+    return gateway.list_models(caller)
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, gateway: GatewayDep, caller: CallerDep
+    body: ChatCompletionRequest, request: Request, gateway: GatewayDep, caller: KeyCallerDep
 ) -> ChatCompletion | StreamingResponse:
     """Create a chat completion; with `stream: true`, server-sent events chunk by chunk.
 
@@ -49,14 +50,15 @@ async def chat_completions(
     in the first chunk when streaming)."""
     citations = None
     if body.model_extra and "hearth" in body.model_extra:
-        body, found = await request.app.state.answerer.attach(caller, body)
+        principal = caller.principal if caller else LOCAL_USER
+        body, found = await request.app.state.answerer.attach(principal, body)
         citations = [c.model_dump(mode="json") for c in found]
     if not body.stream:
-        result = await gateway.chat(body)
+        result = await gateway.chat(body, caller)
         if citations is not None:
             result.citations = citations  # type: ignore[attr-defined]
         return result
-    chunks = await gateway.chat_stream(body)
+    chunks = await gateway.chat_stream(body, caller)
     if citations is not None:
         chunks = _with_citations(chunks, citations)
     return StreamingResponse(
@@ -81,6 +83,8 @@ async def _with_citations(
 
 
 @router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, gateway: GatewayDep) -> EmbeddingResponse:
+async def embeddings(
+    body: EmbeddingRequest, gateway: GatewayDep, caller: KeyCallerDep
+) -> EmbeddingResponse:
     """Embed a string or a list of strings."""
-    return await gateway.embed(body)
+    return await gateway.embed(body, caller)

@@ -136,6 +136,9 @@ class Limiter(ABC):
         if any(limits.needs_settling for _, limits in admission.subjects):
             await self._settle(admission, max(tokens, 0) - admission.estimated_tokens, cost)
 
+    async def close(self) -> None:
+        """Release connections (Redis); the in-process limiter holds none."""
+
     @abstractmethod
     async def _admit(self, admission: Admission) -> _Refusal | None: ...
 
@@ -155,11 +158,15 @@ class RedisLimiter(Limiter):
         lease: float = DEFAULT_LEASE,
     ) -> None:
         self.prefix = prefix
+        self.redis = redis
         self._window_us = round(window * 1_000_000)
         self._lease_us = round(lease * 1_000_000)
         # EVALSHA; redis-py loads the script itself the first time a server lacks it.
         self._admit_script = redis.register_script(ADMIT_LUA)
         self._settle_script = redis.register_script(SETTLE_LUA)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
 
     async def _admit(self, admission: Admission) -> _Refusal | None:
         args: list[str | int] = [

@@ -40,6 +40,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.limit_rejections = Counter(
+            "hearth_limit_rejections",
+            "Requests refused by a rate limit or budget",
+            ["model"],
+            registry=r,
+        )
         self.generations = Counter(
             "hearth_generations",
             "Chat generations by how they ended",

@@ -1,0 +1,184 @@
+"""API keys: create (the secret is shown once), list, revoke, and authenticate requests.
+
+A key looks like `hk-1a2b3c4d-<43 characters>`: the prefix identifies it (and is what lists
+and logs show), the rest is the secret, stored only as its SHA-256. Authentication looks the
+key up by prefix, compares hashes in constant time, and caches the answer for one second:
+a revocation on any replica takes effect everywhere within that second, and the database
+sees at most one lookup per key per second per replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+
+from hearth.accounts.models import ApiKey
+from hearth.accounts.principal import Principal
+from hearth.db.session import Database
+from hearth.errors import HearthError, InvalidRequest, NotFound
+from hearth.gateway.limits import BudgetPeriod, Limits
+
+PREFIX = "hk"
+_CACHE_SECONDS = 1.0
+
+
+class Unauthenticated(HearthError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    owner_id: str | None = Field(default=None, description="Default: the caller.")
+    team_id: str | None = None
+    models: list[str] | None = Field(default=None, description="Allowed models; empty: all.")
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    budget: float | None = Field(default=None, ge=0)
+    budget_period: BudgetPeriod | None = None
+    expires_at: datetime | None = None
+
+
+class KeyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    owner_id: str
+    team_id: str | None
+    models: list[str] | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_concurrent: int | None
+    budget: float | None
+    budget_period: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The full key. Shown once; Hearth keeps only its hash.")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated key, as the gateway needs it on every request."""
+
+    key_id: uuid.UUID
+    prefix: str
+    principal: Principal
+    models: frozenset[str] | None
+    limits: Limits
+
+    @property
+    def subject(self) -> str:
+        return f"key:{self.key_id}"
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+class ApiKeys:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._cache: dict[str, tuple[float, Caller | None, str]] = {}
+
+    async def create(self, principal: Principal, body: KeyCreate) -> KeyCreated:
+        """Create a key; the response is the only time its secret is shown."""
+        if (body.budget is None) != (body.budget_period is None):
+            raise InvalidRequest("budget and budget_period go together", param="budget")
+        prefix = f"{PREFIX}-{secrets.token_hex(4)}"
+        secret = secrets.token_urlsafe(32)
+        row = ApiKey(
+            **body.model_dump(exclude={"owner_id"}),
+            prefix=prefix,
+            owner_id=body.owner_id or principal.user_id,
+            secret_sha256=_digest(secret),
+        )
+        async with self.database.session() as session:
+            session.add(row)
+            await session.commit()
+            public = KeyPublic.model_validate(row)
+        return KeyCreated(**public.model_dump(), key=f"{prefix}-{secret}")
+
+    async def list(self, principal: Principal, *, everyone: bool = False) -> list[KeyPublic]:
+        """The caller's keys (or every key, for an administrator), newest first."""
+        query = select(ApiKey).order_by(ApiKey.created_at.desc())
+        if not everyone:
+            query = query.where(ApiKey.owner_id == principal.user_id)
+        async with self.database.session() as session:
+            return [KeyPublic.model_validate(k) for k in await session.scalars(query)]
+
+    async def revoke(self, principal: Principal, key: str, *, everyone: bool = False) -> None:
+        """Revoke a key by id or prefix; it stops working on every replica within a second."""
+        condition = (
+            ApiKey.prefix == key if key.startswith(f"{PREFIX}-") else ApiKey.id == _uuid(key)
+        )
+        query = update(ApiKey).where(condition, ApiKey.revoked_at.is_(None))
+        if not everyone:
+            query = query.where(ApiKey.owner_id == principal.user_id)
+        async with self.database.session() as session:
+            result = await session.execute(query.values(revoked_at=datetime.now(UTC)))
+            await session.commit()
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound(f"no active key {key}")
+
+    async def authenticate(self, presented: str) -> Caller:
+        """The key's caller, or Unauthenticated (401) for a wrong, revoked or expired key."""
+        kind, _, rest = presented.partition("-")
+        ident, _, secret = rest.partition("-")  # the secret itself may contain "-"
+        prefix = f"{kind}-{ident}"
+        if kind != PREFIX or not ident or not secret:
+            raise Unauthenticated("Incorrect API key provided.")
+        now = time.monotonic()
+        cached = self._cache.get(prefix)
+        if cached is None or cached[0] < now:
+            caller, digest = await self._load(prefix)
+            self._cache[prefix] = (now + _CACHE_SECONDS, caller, digest)
+            if len(self._cache) > 100_000:  # a flood of made-up prefixes must not grow memory
+                self._cache.clear()
+        else:
+            caller, digest = cached[1], cached[2]
+        if caller is None or not hmac.compare_digest(digest, _digest(secret)):
+            raise Unauthenticated("Incorrect API key provided.")
+        return caller
+
+    async def _load(self, prefix: str) -> tuple[Caller | None, str]:
+        async with self.database.session() as session:
+            row = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        now = datetime.now(UTC)
+        if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+            return None, ""
+        limits = Limits(
+            requests_per_minute=row.requests_per_minute,
+            tokens_per_minute=row.tokens_per_minute,
+            max_concurrent=row.max_concurrent,
+            budget=row.budget,
+            budget_period=row.budget_period,
+        )  # type: ignore[arg-type]
+        principal = Principal(row.owner_id, (row.team_id,) if row.team_id else ())
+        models = frozenset(row.models) if row.models else None
+        return Caller(row.id, row.prefix, principal, models, limits), row.secret_sha256
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"no key {value}") from None
