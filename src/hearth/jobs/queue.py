@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 INGEST_QUEUE = "ingest"
 INGEST_TASK = "hearth.ingest_document"
 MAX_ATTEMPTS = 5
+_STALLED_CHECK_SECONDS = 60  # procrastinate calls a worker dead after 30 s without heartbeat
 _RETRY = RetryStrategy(max_attempts=MAX_ATTEMPTS, exponential_wait=2)
 
 IngestFn = Callable[[uuid.UUID, bool], Awaitable[None]]
@@ -69,14 +70,25 @@ class JobQueue:
         return len(stalled)
 
     async def run_worker(self, *, concurrency: int = 1) -> None:
-        """Process jobs until cancelled."""
-        await self.requeue_stalled()
-        await self.app.run_worker_async(
-            queues=[INGEST_QUEUE],
-            concurrency=concurrency,
-            install_signal_handlers=False,
-            wait=True,
-        )
+        """Process jobs until cancelled; meanwhile, put back the jobs of dead workers."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._requeue_stalled_forever())
+            group.create_task(
+                self.app.run_worker_async(
+                    queues=[INGEST_QUEUE],
+                    concurrency=concurrency,
+                    install_signal_handlers=False,
+                    wait=True,
+                )
+            )
+
+    async def _requeue_stalled_forever(self) -> None:
+        while True:
+            try:
+                await self.requeue_stalled()
+            except Exception:  # the database may be away for a moment; try again later
+                log.warning("could not check for stalled jobs", exc_info=True)
+            await asyncio.sleep(_STALLED_CHECK_SECONDS)
 
     def start_worker(self, *, concurrency: int = 1) -> None:
         self._worker = asyncio.create_task(
