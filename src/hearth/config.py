@@ -238,6 +238,9 @@ class Settings(BaseSettings):
         default=False,
         description="Serve /v1 without API keys on a non-loopback address (a trusted network).",
     )
+    usage_retention_days: int = Field(
+        default=90, ge=1, description="Usage rows older than this are deleted."
+    )
     redis_url: SecretStr | None = Field(
         default=None,
         description="Redis for limits shared by replicas; empty: kept in this process.",

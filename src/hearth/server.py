@@ -29,6 +29,7 @@ from hearth.gateway.api import router as gateway_router
 from hearth.gateway.limits import Limiter, LocalLimiter, RedisLimiter
 from hearth.gateway.routing import ModelRoutes
 from hearth.gateway.service import Gateway
+from hearth.gateway.usage import UsageRecorder
 from hearth.http_errors import install_error_handlers
 from hearth.jobs.queue import JobQueue
 from hearth.observability.health import router as health_router
@@ -76,6 +77,9 @@ def create_app(
             app.state.documents = services.documents
             app.state.jobs = services.jobs
             app.state.keys = services.keys
+            usage = app.state.gateway.usage
+            usage.start(services.database, retention_days=settings.usage_retention_days)
+            stack.push_async_callback(usage.close)  # flushes before the database closes
             app.state.answerer = Answerer(
                 services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
             )
@@ -91,7 +95,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.engines = engines
     app.state.routes = routes
-    app.state.gateway = Gateway(routes, metrics, build_limiter(settings))
+    app.state.gateway = Gateway(routes, metrics, build_limiter(settings), UsageRecorder(metrics))
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(gateway_router)

@@ -7,11 +7,8 @@ models would refuse replies that real clients could not read.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import ollama
 import orjson
@@ -20,7 +17,7 @@ from pydantic import ValidationError
 
 from hearth.config import ModelConfig, OllamaEngineConfig
 from hearth.engines.ollama import OllamaEngine
-from hearth.engines.protocol import ChatCompletionChunk, ChatCompletionRequest
+from hearth.engines.protocol import ChatCompletionChunk
 from hearth.errors import (
     EngineTimeout,
     EngineUnavailable,
@@ -29,73 +26,25 @@ from hearth.errors import (
     ModelNotFound,
     UpstreamError,
 )
+from tests._server import free_port
+from tests.fakes._harness import (
+    EngineHarness,
+    chat_request,
+    collect,
+    dying_server,
+    either,
+    upstream_fixtures,
+)
 from tests.fakes.ollama_upstream import FakeOllama
 
-T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def shared_upstream() -> Iterator[FakeOllama]:
-    with FakeOllama() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(shared_upstream: FakeOllama) -> FakeOllama:
-    shared_upstream.reset()
-    return shared_upstream
-
-
-def config(base_url: str, **overrides: Any) -> OllamaEngineConfig:
-    values: dict[str, Any] = {
-        "name": "fake",
-        "base_url": base_url,
-        "models": [ModelConfig(name="chat")],
-        "connect_timeout": 2.0,
-        "read_timeout": 5.0,
-    }
-    return OllamaEngineConfig(**(values | overrides))
-
-
-@asynccontextmanager
-async def started(cfg: OllamaEngineConfig) -> AsyncIterator[OllamaEngine]:
-    engine = OllamaEngine(cfg)
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.close()
-
-
-def run_with(cfg: OllamaEngineConfig, body: Callable[[OllamaEngine], Awaitable[T]]) -> T:
-    """Start an engine, run `body` with it, close it; all in one event loop."""
-
-    async def main() -> T:
-        async with started(cfg) as engine:
-            return await body(engine)
-
-    return asyncio.run(main())
-
-
-def chat_request(model: str, **fields: Any) -> ChatCompletionRequest:
-    fields.setdefault("messages", [{"role": "user", "content": "Hi"}])
-    return ChatCompletionRequest(model=model, **fields)
-
-
-async def collect(
-    engine: OllamaEngine, request: ChatCompletionRequest
-) -> list[ChatCompletionChunk]:
-    return [chunk async for chunk in engine.chat_stream(request)]
+shared_upstream, upstream = upstream_fixtures(FakeOllama)
+_harness = EngineHarness(OllamaEngine, OllamaEngineConfig)
+config, started, run_with = _harness.config, _harness.started, _harness.run_with
+fails_with, fails_mid_stream = _harness.fails_with, _harness.fails_mid_stream
 
 
 def text_of(chunks: list[ChatCompletionChunk]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the fake speaks Ollama's wire format (checked with the official SDK) -------------------
@@ -475,25 +424,6 @@ def test_health_answers_within_the_connect_timeout(upstream: FakeOllama) -> None
 # --- failures ------------------------------------------------------------------------------
 
 
-def fails_with(
-    cfg: OllamaEngineConfig, body: Callable[[OllamaEngine], Awaitable[Any]]
-) -> HearthError:
-    try:
-        run_with(cfg, body)
-    except HearthError as exc:
-        assert "fake" in exc.message or isinstance(exc, InvalidRequest | ModelNotFound)
-        return exc
-    raise AssertionError("no exception raised")
-
-
-def either(
-    streaming: bool, request: ChatCompletionRequest
-) -> Callable[[OllamaEngine], Awaitable[Any]]:
-    if streaming:
-        return lambda engine: collect(engine, request)
-    return lambda engine: engine.chat(request)
-
-
 @pytest.mark.parametrize("streaming", [False, True])
 def test_connection_refused_is_unavailable(streaming: bool) -> None:
     cfg = config(f"http://127.0.0.1:{free_port()}")
@@ -512,13 +442,8 @@ def test_read_timeout(upstream: FakeOllama) -> None:
 
 def test_read_timeout_between_stream_lines(upstream: FakeOllama) -> None:
     cfg = config(upstream.base_url, read_timeout=0.2)
-    received: list[ChatCompletionChunk] = []
-
-    async def body(engine: OllamaEngine) -> None:
-        async for chunk in engine.chat_stream(chat_request("slow")):
-            received.append(chunk)
-
-    assert isinstance(fails_with(cfg, body), EngineTimeout)
+    error, received = fails_mid_stream(cfg, chat_request("slow"))
+    assert isinstance(error, EngineTimeout)
     assert text_of(received) == "tok0 "
 
 
@@ -582,13 +507,7 @@ def test_wrong_base_url_is_not_reported_as_a_missing_model(
 def test_broken_streams_raise_after_the_good_chunks(
     upstream: FakeOllama, model: str, text: str
 ) -> None:
-    received: list[ChatCompletionChunk] = []
-
-    async def body(engine: OllamaEngine) -> None:
-        async for chunk in engine.chat_stream(chat_request(model)):
-            received.append(chunk)
-
-    error = fails_with(config(upstream.base_url), body)
+    error, received = fails_mid_stream(config(upstream.base_url), chat_request(model))
     assert isinstance(error, UpstreamError)
     assert text in error.message
     assert text_of(received).startswith("tok0 ")  # what arrived before the fault was passed on
@@ -597,34 +516,16 @@ def test_broken_streams_raise_after_the_good_chunks(
 def test_connection_dropped_mid_stream_is_upstream_error() -> None:
     """A server that dies mid-body leaves a truncated chunked response."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        line = (
-            orjson.dumps(
-                {"model": "m", "message": {"role": "assistant", "content": "a"}, "done": False}
-            )
-            + b"\n"
-        )
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n"
-            b"transfer-encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(line), line)
-        )
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
+    part = {"model": "m", "message": {"role": "assistant", "content": "a"}, "done": False}
     received: list[ChatCompletionChunk] = []
 
     async def main() -> None:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with started(config(f"http://127.0.0.1:{port}")) as engine:
-                async for chunk in engine.chat_stream(chat_request("m")):
-                    received.append(chunk)
-        finally:
-            server.close()
-            await server.wait_closed()
+        async with (
+            dying_server(b"application/x-ndjson", orjson.dumps(part) + b"\n") as port,
+            started(config(f"http://127.0.0.1:{port}")) as engine,
+        ):
+            async for chunk in engine.chat_stream(chat_request("m")):
+                received.append(chunk)
 
     with pytest.raises(UpstreamError, match="fake"):
         asyncio.run(main())

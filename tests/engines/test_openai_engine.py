@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
 
 import orjson
 import pytest
 
 from hearth.config import ModelConfig, OpenAIEngineConfig
 from hearth.engines.openai import OpenAIEngine
-from hearth.engines.protocol import ChatCompletionChunk, ChatCompletionRequest
+from hearth.engines.protocol import ChatCompletionChunk
 from hearth.errors import (
     EngineTimeout,
     EngineUnavailable,
@@ -23,71 +19,23 @@ from hearth.errors import (
     ModelNotFound,
     UpstreamError,
 )
+from tests._server import free_port
+from tests.fakes._harness import (
+    EngineHarness,
+    chat_request,
+    collect,
+    dying_server,
+    either,
+    upstream_fixtures,
+)
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
-T = TypeVar("T")
 API_KEY = "sk-test-not-a-real-key"
 
-
-@pytest.fixture(scope="module")
-def shared_upstream() -> Iterator[FakeOpenAIUpstream]:
-    with FakeOpenAIUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(shared_upstream: FakeOpenAIUpstream) -> FakeOpenAIUpstream:
-    shared_upstream.reset()
-    return shared_upstream
-
-
-def config(base_url: str, **overrides: Any) -> OpenAIEngineConfig:
-    values: dict[str, Any] = {
-        "name": "fake",
-        "base_url": base_url,
-        "models": [ModelConfig(name="chat")],
-        "connect_timeout": 2.0,
-        "read_timeout": 5.0,
-    }
-    return OpenAIEngineConfig(**(values | overrides))
-
-
-@asynccontextmanager
-async def started(cfg: OpenAIEngineConfig) -> AsyncIterator[OpenAIEngine]:
-    engine = OpenAIEngine(cfg)
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.close()
-
-
-def run_with(cfg: OpenAIEngineConfig, body: Callable[[OpenAIEngine], Awaitable[T]]) -> T:
-    """Start an engine, run `body` with it, close it; all in one event loop."""
-
-    async def main() -> T:
-        async with started(cfg) as engine:
-            return await body(engine)
-
-    return asyncio.run(main())
-
-
-def chat_request(model: str, **fields: Any) -> ChatCompletionRequest:
-    return ChatCompletionRequest(
-        model=model, messages=[{"role": "user", "content": "Hi"}], **fields
-    )
-
-
-async def collect(
-    engine: OpenAIEngine, request: ChatCompletionRequest
-) -> list[ChatCompletionChunk]:
-    return [chunk async for chunk in engine.chat_stream(request)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+shared_upstream, upstream = upstream_fixtures(FakeOpenAIUpstream)
+_harness = EngineHarness(OpenAIEngine, OpenAIEngineConfig, secret=API_KEY)
+config, started, run_with = _harness.config, _harness.started, _harness.run_with
+fails_with, fails_mid_stream = _harness.fails_with, _harness.fails_mid_stream
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -239,25 +187,10 @@ def test_health(upstream: FakeOpenAIUpstream) -> None:
 # --- failures ------------------------------------------------------------------------------
 
 
-def fails_with(
-    cfg: OpenAIEngineConfig, body: Callable[[OpenAIEngine], Awaitable[Any]]
-) -> HearthError:
-    try:
-        run_with(cfg, body)
-    except HearthError as exc:
-        assert "fake" in exc.message or isinstance(exc, InvalidRequest | ModelNotFound)
-        assert API_KEY not in exc.message
-        return exc
-    raise AssertionError("no exception raised")
-
-
 @pytest.mark.parametrize("streaming", [False, True])
 def test_connection_refused_is_unavailable(streaming: bool) -> None:
     cfg = config(f"http://127.0.0.1:{free_port()}/v1", api_key=API_KEY)
-    request = chat_request("ok")
-    error = fails_with(
-        cfg, (lambda e: collect(e, request)) if streaming else (lambda e: e.chat(request))
-    )
+    error = fails_with(cfg, either(streaming, chat_request("ok")))
     assert isinstance(error, EngineUnavailable)
 
 
@@ -271,13 +204,8 @@ def test_read_timeout(upstream: FakeOpenAIUpstream) -> None:
 
 def test_read_timeout_between_stream_chunks(upstream: FakeOpenAIUpstream) -> None:
     cfg = config(upstream.base_url, read_timeout=0.2)
-    received: list[ChatCompletionChunk] = []
-
-    async def body(engine: OpenAIEngine) -> None:
-        async for chunk in engine.chat_stream(chat_request("slow")):
-            received.append(chunk)
-
-    assert isinstance(fails_with(cfg, body), EngineTimeout)
+    error, received = fails_mid_stream(cfg, chat_request("slow"))
+    assert isinstance(error, EngineTimeout)
     assert len(received) == 1
 
 
@@ -299,10 +227,8 @@ def test_upstream_errors_are_mapped(
     text: str,
     streaming: bool,
 ) -> None:
-    request = chat_request(model)
     error = fails_with(
-        config(upstream.base_url, api_key=API_KEY),
-        (lambda e: collect(e, request)) if streaming else (lambda e: e.chat(request)),
+        config(upstream.base_url, api_key=API_KEY), either(streaming, chat_request(model))
     )
     assert type(error) is expected
     assert text in error.message
@@ -331,13 +257,7 @@ def test_wrong_base_url_is_not_reported_as_a_missing_model(upstream: FakeOpenAIU
 def test_broken_streams_raise_after_the_good_chunks(
     upstream: FakeOpenAIUpstream, model: str, text: str
 ) -> None:
-    received: list[ChatCompletionChunk] = []
-
-    async def body(engine: OpenAIEngine) -> None:
-        async for chunk in engine.chat_stream(chat_request(model)):
-            received.append(chunk)
-
-    error = fails_with(config(upstream.base_url), body)
+    error, received = fails_mid_stream(config(upstream.base_url), chat_request(model))
     assert isinstance(error, UpstreamError)
     assert text in error.message
     assert received  # what arrived before the fault was passed on
@@ -346,30 +266,16 @@ def test_broken_streams_raise_after_the_good_chunks(
 def test_connection_dropped_mid_stream_is_upstream_error() -> None:
     """A server that dies mid-body leaves a truncated chunked response."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        event = {"id": "x", "created": 1, "model": "m", "choices": [{"delta": {"content": "a"}}]}
-        chunk = b"data: " + orjson.dumps(event) + b"\n\n"
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        )
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
+    event = {"id": "x", "created": 1, "model": "m", "choices": [{"delta": {"content": "a"}}]}
     received: list[ChatCompletionChunk] = []
 
     async def main() -> None:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with started(config(f"http://127.0.0.1:{port}/v1")) as engine:
-                async for chunk in engine.chat_stream(chat_request("m")):
-                    received.append(chunk)
-        finally:
-            server.close()
-            await server.wait_closed()
+        async with (
+            dying_server(b"text/event-stream", b"data: " + orjson.dumps(event) + b"\n\n") as port,
+            started(config(f"http://127.0.0.1:{port}/v1")) as engine,
+        ):
+            async for chunk in engine.chat_stream(chat_request("m")):
+                received.append(chunk)
 
     with pytest.raises(UpstreamError, match="fake"):
         asyncio.run(main())

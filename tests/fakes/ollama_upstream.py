@@ -18,25 +18,17 @@ It speaks Ollama's native API (https://github.com/ollama/ollama/blob/main/docs/a
     early-close      two lines, then the response ends without a `done: true` line
     mid-error        one good line, then `{"error": ...}`, as when a runner crashes
 
-It is a raw ASGI app rather than a Starlette one so that it can watch `receive()` for
-`http.disconnect` while it streams, which is how tests see that a client hung up.
+The server itself (thread, recording, disconnects) is `tests.fakes._server.FakeServer`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
-import uvicorn
 
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
+from tests.fakes._server import FakeServer, Receive, RecordedRequest, Send
 
 # Ollama's timestamps carry nanoseconds and the server's UTC offset.
 CREATED_AT = "2025-01-09T10:35:38.640766017+01:00"
@@ -48,138 +40,61 @@ _ERRORS = {
 }
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    json: Any
-
-
-@dataclass
-class FakeOllama:
+@dataclass(kw_only=True)
+class FakeOllama(FakeServer):
     """Use as a context manager; `base_url` is the server's root, like Ollama's."""
 
-    port: int = 0
+    json_content_type: ClassVar[str] = "application/json; charset=utf-8"
+
     model_names: list[str] = field(
         default_factory=lambda: ["llama3.2:latest", "nomic-embed-text:latest"]
     )
     loaded: list[str] = field(default_factory=lambda: ["llama3.2:latest"])
-    chunk_count: int = 3
-    chunk_delay: float = 0.0
-    slow_delay: float = 2.0
     tags_delay: float = 0.0
-    requests: list[RecordedRequest] = field(default_factory=list)
-    # Monotonic times at which each line of the latest stream was written.
-    sent_at: list[float] = field(default_factory=list)
-    # Set when a client hangs up before the latest stream or slow answer was complete.
-    disconnected: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> FakeOllama:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        # log_config=None: leave the test process's logging configuration alone.
-        config = uvicorn.Config(
-            self._app,
-            interface="asgi3",  # autodetection takes a bound method for ASGI2
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            loop="asyncio",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("fake Ollama did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
 
     def reset(self) -> None:
-        """Back to the default behaviour, with no recorded history (for a shared server)."""
-        self.chunk_count, self.chunk_delay, self.slow_delay, self.tags_delay = 3, 0.0, 2.0, 0.0
-        self.requests.clear()
-        self.sent_at.clear()
-        self.disconnected.clear()
+        super().reset()
+        self.tags_delay = 0.0
 
-    def last(self, path: str) -> RecordedRequest:
-        return next(r for r in reversed(self.requests) if r.path == path)
-
-    # --- the app -------------------------------------------------------------------------
-
-    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        payload = orjson.loads(body) if body else None
-        self.requests.append(RecordedRequest(scope["method"], scope["path"], headers, payload))
-
-        path = scope["path"]
-        if path == "/" and scope["method"] in ("GET", "HEAD"):
-            await _send_body(send, 200, b"Ollama is running", "text/plain; charset=utf-8")
-        elif path == "/api/tags" and scope["method"] == "GET":
-            if self.tags_delay and await _disconnected_within(receive, self.tags_delay):
-                self.disconnected.set()
+    async def _respond(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
+        path, method, payload = request.path, request.method, request.json
+        if path == "/" and method in ("GET", "HEAD"):
+            await self._send_body(send, 200, b"Ollama is running", "text/plain; charset=utf-8")
+        elif path == "/api/tags" and method == "GET":
+            if self.tags_delay and await self._hung_up_within(receive, self.tags_delay):
                 return
-            await _json(send, 200, {"models": [_model_entry(n) for n in self.model_names]})
-        elif path == "/api/ps" and scope["method"] == "GET":
-            await _json(send, 200, {"models": [_loaded_entry(n) for n in self.loaded]})
-        elif path == "/api/embed" and scope["method"] == "POST":
-            if not await _failed(send, payload["model"]):
-                await _json(send, 200, _embeddings(payload))
-        elif path == "/api/chat" and scope["method"] == "POST":
+            models = [_model_entry(n) for n in self.model_names]
+            await self._send_json(send, 200, {"models": models})
+        elif path == "/api/ps" and method == "GET":
+            await self._send_json(send, 200, {"models": [_loaded_entry(n) for n in self.loaded]})
+        elif path == "/api/embed" and method == "POST":
+            if not await self._failed(send, payload["model"]):
+                await self._send_json(send, 200, _embeddings(payload))
+        elif path == "/api/chat" and method == "POST":
             await self._chat(payload, receive, send)
         else:
             # Ollama's router (Gin) answers unknown paths in plain text, not JSON.
-            await _send_body(send, 404, b"404 page not found", "text/plain")
+            await self._send_body(send, 404, b"404 page not found", "text/plain")
 
     async def _chat(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
         model = request["model"]
-        if await _failed(send, model):
+        if await self._failed(send, model):
             return
         # Ollama streams unless told not to.
         if request.get("stream", True):
             await self._stream(request, receive, send)
         elif model == "bad-json":
-            await _send_body(send, 200, b'{"model": "bad-json", "message": {', "application/json")
+            await self._send_body(
+                send, 200, b'{"model": "bad-json", "message": {', "application/json"
+            )
         elif model == "slow":
-            if await _disconnected_within(receive, self.slow_delay):
-                self.disconnected.set()
-                return
-            await _json(send, 200, _reply(model, "Hello from the fake."))
+            if not await self._hung_up_within(receive, self.slow_delay):
+                await self._send_json(send, 200, _reply(model, "Hello from the fake."))
         else:
             thinking = "Let me think." if model == "thinker" else None
-            await _json(send, 200, _reply(model, "Hello from the fake.", thinking=thinking))
+            await self._send_json(
+                send, 200, _reply(model, "Hello from the fake.", thinking=thinking)
+            )
 
     async def _stream(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
         model = request["model"]
@@ -198,69 +113,23 @@ class FakeOllama:
             error = "an error was encountered while running the model: unexpected EOF"
             lines = [lines[0], orjson.dumps({"error": error}) + b"\n"]
 
-        self.sent_at.clear()
-        self.disconnected.clear()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/x-ndjson")],
-            }
-        )
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
-        try:
-            for i, line in enumerate(lines):
-                if i and delay:
-                    await asyncio.wait({watcher}, timeout=delay)
-                if watcher.done():
-                    self.disconnected.set()
-                    return
-                self.sent_at.append(time.monotonic())
-                await send({"type": "http.response.body", "body": line, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # newer uvicorn raises on send after a disconnect
-            self.disconnected.set()
-        finally:
-            watcher.cancel()
+        await self._send_stream(lines, "application/x-ndjson", delay, receive, send)
 
-
-async def _failed(send: Send, model: str) -> bool:
-    """Answer with the error `model` asks for; False when it asks for none."""
-    if model == "busy":
-        status = 503
-        # Ollama's ErrMaxQueue text, two spaces included.
-        message = "server busy, please try again.  maximum pending requests exceeded"
-    elif model == "missing":
-        status, message = 404, f'model "{model}" not found, try pulling it first'
-    elif model.startswith("error-"):
-        status = int(model.removeprefix("error-"))
-        message = _ERRORS.get(status, "something went wrong")
-    else:
-        return False
-    await _json(send, status, {"error": message})
-    return True
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _disconnected_within(receive: Receive, delay: float) -> bool:
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
-    done, _ = await asyncio.wait({watcher}, timeout=delay)
-    watcher.cancel()
-    return bool(done)
-
-
-async def _json(send: Send, status: int, payload: Any) -> None:
-    await _send_body(send, status, orjson.dumps(payload), "application/json; charset=utf-8")
-
-
-async def _send_body(send: Send, status: int, body: bytes, content_type: str) -> None:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    async def _failed(self, send: Send, model: str) -> bool:
+        """Answer with the error `model` asks for; False when it asks for none."""
+        if model == "busy":
+            status = 503
+            # Ollama's ErrMaxQueue text, two spaces included.
+            message = "server busy, please try again.  maximum pending requests exceeded"
+        elif model == "missing":
+            status, message = 404, f'model "{model}" not found, try pulling it first'
+        elif model.startswith("error-"):
+            status = int(model.removeprefix("error-"))
+            message = _ERRORS.get(status, "something went wrong")
+        else:
+            return False
+        await self._send_json(send, status, {"error": message})
+        return True
 
 
 def _message(content: str, thinking: str | None = None) -> dict[str, Any]:

@@ -13,128 +13,37 @@ The behaviour of /v1/chat/completions is chosen by the request's `model`:
     bad-sse       one good chunk, then a `data:` line that is not JSON
     early-close   two chunks, then the response ends without [DONE]
 
-It is a raw ASGI app rather than a Starlette one so that it can watch `receive()` for
-`http.disconnect` while it streams, which is how tests see that a client hung up.
+The server itself (thread, recording, disconnects) is `tests.fakes._server.FakeServer`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
-import uvicorn
 
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
+from tests.fakes._server import FakeServer, Receive, RecordedRequest, Send
 
 
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    json: Any
-
-
-@dataclass
-class FakeOpenAIUpstream:
+@dataclass(kw_only=True)
+class FakeOpenAIUpstream(FakeServer):
     """Use as a context manager; `base_url` ends in /v1 like a real engine's."""
 
-    port: int = 0
+    base_path: ClassVar[str] = "/v1"
+
     model_ids: list[str] = field(default_factory=lambda: ["fake-chat", "fake-embed"])
-    chunk_count: int = 3
-    chunk_delay: float = 0.0
-    slow_delay: float = 2.0
-    requests: list[RecordedRequest] = field(default_factory=list)
-    # Monotonic times at which each event of the latest stream was written.
-    sent_at: list[float] = field(default_factory=list)
-    # Set when a client hangs up before the latest stream or slow answer was complete.
-    disconnected: threading.Event = field(default_factory=threading.Event)
 
-    def __post_init__(self) -> None:
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> FakeOpenAIUpstream:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        # log_config=None: leave the test process's logging configuration alone.
-        config = uvicorn.Config(
-            self._app,
-            interface="asgi3",  # autodetection takes a bound method for ASGI2
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            loop="asyncio",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("fake upstream did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-
-    def reset(self) -> None:
-        """Back to the default behaviour, with no recorded history (for a shared server)."""
-        self.chunk_count, self.chunk_delay, self.slow_delay = 3, 0.0, 2.0
-        self.requests.clear()
-        self.sent_at.clear()
-        self.disconnected.clear()
-
-    def last(self, path: str) -> RecordedRequest:
-        return next(r for r in reversed(self.requests) if r.path == path)
-
-    # --- the app -------------------------------------------------------------------------
-
-    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        payload = orjson.loads(body) if body else None
-        self.requests.append(RecordedRequest(scope["method"], scope["path"], headers, payload))
-
-        if scope["path"] == "/v1/models":
+    async def _respond(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
+        if request.path == "/v1/models":
             data = [{"id": i, "object": "model", "owned_by": "fake"} for i in self.model_ids]
-            await _json(send, 200, {"object": "list", "data": data})
-        elif scope["path"] == "/v1/embeddings":
-            await _json(send, 200, _embeddings(payload))
-        elif scope["path"] == "/v1/chat/completions":
-            await self._chat(payload, receive, send)
+            await self._send_json(send, 200, {"object": "list", "data": data})
+        elif request.path == "/v1/embeddings":
+            await self._send_json(send, 200, _embeddings(request.json))
+        elif request.path == "/v1/chat/completions":
+            await self._chat(request.json, receive, send)
         else:
-            await _json(send, 404, {"detail": "Not Found"})
+            await self._send_json(send, 404, {"detail": "Not Found"})
 
     async def _chat(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
         model = request["model"]
@@ -148,19 +57,14 @@ class FakeOpenAIUpstream:
             error = {"message": message, "type": "error", "param": None, "code": status}
             if status == 400:
                 error["param"] = "temperature"
-            await _json(send, status, {"error": error})
+            await self._send_json(send, status, {"error": error})
         elif model == "bad-json":
-            await _send_body(send, 200, b'{"id": "x", "choices": [', "application/json")
+            await self._send_body(send, 200, b'{"id": "x", "choices": [', "application/json")
         elif model == "slow" and not streaming:
-            watcher = asyncio.ensure_future(_wait_disconnect(receive))
-            done, _ = await asyncio.wait({watcher}, timeout=self.slow_delay)
-            watcher.cancel()
-            if done:
-                self.disconnected.set()
-                return
-            await _json(send, 200, _completion(model))
+            if not await self._hung_up_within(receive, self.slow_delay):
+                await self._send_json(send, 200, _completion(model))
         elif not streaming:
-            await _json(send, 200, _completion(model))
+            await self._send_json(send, 200, _completion(model))
         else:
             await self._stream(request, receive, send)
 
@@ -181,45 +85,7 @@ class FakeOpenAIUpstream:
         if done:
             events.append(b"data: [DONE]\n\n")
 
-        self.sent_at.clear()
-        self.disconnected.clear()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
-        try:
-            for i, event in enumerate(events):
-                if i and delay:
-                    await asyncio.wait({watcher}, timeout=delay)
-                if watcher.done():
-                    self.disconnected.set()
-                    return
-                self.sent_at.append(time.monotonic())
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # newer uvicorn raises on send after a disconnect
-            self.disconnected.set()
-        finally:
-            watcher.cancel()
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _json(send: Send, status: int, payload: Any) -> None:
-    await _send_body(send, status, orjson.dumps(payload), "application/json")
-
-
-async def _send_body(send: Send, status: int, body: bytes, content_type: str) -> None:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await self._send_stream(events, "text/event-stream", delay, receive, send)
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

@@ -5,10 +5,12 @@ No HTTP here: the routes in `api.py` turn these results into responses.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,19 +27,23 @@ from hearth.engines.protocol import (
     ModelList,
     StreamOptions,
 )
-from hearth.errors import InvalidRequest, ModelNotAllowed, RateLimited
+from hearth.errors import HearthError, InvalidRequest, ModelNotAllowed, RateLimited
 from hearth.gateway.limits import Admission, Limiter
-from hearth.gateway.routing import ModelRoutes
+from hearth.gateway.routing import ModelRoutes, Route
+from hearth.gateway.usage import Usage, UsageRecorder
 from hearth.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, routes: ModelRoutes, metrics: Metrics, limiter: Limiter) -> None:
+    def __init__(
+        self, routes: ModelRoutes, metrics: Metrics, limiter: Limiter, usage: UsageRecorder
+    ) -> None:
         self.routes = routes
         self.metrics = metrics
         self.limiter = limiter
+        self.usage = usage
 
     def list_models(self, caller: Caller | None = None) -> ModelList:
         """The models served, or those the caller's key may use."""
@@ -49,49 +55,44 @@ class Gateway:
             ]
         )
 
-    async def admit(
-        self, caller: Caller | None, model: str, estimated_tokens: int
-    ) -> Admission | None:
+    async def _begin(
+        self, caller: Caller | None, route: Route, model: str, endpoint: str, estimated_tokens: int
+    ) -> _Call:
         """Check the key may use the model and is within its limits (429 otherwise)."""
-        if caller is None:
-            return None
-        if not caller.may_use(model):
-            raise ModelNotAllowed(model)
-        try:
-            return await self.limiter.admit(
-                [(caller.subject, caller.limits)], estimated_tokens=estimated_tokens
-            )
-        except RateLimited:
-            self.metrics.limit_rejections.labels(model).inc()
-            raise
-
-    async def settle(self, admission: Admission | None, tokens: int) -> None:
-        if admission is not None:
+        admission = None
+        if caller is not None:
+            if not caller.may_use(model):
+                raise ModelNotAllowed(model)
             try:
-                await self.limiter.settle(admission, tokens=tokens, cost=0.0)
-            except Exception:  # the lease frees the slot; never fail a finished request
-                log.warning("could not settle limits", exc_info=True)
+                admission = await self.limiter.admit(
+                    [(caller.subject, caller.limits)], estimated_tokens=estimated_tokens
+                )
+            except RateLimited:
+                self.metrics.limit_rejections.labels(model).inc()
+                raise
+        return _Call(self, caller, model, route.engine.name, endpoint, admission)
 
     async def chat(
         self, request: ChatCompletionRequest, caller: Caller | None = None
     ) -> ChatCompletion:
         """Answer a non-streaming chat completion."""
         route = self.routes.resolve(request.model, "chat")
-        admission = await self.admit(caller, request.model, estimate_tokens(request))
-        started = time.perf_counter()
+        call = await self._begin(caller, route, request.model, "chat", estimate_tokens(request))
         upstream = request.model_copy(update={"model": route.upstream, "stream": False})
         try:
             result = await route.engine.chat(upstream)
-        except BaseException:
-            self.metrics.generations.labels(request.model, "error").inc()
-            await self.settle(admission, 0)
+        except BaseException as exc:
+            await call.finish(_status(exc), "error")
             raise
-        await self.settle(admission, result.usage.total_tokens if result.usage else 0)
         result.model = request.model
-        self.metrics.ttft.labels(request.model).observe(time.perf_counter() - started)
-        self.metrics.generations.labels(request.model, "completed").inc()
-        if result.usage:
-            self._count(request.model, result.usage.prompt_tokens, result.usage.completion_tokens)
+        call.first_token()
+        usage = result.usage
+        await call.finish(
+            200,
+            "completed",
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+        )
         return result
 
     async def chat_stream(
@@ -100,8 +101,7 @@ class Gateway:
         """Stream a chat completion. The first chunk is produced before this returns, so an
         engine that fails up front raises here and the caller can still send an HTTP error."""
         route = self.routes.resolve(request.model, "chat")
-        admission = await self.admit(caller, request.model, estimate_tokens(request))
-        started = time.perf_counter()
+        call = await self._begin(caller, route, request.model, "chat", estimate_tokens(request))
         # Always ask for usage (for metrics); the route drops it if the client did not ask.
         upstream = request.model_copy(
             update={
@@ -115,66 +115,58 @@ class Gateway:
             first = await anext(stream)
         except StopAsyncIteration:
             first = None
-        except BaseException:
-            self.metrics.generations.labels(request.model, "error").inc()
+        except BaseException as exc:
             await stream.aclose()
-            await self.settle(admission, 0)
+            await call.finish(_status(exc), "error")
             raise
-        return self._relay(request, stream, first, started, admission)
+        return self._relay(call, stream, first)
 
     async def _relay(
         self,
-        request: ChatCompletionRequest,
+        call: _Call,
         stream: AsyncIterator[ChatCompletionChunk],
         first: ChatCompletionChunk | None,
-        started: float,
-        admission: Admission | None,
     ) -> AsyncIterator[ChatCompletionChunk]:
-        model = request.model
-        outcome, ttft_seen, usage_seen, relayed = "cancelled", False, False, 0
-        used = 0
+        # 499: the client closed the connection before the end (nginx's convention).
+        status, outcome, prompt, completion, usage_seen = 499, "cancelled", 0, 0, False
         try:
             async for chunk in _prepend(first, stream):
-                chunk.model = model
-                has_text = any(c.delta.content for c in chunk.choices)
-                if has_text and not ttft_seen:
-                    ttft_seen = True
-                    self.metrics.ttft.labels(model).observe(time.perf_counter() - started)
-                relayed += has_text
+                chunk.model = call.model
+                if any(c.delta.content for c in chunk.choices):
+                    call.first_token()
+                    completion += not usage_seen
                 if chunk.usage:
                     usage_seen = True
-                    used = chunk.usage.total_tokens
-                    self._count(model, chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
                 yield chunk
-            outcome = "completed"
-        except Exception:
-            outcome = "error"
+            status, outcome = 200, "completed"
+        except Exception as exc:
+            status, outcome = _status(exc), "error"
             raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-            if not usage_seen:  # the engine reported no usage: count the chunks we relayed
-                self.metrics.tokens.labels(model, "completion").inc(relayed)
-                used = relayed
-            self.metrics.generations.labels(model, outcome).inc()
-            await self.settle(admission, used)
+            await call.finish(status, outcome, prompt, completion)
 
     async def embed(
         self, request: EmbeddingRequest, caller: Caller | None = None
     ) -> EmbeddingResponse:
         route = self.routes.resolve(request.model, "embedding")
         texts = request.texts
-        admission = await self.admit(caller, request.model, sum(len(t) for t in texts) // 4)
+        call = await self._begin(
+            caller, route, request.model, "embeddings", sum(len(t) for t in texts) // 4
+        )
         try:
             result = await route.engine.embed(route.upstream, texts)
-        finally:
-            await self.settle(admission, 0)
-        native = len(result.vectors[0])
-        if request.dimensions is not None and request.dimensions != native:
-            raise InvalidRequest(
-                f"'{request.model}' has {native} dimensions and cannot shorten them",
-                param="dimensions",
-            )
-        self.metrics.tokens.labels(request.model, "prompt").inc(result.prompt_tokens)
+            native = len(result.vectors[0])
+            if request.dimensions is not None and request.dimensions != native:
+                raise InvalidRequest(
+                    f"'{request.model}' has {native} dimensions and cannot shorten them",
+                    param="dimensions",
+                )
+        except BaseException as exc:
+            await call.finish(_status(exc), None)
+            raise
+        await call.finish(200, None, result.prompt_tokens, 0)
         data = [
             EmbeddingData(index=i, embedding=_encode(vector, request.encoding_format))
             for i, vector in enumerate(result.vectors)
@@ -187,9 +179,63 @@ class Gateway:
             ),
         )
 
-    def _count(self, model: str, prompt: int, completion: int) -> None:
-        self.metrics.tokens.labels(model, "prompt").inc(prompt)
-        self.metrics.tokens.labels(model, "completion").inc(completion)
+
+@dataclass
+class _Call:
+    """One /v1 request in flight: what it needs to settle its limits, record its usage and
+    update the metrics once, however it ends."""
+
+    gateway: Gateway
+    caller: Caller | None
+    model: str
+    deployment: str
+    endpoint: str
+    admission: Admission | None
+    started: float = field(default_factory=time.perf_counter)
+    ttft: float | None = None
+
+    def first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.started
+            self.gateway.metrics.ttft.labels(self.model).observe(self.ttft)
+
+    async def finish(
+        self, status: int, outcome: str | None, prompt: int = 0, completion: int = 0
+    ) -> None:
+        gateway = self.gateway
+        if self.admission is not None:
+            try:
+                await gateway.limiter.settle(self.admission, tokens=prompt + completion, cost=0.0)
+            except Exception:  # the lease frees the slot; never fail a finished request
+                log.warning("could not settle limits", exc_info=True)
+        gateway.metrics.tokens.labels(self.model, "prompt").inc(prompt)
+        gateway.metrics.tokens.labels(self.model, "completion").inc(completion)
+        if outcome is not None:
+            gateway.metrics.generations.labels(self.model, outcome).inc()
+        gateway.usage.record(
+            Usage(
+                model=self.model,
+                deployment=self.deployment,
+                endpoint=self.endpoint,
+                status=status,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                latency_ms=(time.perf_counter() - self.started) * 1000,
+                ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
+                key_id=self.caller.key_id if self.caller else None,
+                owner_id=self.caller.principal.user_id if self.caller else None,
+            )
+        )
+
+
+def _status(exc: BaseException) -> int:
+    return (
+        exc.status
+        if isinstance(exc, HearthError)
+        else 499
+        if isinstance(exc, asyncio.CancelledError)
+        else 500
+    )
 
 
 def estimate_tokens(request: ChatCompletionRequest) -> int:

@@ -46,6 +46,14 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.usage_written = Counter(
+            "hearth_usage_rows_written", "Usage rows written to the database", registry=r
+        )
+        self.usage_dropped = Counter(
+            "hearth_usage_rows_dropped",
+            "Usage rows dropped because the buffer was full",
+            registry=r,
+        )
         self.generations = Counter(
             "hearth_generations",
             "Chat generations by how they ended",

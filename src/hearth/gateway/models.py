@@ -1,0 +1,37 @@
+"""Tables the gateway owns: one usage row per /v1 request."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, SmallInteger, String, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hearth.db.base import Base
+
+
+class UsageRecord(Base):
+    __tablename__ = "usage_record"
+    __table_args__ = (
+        # Per-key spend over a period stays an index range scan at millions of rows.
+        Index("ix_usage_record_key_time", "key_id", "created_at"),
+        Index("ix_usage_record_owner_time", "owner_id", "created_at"),
+        # Retention deletes by time; BRIN is tiny for an append-only, time-ordered table.
+        Index("ix_usage_record_created_brin", "created_at", postgresql_using="brin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    key_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    owner_id: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    deployment: Mapped[str] = mapped_column(String(200))  # the engine that served it
+    endpoint: Mapped[str] = mapped_column(String(40))  # chat, embeddings
+    status: Mapped[int] = mapped_column(SmallInteger)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
