@@ -1,0 +1,761 @@
+"""Search speed of Hearth's retrieval: p50/p95 latency of hybrid, vector and full-text search
+through `search_chunks`, and recall@10 of the vector search against exact search, on
+synthetic clustered 384-d corpora in the embedded PostgreSQL.
+
+    python bench/search_speed.py                              # 10k and 100k chunks
+    python bench/search_speed.py --sizes 1000000              # 1M (long: load, index build)
+    python bench/search_speed.py --sizes 100000 --variant hnsw.ef_search=200   # and tuned
+    python bench/search_speed.py --sizes 100000 --explain     # EXPLAIN ANALYZE each case
+
+Each size runs in a fresh embedded PostgreSQL started by Hearth's own `open_database`
+(migrations and per-connection search settings as in the product). The corpus:
+
+- vectors: unit vectors around 100-1000 random centres on the sphere (n/1000 clusters,
+  at least 100, at most 1000); the noise has a power-law spectrum (variance along the j-th
+  axis of a fixed random basis proportional to 1/j, effective dimension about 26), since
+  sentence embeddings have a low intrinsic dimension; `--noise isotropic` gives the much
+  harder isotropic 384-d noise. Queries are held-out points of the same distribution.
+- texts: 48 pseudo-words, 16 of them drawn from the chunk's cluster's 20 topic words and
+  32 from a Zipf-distributed background vocabulary; a query's text is 3 topic words of its
+  cluster, so full-text search matches about one cluster's worth of chunks.
+- 100 collections of one document each; each collection holds 1% of the chunks, spread at
+  random over the clusters and over the table's pages (a worst case for filtered scans:
+  real ingestion writes a document's chunks together); the filtered cases search
+  collection 0 only.
+
+Loading bypasses the ingestion pipeline: the HNSW and GIN indexes are dropped, the chunks
+are copied in binary COPY, then both indexes are recreated from their own definitions
+(read from pg_indexes, so exactly as the migration made them), timed and measured.
+
+Each case (hybrid, vector, text over all 100 collections; hybrid and vector over the 1%
+collection) runs its warm-up queries, then its measured ones, one at a time through
+`search_chunks` with a real `Principal` and Hearth's `Database`. Also reported: recall@10
+of vector search against numpy's exact top 10, the fewest results a filtered query got,
+how many executions ran PostgreSQL's generic plan for the prepared statement
+(pg_prepared_statements), and the cost of a pooled session around `SELECT 1`. A
+`--variant` is measured after Hearth's settings, so on the same database it also sees
+warmer caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import math
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+from pgvector.asyncpg import register_vector
+from sqlalchemy import text
+
+from hearth.accounts.principal import Principal
+from hearth.config import Settings
+from hearth.db.session import Database
+from hearth.rag.search import _STATEMENTS, SESSION_SETTINGS, search_chunks, vector_literal
+from hearth.server import open_database
+
+DIM = 384
+K = 10
+COLLECTIONS = 100
+WORDS_PER_CHUNK = 48
+TOPIC_WORDS_PER_CHUNK = 16
+TOPIC_WORDS = 20
+VOCABULARY = 20_000
+COMMON_WORDS = 1000  # the most frequent background words are never topic words
+QUERY_WORDS = 3
+SPREAD = 0.9  # norm of the noise added to a centre: same-cluster cosine about 0.55
+WARMUP = 20
+SEED = 20261124
+OWNER = "bench-user"
+HNSW_INDEX = "ix_document_chunk_embedding_hnsw"
+GIN_INDEX = "ix_document_chunk_tsv"
+CASES = (  # (label, mode, filtered to the 1% collection)
+    ("hybrid", "hybrid", False),
+    ("vector", "vector", False),
+    ("text", "text", False),
+    ("hybrid 1%", "hybrid", True),
+    ("vector 1%", "vector", True),
+)
+
+
+# -- corpus ----------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    vectors: np.ndarray  # (n, DIM) float32, unit length
+    texts: list[str]
+    collection: np.ndarray  # (n,) collection number 0..99
+    ordinal: np.ndarray  # (n,) position of the chunk in its collection's document
+    queries: np.ndarray  # (q, DIM)
+    query_texts: list[str]
+    clusters: int
+
+    @property
+    def size(self) -> int:
+        return len(self.texts)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(self.vectors[:: max(1, self.size // 1000)].tobytes())
+        digest.update("\n".join(self.texts[:: max(1, self.size // 1000)]).encode())
+        return f"n={self.size} {digest.hexdigest()[:16]}"
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _vocabulary(rng: np.random.Generator, size: int) -> list[str]:
+    """Pronounceable pseudo-words of three or four syllables: no English stop words, and
+    the English stemmer leaves them (nearly) distinct."""
+    syllables = [c + v for c in "bdfgklmnprtvz" for v in "aeiou"]
+    words: set[str] = set()
+    while len(words) < size:
+        parts = rng.integers(0, len(syllables), (size, 4))
+        lengths = rng.integers(3, 5, size)
+        words.update(
+            "".join(syllables[p] for p in row[:length])
+            for row, length in zip(parts.tolist(), lengths.tolist(), strict=True)
+        )
+    return sorted(words)[:size]
+
+
+def make_corpus(n: int, queries: int, *, noise: str, seed: int = SEED) -> Corpus:
+    """The same corpus for the same n, noise and seed, whatever the number of queries (a
+    kept database is checked against its fingerprint)."""
+    rng = np.random.default_rng([seed, n])
+    clusters = min(1000, max(100, n // 1000))
+    centres = _normalize(rng.standard_normal((clusters, DIM)).astype(np.float32))
+    basis = np.linalg.qr(rng.standard_normal((DIM, DIM)))[0].astype(np.float32)
+    if noise == "powerlaw":
+        scales = 1 / np.sqrt(np.arange(1, DIM + 1))
+    else:
+        scales = np.ones(DIM)
+    scales = (SPREAD * scales / np.linalg.norm(scales)).astype(np.float32)
+    vocab = _vocabulary(rng, VOCABULARY)
+    # Background words follow Zipf's law over a random ranking of the vocabulary.
+    ranking = rng.permutation(VOCABULARY)
+    weights = 1 / np.arange(1, VOCABULARY + 1)
+    weights /= weights.sum()
+    topic = np.stack(
+        [rng.choice(ranking[COMMON_WORDS:], TOPIC_WORDS, replace=False) for _ in range(clusters)]
+    )
+
+    def points(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+        cluster = rng.integers(0, clusters, count)
+        vectors = np.empty((count, DIM), dtype=np.float32)
+        for start in range(0, count, 100_000):
+            stop = min(start + 100_000, count)
+            g = rng.standard_normal((stop - start, DIM), dtype=np.float32) * scales
+            vectors[start:stop] = _normalize(centres[cluster[start:stop]] + g @ basis)
+        return vectors, cluster
+
+    data_rng = np.random.default_rng([seed, n, 1])
+    vectors, cluster = points(data_rng, n)
+    words = np.empty((n, WORDS_PER_CHUNK), dtype=np.int64)
+    words[:, :TOPIC_WORDS_PER_CHUNK] = topic[
+        cluster[:, None], data_rng.integers(0, TOPIC_WORDS, (n, TOPIC_WORDS_PER_CHUNK))
+    ]
+    words[:, TOPIC_WORDS_PER_CHUNK:] = ranking[
+        data_rng.choice(VOCABULARY, (n, WORDS_PER_CHUNK - TOPIC_WORDS_PER_CHUNK), p=weights)
+    ]
+    words = data_rng.permuted(words, axis=1)
+    texts = [" ".join(map(vocab.__getitem__, row)) for row in words.tolist()]
+    collection = data_rng.permutation(n) % COLLECTIONS
+    ordinal = np.empty(n, dtype=np.int64)
+    for c in range(COLLECTIONS):
+        members = np.flatnonzero(collection == c)
+        ordinal[members] = np.arange(len(members))
+
+    query_rng = np.random.default_rng([seed, n, 2])
+    query_vectors, query_cluster = points(query_rng, queries + WARMUP)
+    query_texts = [
+        " ".join(
+            vocab[w] for w in topic[c, query_rng.choice(TOPIC_WORDS, QUERY_WORDS, replace=False)]
+        )
+        for c in query_cluster.tolist()
+    ]
+    return Corpus(
+        vectors=vectors,
+        texts=texts,
+        collection=collection,
+        ordinal=ordinal,
+        queries=query_vectors,
+        query_texts=query_texts,
+        clusters=clusters,
+    )
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    collection_ids: list[uuid.UUID]
+    reused: bool = False
+    copy_s: float = 0.0
+    hnsw_s: float = 0.0
+    gin_s: float = 0.0
+    hnsw_bytes: int = 0
+    gin_bytes: int = 0
+    table_bytes: int = 0
+    maintenance_work_mem: str = ""
+    parallel_workers: int = 0
+    notices: list[str] = field(default_factory=list)
+
+
+def _dsn(database: Database) -> str:
+    return database.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def load(
+    database: Database, corpus: Corpus, *, maintenance_work_mem: str, workers: int
+) -> Load:
+    """Put the corpus in the database (unless a kept data directory already holds it) and
+    rebuild the search indexes, timing each step."""
+    conn = await asyncpg.connect(_dsn(database))
+    try:
+        await register_vector(conn)
+        result = await _load(conn, corpus, maintenance_work_mem, workers)
+        result.hnsw_bytes = await conn.fetchval(f"SELECT pg_relation_size('{HNSW_INDEX}')")
+        result.gin_bytes = await conn.fetchval(f"SELECT pg_relation_size('{GIN_INDEX}')")
+        result.table_bytes = await conn.fetchval(
+            "SELECT pg_table_size('document_chunk')"  # heap + TOAST, no indexes
+        )
+        return result
+    finally:
+        await conn.close()
+
+
+async def _load(
+    conn: asyncpg.Connection, corpus: Corpus, maintenance_work_mem: str, workers: int
+) -> Load:
+    existing = await conn.fetch(
+        "SELECT id, description FROM collection WHERE owner_id = $1 ORDER BY name", OWNER
+    )
+    if existing:
+        if existing[0]["description"] != corpus.fingerprint:
+            raise RuntimeError("the kept database holds another corpus: use a new --data-dir")
+        return Load([r["id"] for r in existing], reused=True)
+
+    ids = [uuid.UUID(int=i + 1) for i in range(COLLECTIONS)]
+    docs = [uuid.UUID(int=(1 << 64) + i + 1) for i in range(COLLECTIONS)]
+    counts = np.bincount(corpus.collection, minlength=COLLECTIONS).tolist()
+    await conn.executemany(
+        "INSERT INTO collection (id, name, description, owner_id, embedding_model) "
+        "VALUES ($1, $2, $3, $4, 'synthetic-384')",
+        [(cid, f"bench-{i:02d}", corpus.fingerprint, OWNER) for i, cid in enumerate(ids)],
+    )
+    await conn.executemany(
+        "INSERT INTO stored_file (sha256, size) VALUES ($1, 0)",
+        [(f"{i:064x}",) for i in range(COLLECTIONS)],
+    )
+    await conn.executemany(
+        "INSERT INTO document (id, collection_id, file_sha256, filename, content_type, title, "
+        "status, chunks, embedded_chunks) VALUES ($1, $2, $3, $4, 'text/plain', $6, 'ready', "
+        "$5, $5)",
+        [
+            (docs[i], ids[i], f"{i:064x}", f"doc-{i:02d}.txt", counts[i], f"doc {i}")
+            for i in range(COLLECTIONS)
+        ],
+    )
+
+    definitions = dict(
+        await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY($1::text[])",
+            [HNSW_INDEX, GIN_INDEX],
+        )
+    )
+    for name in definitions:
+        await conn.execute(f"DROP INDEX {name}")
+
+    started = time.perf_counter()
+    batch = 20_000
+    for start in range(0, corpus.size, batch):
+        stop = min(start + batch, corpus.size)
+        await conn.copy_records_to_table(
+            "document_chunk",
+            columns=["collection_id", "document_id", "ordinal", "text", "embedding", "metadata"],
+            records=[
+                (ids[c], docs[c], o, t, v, "{}")
+                for c, o, t, v in zip(
+                    corpus.collection[start:stop].tolist(),
+                    corpus.ordinal[start:stop].tolist(),
+                    corpus.texts[start:stop],
+                    corpus.vectors[start:stop],
+                    strict=True,
+                )
+            ],
+        )
+        if corpus.size >= 200_000 and stop % 200_000 == 0:
+            _progress(f"  copied {stop} chunks ({time.perf_counter() - started:.0f} s)")
+    copy_s = time.perf_counter() - started
+    # Chunk i of the corpus must be row id i + 1: recall is computed from the ids.
+    low, high, count = await conn.fetchrow("SELECT min(id), max(id), count(*) FROM document_chunk")
+    if (low, high, count) != (1, corpus.size, corpus.size):
+        raise RuntimeError(f"unexpected chunk ids: {low}..{high}, {count} rows")
+
+    notices: list[str] = []
+    conn.add_log_listener(lambda _c, msg: notices.append(str(msg)))
+    await conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
+    await conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
+    started = time.perf_counter()
+    await conn.execute(definitions[HNSW_INDEX])
+    hnsw_s = time.perf_counter() - started
+    started = time.perf_counter()
+    await conn.execute(definitions[GIN_INDEX])
+    gin_s = time.perf_counter() - started
+    await conn.execute("VACUUM ANALYZE document_chunk")
+    await conn.execute("VACUUM ANALYZE collection")
+    await conn.execute("VACUUM ANALYZE document")
+    await conn.execute("CHECKPOINT")
+    return Load(
+        ids,
+        copy_s=copy_s,
+        hnsw_s=hnsw_s,
+        gin_s=gin_s,
+        maintenance_work_mem=maintenance_work_mem,
+        parallel_workers=workers,
+        notices=notices,
+    )
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Indices (into the corpus) of the k nearest rows by cosine, among `rows`."""
+    subset = vectors if len(rows) == len(vectors) else vectors[rows]
+    best = np.empty((len(queries), K), dtype=np.int64)
+    for start in range(0, len(queries), 50):
+        sims = queries[start : start + 50] @ subset.T
+        top = np.argpartition(-sims, K, axis=1)[:, :K]
+        best[start : start + 50] = rows[top]
+    return best
+
+
+@dataclass
+class Case:
+    latencies: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    recalls: list[float] = field(default_factory=list)
+    generic: int = 0  # executions of the prepared statement that ran PostgreSQL's generic plan
+    custom: int = 0
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) * 1000
+
+    @property
+    def recall(self) -> float | None:
+        return float(np.mean(self.recalls)) if self.recalls else None
+
+
+async def _plan_counts(database: Database, mode: str) -> tuple[int, int]:
+    """Generic and custom plans so far of the statement `mode` runs, on the pooled
+    connection (one connection serves these sequential queries): asyncpg prepares each
+    statement once per connection, and after five executions PostgreSQL may switch it to a
+    generic plan, made without the parameter values."""
+    async with database.session() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) "
+                    "FROM pg_prepared_statements WHERE statement = :statement"
+                ),
+                {"statement": _prepared_text(mode)},
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+
+_PARAMETER = re.compile(r"(?<!:):(\w+)")
+
+
+def _parameter_names(mode: str) -> list[str]:
+    return list(dict.fromkeys(_PARAMETER.findall(_STATEMENTS[mode].text)))
+
+
+def _prepared_text(mode: str) -> str:
+    """The statement as asyncpg prepares it (SQLAlchemy turns :name into $n)."""
+    names = _parameter_names(mode)
+    return _PARAMETER.sub(lambda m: f"${names.index(m.group(1)) + 1}", _STATEMENTS[mode].text)
+
+
+def exact_truth(corpus: Corpus, queries: int) -> dict[bool, np.ndarray]:
+    """Exact top k of each query: over all chunks (False) and over the 1% collection (True)."""
+    every = np.arange(corpus.size)
+    small = np.flatnonzero(corpus.collection == 0)
+    return {
+        False: exact_top_k(corpus.vectors, corpus.queries[:queries], every),
+        True: exact_top_k(corpus.vectors, corpus.queries[:queries], small),
+    }
+
+
+async def measure(
+    database: Database,
+    corpus: Corpus,
+    collection_ids: list[uuid.UUID],
+    truth: dict[bool, np.ndarray],
+    *,
+    candidates: int,
+    queries: int,
+) -> dict[str, Case]:
+    """Each case in turn: warm-up queries, then the measured ones, one at a time, each
+    through `search_chunks` in its own session as the documents service runs it."""
+    principal = Principal(user_id=OWNER)
+
+    async def one(qi: int, mode: str, filtered: bool) -> tuple[float, list[int]]:
+        vector = corpus.queries[qi].tolist()
+        scope = collection_ids[:1] if filtered else collection_ids
+        started = time.perf_counter()
+        async with database.session() as session:
+            hits = await search_chunks(
+                session,
+                principal,
+                scope,
+                corpus.query_texts[qi],
+                vector,
+                k=K,
+                mode=mode,  # type: ignore[arg-type]
+                candidates=candidates,
+            )
+        return time.perf_counter() - started, [h.chunk_id - 1 for h in hits]
+
+    # The floor of any search: a session from the pool around a trivial statement.
+    cases = {"SELECT 1": Case()}
+    for i in range(WARMUP + queries):
+        started = time.perf_counter()
+        async with database.session() as session:
+            await session.execute(text("SELECT 1"))
+        if i >= WARMUP:
+            cases["SELECT 1"].latencies.append(time.perf_counter() - started)
+    for label, mode, filtered in CASES:
+        case = cases[label] = Case()
+        # Held-out queries not measured: the last WARMUP of the generated ones.
+        for qi in range(len(corpus.queries) - WARMUP, len(corpus.queries)):
+            await one(qi, mode, filtered)
+        generic, custom = await _plan_counts(database, mode)
+        for qi in range(queries):
+            elapsed, found = await one(qi, mode, filtered)
+            case.latencies.append(elapsed)
+            case.counts.append(len(found))
+            if mode == "vector":
+                case.recalls.append(len(set(found) & set(truth[filtered][qi].tolist())) / K)
+        after = await _plan_counts(database, mode)
+        case.generic, case.custom = after[0] - generic, after[1] - custom
+    return cases
+
+
+def _shorten(line: str) -> str:
+    line = re.sub(r"'\[[^\]]{100,}\]'", "'[...]'", line)
+    return re.sub(r"'\{[0-9a-f,-]{100,}\}'", "'{...}'", line)
+
+
+async def explain(
+    database: Database, corpus: Corpus, collection_ids: list[uuid.UUID], candidates: int
+) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statement `search_chunks` runs, for each case, with
+    the parameter values known to the planner (a custom plan); then, per mode, the generic
+    plan PostgreSQL may switch a prepared statement to, made without the values."""
+    for label, mode, filtered in CASES:
+        params: dict[str, Any] = {
+            "collections": collection_ids[:1] if filtered else collection_ids,
+            "user_id": OWNER,
+            "principals": [OWNER],
+            "query": corpus.query_texts[0],
+            "k": K,
+            "candidates": candidates,
+        }
+        if mode != "vector":
+            params["exact"] = False
+        if mode != "text":
+            params["vector"] = vector_literal(corpus.queries[0].tolist())
+        statement = text("EXPLAIN (ANALYZE, BUFFERS) " + _STATEMENTS[mode].text)
+        async with database.session() as session:
+            for _ in range(3):  # warm, then show the last
+                plan = (await session.execute(statement, params)).scalars().all()
+        print(f"\n-- EXPLAIN ANALYZE, {label}:\n" + "\n".join(map(_shorten, plan)))
+    # The generic plan, analysed: PREPARE with typed parameters, then EXECUTE with literals.
+    conn = await asyncpg.connect(_dsn(database))
+    try:
+        await conn.execute(
+            "SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = "
+            f"{SESSION_SETTINGS['hnsw.ef_search']}; SET plan_cache_mode = force_generic_plan"
+        )
+        for label, mode, filtered in CASES:
+            if filtered:
+                continue
+            names = _parameter_names(mode)
+            literals = {
+                "collections": "'{" + ",".join(map(str, collection_ids)) + "}'",
+                "user_id": _quote(OWNER),
+                "principals": _quote("{" + OWNER + "}"),
+                "query": _quote(corpus.query_texts[0]),
+                "k": str(K),
+                "candidates": str(candidates),
+                "exact": "false",
+                "vector": _quote(vector_literal(corpus.queries[0].tolist())),
+            }
+            types = ", ".join(_PARAMETER_TYPES[name] for name in names)
+            await conn.execute(f"PREPARE generic_{mode} ({types}) AS {_prepared_text(mode)}")
+            call = f"EXECUTE generic_{mode} ({', '.join(literals[n] for n in names)})"
+            for _ in range(2):
+                await conn.fetch(call)
+            rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + call)
+            print(
+                f"\n-- EXPLAIN ANALYZE of the generic plan, {label}:\n"
+                + "\n".join(_shorten(r[0]) for r in rows)
+            )
+    finally:
+        await conn.close()
+
+
+_PARAMETER_TYPES = {
+    "collections": "uuid[]",
+    "user_id": "text",
+    "principals": "text[]",
+    "query": "text",
+    "k": "int",
+    "candidates": "int",
+    "exact": "boolean",
+    "vector": "text",
+}
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _mwm(n: int) -> str:
+    """maintenance_work_mem for the HNSW build: the whole graph in memory (about 2.2 kB an
+    element at 384 dimensions and m = 16), at least 1 GB."""
+    return f"{max(1024, math.ceil(n * 3 / 1024 + 256))}MB"
+
+
+def machine() -> str:
+    model = ""
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as info:
+        mem_kb = int(info.readline().split()[1])
+    return (
+        f"{os.cpu_count()} cores ({model}), {mem_kb / 1024**2:.0f} GB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def _load_avg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+@dataclass
+class SizeResult:
+    size: int
+    clusters: int
+    load: Load
+    cases: dict[str, Case]
+    variants: dict[str, dict[str, Case]]
+    load_avg: str
+    server: str
+
+
+async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
+    started = time.perf_counter()
+    corpus = make_corpus(n, args.queries, noise=args.noise)
+    _progress(
+        f"[{n}] corpus: {corpus.clusters} clusters, generated in "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    with tempfile.TemporaryDirectory(prefix="hearth-search-speed-") as tmp:
+        data_dir = (args.data_dir / f"size-{n}") if args.data_dir else Path(tmp)
+        settings = Settings(data_dir=data_dir, log_level="warning")
+        async with AsyncExitStack() as stack:
+            database = await open_database(settings, stack)
+            async with database.session() as session:
+                server = (
+                    await session.execute(
+                        text(
+                            "SELECT current_setting('server_version') || ', pgvector ' || "
+                            "extversion || ', shared_buffers ' || "
+                            "current_setting('shared_buffers') FROM pg_extension "
+                            "WHERE extname = 'vector'"
+                        )
+                    )
+                ).scalar_one()
+            workers = max(0, (os.cpu_count() or 1) - 1)
+            loaded = await load(database, corpus, maintenance_work_mem=_mwm(n), workers=workers)
+            _progress(
+                f"[{n}] loaded: copy {loaded.copy_s:.0f} s, HNSW {loaded.hnsw_s:.1f} s, "
+                f"GIN {loaded.gin_s:.1f} s" + (" (kept database)" if loaded.reused else "")
+            )
+            if args.explain:
+                await explain(database, corpus, loaded.collection_ids, args.candidates)
+            truth = exact_truth(corpus, args.queries)
+            cases = await measure(
+                database,
+                corpus,
+                loaded.collection_ids,
+                truth,
+                candidates=args.candidates,
+                queries=args.queries,
+            )
+            load_avg = _load_avg()
+            variants: dict[str, dict[str, Case]] = {}
+            for variant in args.variant:
+                overrides = dict(item.split("=", 1) for item in variant.split(","))
+                tuned = Database(
+                    database.url, pool_size=2, server_settings={**SESSION_SETTINGS, **overrides}
+                )
+                try:
+                    variants[variant] = await measure(
+                        tuned,
+                        corpus,
+                        loaded.collection_ids,
+                        truth,
+                        candidates=args.candidates,
+                        queries=args.queries,
+                    )
+                finally:
+                    await tuned.close()
+                _progress(f"[{n}] variant {variant} measured")
+    _progress(f"[{n}] done in {time.perf_counter() - started:.0f} s")
+    return SizeResult(n, corpus.clusters, loaded, cases, variants, load_avg, server)
+
+
+def _ms(case: Case) -> str:
+    return f"{case.pct(50):.1f} / {case.pct(95):.1f}"
+
+
+def _search_cells(c: dict[str, Case]) -> str:
+    generic = "/".join(str(c[label].generic) for label, _, _ in CASES)
+    return (
+        f"{_ms(c['hybrid'])} | {_ms(c['vector'])} | {_ms(c['text'])} | "
+        f"{_ms(c['hybrid 1%'])} | {_ms(c['vector 1%'])} | "
+        f"{min(c['hybrid 1%'].counts)} / {min(c['vector 1%'].counts)} | "
+        f"{c['vector'].recall:.3f} | {c['vector 1%'].recall:.3f} | {generic} | "
+        f"{_ms(c['SELECT 1'])} |"
+    )
+
+
+SEARCH_HEADER = (
+    "hybrid p50/p95 ms | vector p50/p95 | text p50/p95 | hybrid 1% p50/p95 | "
+    "vector 1% p50/p95 | results 1% hybrid/vector (min) | recall@10 | recall@10 1% | "
+    "generic plans h/v/t/h1%/v1% | SELECT 1 in a session p50/p95 |"
+)
+
+
+def report(args: argparse.Namespace, results: list[SizeResult]) -> None:
+    print(f"\nmachine: {machine()}")
+    print(f"PostgreSQL: {results[0].server}")
+    print(
+        f"search settings: {SESSION_SETTINGS}, k={K}, candidates={args.candidates}; "
+        f"{args.queries} queries per case after {WARMUP} warm-up; noise {args.noise}"
+    )
+    print(
+        "\n| chunks | clusters | COPY | HNSW build | HNSW size | GIN build | GIN size | table "
+        "| load avg |"
+    )
+    print("|" + "---|" * 9)
+    for r in results:
+        ld = r.load
+
+        def took(seconds: float, ld: Load = ld) -> str:
+            return "kept" if ld.reused else f"{seconds:.1f} s"
+
+        print(
+            f"| {r.size:,} | {r.clusters} | {took(ld.copy_s)} | {took(ld.hnsw_s)} | "
+            f"{ld.hnsw_bytes / 2**20:.0f} MB | {took(ld.gin_s)} | {ld.gin_bytes / 2**20:.0f} MB "
+            f"| {ld.table_bytes / 2**20:.0f} MB | {r.load_avg} |"
+        )
+    for r in results:
+        if not r.load.reused:
+            print(
+                f"{r.size:,}: index build with maintenance_work_mem={r.load.maintenance_work_mem}"
+                f", max_parallel_maintenance_workers={r.load.parallel_workers}"
+                + (f"; notices: {r.load.notices}" if r.load.notices else "")
+            )
+    print("\n| chunks | settings | " + SEARCH_HEADER)
+    print("|" + "---|" * 12)
+    for r in results:
+        print(f"| {r.size:,} | Hearth's | " + _search_cells(r.cases))
+        for variant, cases in r.variants.items():
+            print(f"| {r.size:,} | {variant} | " + _search_cells(cases))
+    print("\nfloors (Hearth's settings):")
+    for r in results:
+        c = r.cases
+        p95 = c["hybrid"].pct(95)
+        limit = {10_000: 3.0, 100_000: 5.0, 1_000_000: 20.0}.get(r.size)
+        checks = []
+        if limit is not None:
+            checks.append((f"hybrid p95 {p95:.1f} ms <= {limit:g} ms", p95 <= limit))
+        recall = c["vector"].recall or 0.0
+        checks.append((f"vector recall@10 {recall:.3f} >= 0.98", recall >= 0.98))
+        if r.size == 100_000:
+            fp95 = c["hybrid 1%"].pct(95)
+            checks.append((f"hybrid 1% p95 {fp95:.1f} ms <= 10 ms", fp95 <= 10.0))
+        full = min(c["hybrid 1%"].counts) == K and min(c["vector 1%"].counts) == K
+        checks.append((f"1% filter returns k={K} for every query", full))
+        for what, ok in checks:
+            print(f"  {r.size:>9,}: {'PASS' if ok else 'FAIL'}  {what}")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    _progress(f"machine: {machine()}; load average {_load_avg()}")
+    results = [await run_size(args, n) for n in args.sizes]
+    report(args, results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200, help="Measured queries per case.")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="Keep each size's database under DIR/size-N and reuse it on the next run.",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=Settings.model_fields["rag_search_candidates"].default,
+        help="Candidates per search passed to rank fusion (Hearth's default).",
+    )
+    parser.add_argument("--noise", choices=["powerlaw", "isotropic"], default="powerlaw")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,NAME=VALUE]",
+        help="Also measure with these per-connection settings on top of Hearth's, e.g. "
+        "hnsw.ef_search=200 or plan_cache_mode=force_custom_plan (repeatable).",
+    )
+    parser.add_argument("--explain", action="store_true", help="Print EXPLAIN ANALYZE plans.")
+    args = parser.parse_args()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
