@@ -13,7 +13,17 @@ The behaviour of /v1/chat/completions is chosen by the request's `model`:
     bad-sse       one good chunk, then a `data:` line that is not JSON
     early-close   two chunks, then the response ends without [DONE]
 
-The server itself (thread, recording, disconnects) is `tests.fakes._server.FakeServer`.
+Whatever the model, these attributes change how the server behaves (for failover tests):
+
+    fail_status   answer every chat and embeddings request with this status
+    hang          wait this many seconds (or until the client leaves) before answering
+    report        what load the server reports at its root, beside /v1: "vllm" (/metrics
+                  with vLLM's gauges), "slots" (llama.cpp's /slots); None: both 404
+    running, waiting, kv_cache   the numbers reported
+
+`kill()` stops the server (its port refuses connections) and `revive()` starts it again on
+the same port. The server itself (thread, recording, disconnects) is
+`tests.fakes._server.FakeServer`.
 """
 
 from __future__ import annotations
@@ -33,9 +43,43 @@ class FakeOpenAIUpstream(FakeServer):
     base_path: ClassVar[str] = "/v1"
 
     model_ids: list[str] = field(default_factory=lambda: ["fake-chat", "fake-embed"])
+    fail_status: int | None = None
+    hang: float = 0.0
+    report: str | None = None
+    running: int = 0
+    waiting: int = 0
+    kv_cache: float = 0.0
+
+    def reset(self) -> None:
+        super().reset()
+        self.fail_status, self.hang, self.report = None, 0.0, None
+        self.running, self.waiting, self.kv_cache = 0, 0, 0.0
+
+    def kill(self) -> None:
+        self.__exit__()
+
+    def revive(self) -> None:
+        self.__enter__()
+
+    @property
+    def chats(self) -> int:
+        """Chat completion requests received so far."""
+        return sum(1 for r in self.requests if r.path == "/v1/chat/completions")
 
     async def _respond(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
-        if request.path == "/v1/models":
+        if request.path in ("/v1/chat/completions", "/v1/embeddings"):
+            if self.hang and await self._hung_up_within(receive, self.hang):
+                return
+            if self.fail_status is not None:
+                error = {"message": "the engine fell over", "type": "error", "param": None}
+                await self._send_json(send, self.fail_status, {"error": error})
+                return
+        if request.path == "/metrics" and self.report == "vllm":
+            await self._send_body(send, 200, self._metrics(), "text/plain; version=0.0.4")
+        elif request.path == "/slots" and self.report == "slots":
+            slots = [{"id": i, "is_processing": i < self.running} for i in range(4)]
+            await self._send_json(send, 200, slots)
+        elif request.path == "/v1/models":
             data = [{"id": i, "object": "model", "owned_by": "fake"} for i in self.model_ids]
             await self._send_json(send, 200, {"object": "list", "data": data})
         elif request.path == "/v1/embeddings":
@@ -44,6 +88,21 @@ class FakeOpenAIUpstream(FakeServer):
             await self._chat(request.json, receive, send)
         else:
             await self._send_json(send, 404, {"detail": "Not Found"})
+
+    def _metrics(self) -> bytes:
+        # vLLM V1's gauges, one sample per served model, as its /metrics shows them.
+        labels = '{engine="0",model_name="fake-chat"}'
+        return (
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f"vllm:num_requests_running{labels} {float(self.running)}\n"
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f"vllm:num_requests_waiting{labels} {float(self.waiting)}\n"
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f"vllm:kv_cache_usage_perc{labels} {self.kv_cache}\n"
+        ).encode()
 
     async def _chat(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
         model = request["model"]

@@ -11,9 +11,10 @@ import logging
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-import httpx
+import aiohttp
 import orjson
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +35,45 @@ _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json
 # elsewhere. 429 belongs here too: the client did nothing wrong. 502/504 come from a proxy
 # in front of the engine that could not reach it.
 _UNAVAILABLE = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """A whole upstream reply: what error mapping and decoding need of it."""
+
+    status_code: int
+    reason_phrase: str
+    content: bytes
+    path: str
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+class HttpStream:
+    """A successful streamed reply, read line by line as the bytes arrive."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """Lines without their ending. Split here rather than with aiohttp's readline,
+        which refuses lines longer than its buffer (a large tool call, say)."""
+        pending = b""
+        async for data in self._response.content.iter_any():
+            pending += data
+            if b"\n" not in data:
+                continue
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.removesuffix(b"\r").decode(errors="replace")
+        if pending:
+            yield pending.removesuffix(b"\r").decode(errors="replace")
 
 
 class ErrorInfo(NamedTuple):
@@ -84,24 +124,28 @@ class HttpEngine(Engine, Generic[_C]):
         self.config = config
         self._discover = not config.models
         self._models: list[ModelConfig] = list(config.models)
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
+        self._base = config.base_url.rstrip("/") + "/"
 
     def models(self) -> list[ModelConfig]:
         return list(self._models)
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=self.config.base_url,
+        # aiohttp rather than httpx: on the gateway's hot path httpx cost about 1.5 ms of
+        # CPU per request here (its pool polls every idle connection's socket on each
+        # request), aiohttp about 0.17 ms; see bench/RESULTS.md, "Gateway".
+        self._client = aiohttp.ClientSession(
             headers=self._headers(),
-            timeout=httpx.Timeout(
-                connect=self.config.connect_timeout,
-                read=self.config.read_timeout,
-                write=self.config.read_timeout,
-                pool=self.config.connect_timeout,
+            # Streams hold a connection for a whole generation; a cap on connections would
+            # queue requests invisibly. Concurrency is the gateway's limiter's job.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self.config.connect_timeout,
+                # Between two reads: a stream may last long, but never stall this long.
+                sock_read=self.config.read_timeout,
             ),
-            # Streams hold a connection for a whole generation; httpx's default cap (100)
-            # would queue requests invisibly. Concurrency is the gateway's limiter's job.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            raise_for_status=False,
         )
         if self._discover:
             try:
@@ -116,7 +160,7 @@ class HttpEngine(Engine, Generic[_C]):
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def list_models(self) -> list[str]:
@@ -147,10 +191,14 @@ class HttpEngine(Engine, Generic[_C]):
     # --- HTTP plumbing -------------------------------------------------------------------
 
     @property
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         if self._client is None:
             raise RuntimeError(f"engine '{self.name}' is not started")
         return self._client
+
+    def _url(self, path: str) -> str:
+        """`path` under base_url (or an absolute URL as it is)."""
+        return path if "://" in path else self._base + path.lstrip("/")
 
     def _remember(self, names: list[str]) -> list[str]:
         if self._discover:
@@ -159,26 +207,50 @@ class HttpEngine(Engine, Generic[_C]):
             self._models = [ModelConfig(name=name) for name in names]
         return names
 
+    async def _get(self, path: str, *, quick: bool = False) -> HttpReply:
+        """GET and read the whole reply, whatever its status. `quick`: a probe, which
+        must answer within the connect timeout rather than wait out a busy engine."""
+        limit = aiohttp.ClientTimeout(total=self.config.connect_timeout) if quick else None
+        return await self._request("GET", path, None, limit=limit)
+
     async def _get_json(self, path: str, *, what: str, quick: bool = False) -> Any:
-        # A probe must answer within the connect timeout, not wait out a busy engine.
-        limit = httpx.Timeout(self.config.connect_timeout) if quick else httpx.USE_CLIENT_DEFAULT
-        with self._transport_errors():
-            response = await self._http.get(path, headers=_JSON_HEADERS, timeout=limit)
+        response = await self._get(path, quick=quick)
         self._raise_for_status(response, model=None)
         return self._loads(response.content, what)
 
     async def _post_json(self, path: str, payload: dict[str, Any], *, model: str) -> Any:
-        with self._transport_errors():
-            response = await self._http.post(
-                path, content=orjson.dumps(payload), headers=_JSON_HEADERS
-            )
+        return self._loads(await self._post(path, payload, model=model), path)
+
+    async def _post(self, path: str, payload: dict[str, Any], *, model: str) -> bytes:
+        """POST JSON; the successful reply's body, undecoded."""
+        response = await self._request("POST", path, orjson.dumps(payload))
         self._raise_for_status(response, model=model)
-        return self._loads(response.content, path)
+        return response.content
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        *,
+        limit: aiohttp.ClientTimeout | None = None,
+    ) -> HttpReply:
+        url = self._url(path)
+        with self._transport_errors():
+            async with self._http.request(
+                method,
+                url,
+                data=body,
+                headers=_JSON_HEADERS,
+                timeout=limit or self._http.timeout,
+            ) as response:
+                content = await response.read()
+                return HttpReply(response.status, response.reason or "", content, response.url.path)
 
     @asynccontextmanager
     async def _stream(
         self, path: str, payload: dict[str, Any], *, accept: str, model: str
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[HttpStream]:
         """POST `payload` and hand over the successful response to read as a stream.
 
         Read inside the `async with`: errors while sending and while reading are both
@@ -193,28 +265,35 @@ class HttpEngine(Engine, Generic[_C]):
             "Accept-Encoding": "identity",
         }
         with self._transport_errors():
-            async with self._http.stream(
-                "POST", path, content=orjson.dumps(payload), headers=headers
+            async with self._http.post(
+                self._url(path), data=orjson.dumps(payload), headers=headers
             ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    self._raise_for_status(response, model=model)
-                yield response
+                if not 200 <= response.status < 300:
+                    reply = HttpReply(
+                        response.status,
+                        response.reason or "",
+                        await response.read(),
+                        response.url.path,
+                    )
+                    self._raise_for_status(reply, model=model)
+                yield HttpStream(response)
 
     @contextmanager
     def _transport_errors(self) -> Iterator[None]:
         try:
             yield
-        except httpx.TimeoutException as exc:
-            phase = type(exc).__name__.removesuffix("Timeout").lower() or "request"
-            raise EngineTimeout(f"engine '{self.name}' timed out ({phase})") from exc
-        except httpx.NetworkError as exc:
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise EngineTimeout(f"engine '{self.name}' timed out (connect)") from exc
+        except TimeoutError as exc:  # aiohttp's read timeout, or a probe's total
+            raise EngineTimeout(f"engine '{self.name}' timed out (read)") from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ClientOSError) as exc:
             raise EngineUnavailable(f"engine '{self.name}' is unreachable: {exc}") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             # Protocol errors, including a connection dropped in the middle of a body.
-            raise UpstreamError(f"engine '{self.name}' broke the HTTP exchange: {exc}") from exc
+            reason = str(exc) or type(exc).__name__
+            raise UpstreamError(f"engine '{self.name}' broke the HTTP exchange: {reason}") from exc
 
-    def _raise_for_status(self, response: httpx.Response, *, model: str | None) -> None:
+    def _raise_for_status(self, response: HttpReply, *, model: str | None) -> None:
         status = response.status_code
         if response.is_success:
             return
@@ -234,7 +313,7 @@ class HttpEngine(Engine, Generic[_C]):
             # "404 page not found") means the path, so base_url, is wrong.
             if model is not None and info.structured:
                 raise ModelNotFound(model)
-            raise UpstreamError(f"{where} for {response.request.url.path}; check base_url")
+            raise UpstreamError(f"{where} for {response.path}; check base_url")
         text = f"{info.message} {info.code}".lower()
         if any(hint in text for hint in self._context_hints):
             raise ContextLengthExceeded(info.message, param=info.param)
@@ -248,6 +327,14 @@ class HttpEngine(Engine, Generic[_C]):
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(f"engine '{self.name}' sent malformed JSON ({what})") from exc
+
+    def _validate_json(self, model: type[_M], body: bytes, what: str) -> _M:
+        """Decode and validate in one pass (pydantic's parser); on failure, the same
+        errors as `_loads` then `_validate` give."""
+        try:
+            return model.model_validate_json(body)
+        except ValidationError:
+            return self._validate(model, self._loads(body, what), what)
 
     def _validate(self, model: type[_M], payload: Any, what: str) -> _M:
         try:

@@ -24,6 +24,21 @@ class Embeddings:
     prompt_tokens: int
 
 
+@dataclass(frozen=True)
+class EngineLoad:
+    """What an engine reports about its own load; None where it reports nothing.
+
+    The balancer reads it (polled in the background, never per request) to send a
+    request where it will start soonest and not to swap a model in needlessly.
+    """
+
+    running: int | None = None  # requests generating now
+    waiting: int | None = None  # requests queued, not started
+    capacity: int | None = None  # requests it generates at once (llama.cpp's slots)
+    kv_cache_usage: float | None = None  # 0..1 (vLLM)
+    loaded_models: frozenset[str] | None = None  # upstream names in memory (Ollama)
+
+
 class Engine(ABC):
     """An inference backend. Create with its config; `start()` before use, `close()` after."""
 
@@ -49,6 +64,10 @@ class Engine(ABC):
     @abstractmethod
     async def health(self) -> bool:
         """True when the engine can take a request now."""
+
+    async def load(self) -> EngineLoad | None:
+        """The engine's own report of its load, if it has one (polled by the health task)."""
+        return None
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         raise InvalidRequest(f"model '{request.model}' does not support chat completions")

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from hearth.config import OllamaEngineConfig
 from hearth.engines._http import ErrorInfo, HttpEngine, clip
-from hearth.engines.base import Embeddings
+from hearth.engines.base import Embeddings, EngineLoad
 from hearth.engines.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -80,6 +80,13 @@ class OllamaEngine(HttpEngine[OllamaEngineConfig]):
     async def loaded_models(self) -> list[str]:
         """The models Ollama holds in memory now (/api/ps): these answer without a load."""
         return await self._model_names("api/ps", quick=True)
+
+    async def load(self) -> EngineLoad | None:
+        """Which models are loaded (/api/ps), so the balancer avoids a needless cold load.
+        Names appear both with and without Ollama's implicit `:latest` tag."""
+        loaded = await self.loaded_models()
+        names = set(loaded) | {name.removesuffix(":latest") for name in loaded}
+        return EngineLoad(loaded_models=frozenset(names))
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         payload = self._chat_payload(request, stream=False)

@@ -11,17 +11,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from hearth.config import OpenAIEngineConfig
-from hearth.engines._http import ErrorInfo, HttpEngine, clip
-from hearth.engines.base import Embeddings
+from hearth.engines._http import ErrorInfo, HttpEngine, HttpReply, clip
+from hearth.engines.base import Embeddings, EngineLoad
 from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     EmbeddingResponse,
 )
-from hearth.errors import UpstreamError
+from hearth.errors import HearthError, UpstreamError
 
 _SSE_IGNORED_FIELDS = frozenset({"event", "id", "retry"})
 
@@ -40,8 +42,8 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
         payload["stream"] = False
         # OpenAI rejects stream_options on non-streaming requests.
         payload.pop("stream_options", None)
-        body = await self._post_json("chat/completions", payload, model=request.model)
-        return self._validate(ChatCompletion, body, "chat completion")
+        body = await self._post("chat/completions", payload, model=request.model)
+        return self._validate_json(ChatCompletion, body, "chat completion")
 
     async def chat_stream(
         self, request: ChatCompletionRequest
@@ -88,6 +90,38 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
             raise UpstreamError(f"engine '{self.name}' sent a malformed model list")
         return ids
 
+    # --- load (polled by the gateway's health task, never per request) --------------------
+
+    _load_source: str | None = None  # "metrics" or "slots", once one has answered
+
+    async def load(self) -> EngineLoad | None:
+        """vLLM's or llama.cpp's Prometheus /metrics, else llama.cpp's /slots (both at the
+        server's root, beside /v1). What answered is remembered, so later probes cost one
+        request; a hosted API has neither, and reports nothing."""
+        sources = [self._load_source] if self._load_source else ["metrics", "slots"]
+        for source in sources:
+            try:
+                response = await self._root_get(source)
+            except HearthError:
+                return None
+            if not response.is_success:
+                continue
+            try:
+                if source == "metrics":
+                    load = _metrics_load(response.text)
+                else:
+                    load = _slots_load(orjson.loads(response.content))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                load = None
+            if load is not None:
+                self._load_source = source
+                return load
+        return None
+
+    async def _root_get(self, path: str) -> HttpReply:
+        root = self.config.base_url.rstrip("/").removesuffix("/v1")
+        return await self._get(f"{root}/{path}", quick=True)
+
     # --- parsing ---------------------------------------------------------------------------
 
     def _sse_data(self, line: str) -> str | None:
@@ -105,6 +139,13 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
         )
 
     def _parse_chunk(self, data: str) -> ChatCompletionChunk:
+        if '"error"' not in data:
+            # The common case in one pass: pydantic parses and validates the JSON together
+            # (in Rust); a chunk it refuses is read again below for a precise error.
+            try:
+                return ChatCompletionChunk.model_validate_json(data)
+            except ValidationError:
+                pass
         payload = self._loads(data, "stream chunk")
         # vLLM and others report failures after the 200 as an error object in the stream.
         if isinstance(payload, dict) and (
@@ -143,3 +184,41 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
             param=param if isinstance(param, str) else None,
             structured=True,
         )
+
+
+# Gauges of vLLM (V0 and V1 names) and of llama.cpp's server (with --metrics).
+_RUNNING = ("vllm:num_requests_running", "llamacpp:requests_processing")
+_WAITING = ("vllm:num_requests_waiting", "llamacpp:requests_deferred")
+_KV_CACHE = (
+    "vllm:kv_cache_usage_perc",
+    "vllm:gpu_cache_usage_perc",
+    "llamacpp:kv_cache_usage_ratio",
+)
+
+
+def _metrics_load(text: str) -> EngineLoad | None:
+    """Load from Prometheus text; None when it has none of the gauges we know."""
+    sums: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            # One sample per model or per data-parallel rank: requests add up, and the
+            # fullest KV cache is the one that makes a new request wait.
+            sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+            peaks[sample.name] = max(peaks.get(sample.name, 0.0), sample.value)
+    running = next((sums[n] for n in _RUNNING if n in sums), None)
+    waiting = next((sums[n] for n in _WAITING if n in sums), None)
+    kv = next((peaks[n] for n in _KV_CACHE if n in peaks), None)
+    if running is None and waiting is None:
+        return None
+    return EngineLoad(
+        running=int(running) if running is not None else None,
+        waiting=int(waiting) if waiting is not None else None,
+        kv_cache_usage=kv,
+    )
+
+
+def _slots_load(slots: list[dict[str, Any]]) -> EngineLoad:
+    """llama.cpp's /slots: `is_processing` (newer) or `state` 1 (older) per slot."""
+    busy = sum(1 for slot in slots if slot.get("is_processing", slot.get("state") == 1))
+    return EngineLoad(running=busy, capacity=len(slots))

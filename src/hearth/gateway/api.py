@@ -7,26 +7,32 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
 
 from hearth.accounts.api import KeyCallerDep
 from hearth.accounts.principal import LOCAL_USER
 from hearth.engines.protocol import (
-    ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
     ModelList,
 )
+from hearth.gateway.calls import Timing
 from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_events
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 
+# Milliseconds Hearth spent on the request besides waiting for engines (see `Timing`).
+OVERHEAD_HEADER = "x-hearth-overhead-ms"
 
-def _gateway(request: Request) -> Gateway:
+
+async def _gateway(request: Request) -> Gateway:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+    # per request that cost more than everything else on the hot path.
     return request.app.state.gateway
 
 
@@ -42,7 +48,7 @@ async def list_models(gateway: GatewayDep, caller: KeyCallerDep) -> ModelList:
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, gateway: GatewayDep, caller: KeyCallerDep
-) -> ChatCompletion | StreamingResponse:
+) -> Response:
     """Create a chat completion; with `stream: true`, server-sent events chunk by chunk.
 
     Extension: `"hearth": {"collections": ["<id>", ...], "k": 5}` answers from those
@@ -53,18 +59,42 @@ async def chat_completions(
         principal = caller.principal if caller else LOCAL_USER
         body, found = await request.app.state.answerer.attach(principal, body)
         citations = [c.model_dump(mode="json") for c in found]
+    timing = _timing(request)
+    session = _session(request)
     if not body.stream:
-        result = await gateway.chat(body, caller)
+        result = await gateway.chat(body, caller, session=session, timing=timing)
         if citations is not None:
             result.citations = citations  # type: ignore[attr-defined]
-        return result
-    chunks = await gateway.chat_stream(body, caller)
+        return _json(result, timing)
+    chunks = await gateway.chat_stream(body, caller, session=session, timing=timing)
     if citations is not None:
         chunks = _with_citations(chunks, citations)
     return StreamingResponse(
         sse_events(chunks, include_usage=body.include_usage),
         media_type="text/event-stream",
-        headers=SSE_HEADERS,
+        headers={**SSE_HEADERS, OVERHEAD_HEADER: _ms(timing)},
+    )
+
+
+def _timing(request: Request) -> Timing:
+    arrived = request.scope.get("state", {}).get("hearth_arrived")
+    return Timing(arrived=arrived) if arrived is not None else Timing()
+
+
+def _session(request: Request) -> str | None:
+    header = request.app.state.settings.session_affinity_header
+    return request.headers.get(header) if header else None
+
+
+def _ms(timing: Timing) -> str:
+    return f"{timing.ready() * 1000:.2f}"
+
+
+def _json(result: BaseModel, timing: Timing) -> Response:
+    return Response(
+        result.model_dump_json(),
+        media_type="application/json",
+        headers={OVERHEAD_HEADER: _ms(timing)},
     )
 
 
@@ -82,9 +112,11 @@ async def _with_citations(
         await chunks.aclose()  # type: ignore[attr-defined]
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", response_model=EmbeddingResponse)
 async def embeddings(
-    body: EmbeddingRequest, gateway: GatewayDep, caller: KeyCallerDep
-) -> EmbeddingResponse:
+    body: EmbeddingRequest, request: Request, gateway: GatewayDep, caller: KeyCallerDep
+) -> Response:
     """Embed a string or a list of strings."""
-    return await gateway.embed(body, caller)
+    timing = _timing(request)
+    result = await gateway.embed(body, caller, timing=timing)
+    return _json(result, timing)

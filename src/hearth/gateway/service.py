@@ -1,4 +1,5 @@
-"""The gateway's logic: resolve the model, call its engine, count tokens and time.
+"""The gateway's logic: resolve the model, pick a deployment (failing over to others and
+to fallback models before the first byte reaches the client), count tokens, time and cost.
 
 No HTTP here: the routes in `api.py` turn these results into responses.
 """
@@ -9,12 +10,15 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 
 from hearth.accounts.keys import Caller
+from hearth.config import Settings
+from hearth.engines.base import Embeddings
 from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -27,37 +31,77 @@ from hearth.engines.protocol import (
     ModelList,
     StreamOptions,
 )
-from hearth.errors import HearthError, InvalidRequest, ModelNotAllowed, RateLimited
-from hearth.gateway.limits import Admission, Limiter
-from hearth.gateway.routing import ModelRoutes, Route
-from hearth.gateway.usage import Usage, UsageRecorder
+from hearth.errors import (
+    EngineTimeout,
+    EngineUnavailable,
+    HearthError,
+    InvalidRequest,
+    ModelNotAllowed,
+    RateLimited,
+)
+from hearth.gateway.balancer import Balancer, DeploymentCollector
+from hearth.gateway.calls import RETRYABLE, Call, Timing, status_of
+from hearth.gateway.health import Health, HealthChecker
+from hearth.gateway.inflight import InFlight, SharedInFlight
+from hearth.gateway.limits import Limiter
+from hearth.gateway.routing import Deployment, ModelRoutes, ServedModel
+from hearth.gateway.usage import UsageRecorder
 from hearth.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
+T = TypeVar("T")
+
+
 class Gateway:
     def __init__(
-        self, routes: ModelRoutes, metrics: Metrics, limiter: Limiter, usage: UsageRecorder
+        self,
+        routes: ModelRoutes,
+        metrics: Metrics,
+        limiter: Limiter,
+        usage: UsageRecorder,
+        balancer: Balancer | None = None,
+        *,
+        retries: int = 2,
+        health_interval: float = 0.0,
     ) -> None:
         self.routes = routes
         self.metrics = metrics
         self.limiter = limiter
         self.usage = usage
+        self.balancer = balancer or Balancer(Health(failures=5, cooldown=10.0), InFlight())
+        self.retries = retries
+        self.checker = HealthChecker(self.balancer.health, routes.engines, health_interval)
+        metrics.registry.register(DeploymentCollector(routes, self.balancer))
+
+    def start(self) -> None:
+        """Start the background work: health probes, in-flight sync. Engines must be up."""
+        self.checker.start()
+        self.balancer.in_flight.start()
+
+    async def close(self) -> None:
+        await self.checker.close()
+        await self.balancer.in_flight.close()
 
     def list_models(self, caller: Caller | None = None) -> ModelList:
         """The models served, or those the caller's key may use."""
         return ModelList(
             data=[
-                ModelCard(id=r.model.name, owned_by=r.engine.name)
-                for r in self.routes.all()
-                if caller is None or caller.may_use(r.model.name)
+                ModelCard(id=m.name, owned_by=m.deployments[0].engine.name)
+                for m in self.routes.models()
+                if caller is None or caller.may_use(m.name)
             ]
         )
 
     async def _begin(
-        self, caller: Caller | None, route: Route, model: str, endpoint: str, estimated_tokens: int
-    ) -> _Call:
+        self,
+        caller: Caller | None,
+        model: str,
+        endpoint: str,
+        estimated_tokens: int,
+        timing: Timing | None,
+    ) -> Call:
         """Check the key may use the model and is within its limits (429 otherwise)."""
         admission = None
         if caller is not None:
@@ -65,26 +109,36 @@ class Gateway:
                 raise ModelNotAllowed(model)
             try:
                 admission = await self.limiter.admit(
-                    [(caller.subject, caller.limits)], estimated_tokens=estimated_tokens
+                    caller.limit_subjects, estimated_tokens=estimated_tokens
                 )
-            except RateLimited:
-                self.metrics.limit_rejections.labels(model).inc()
+            except RateLimited as exc:
+                self.metrics.limit_rejections.labels(model, exc.limit or "").inc()
                 raise
-        return _Call(self, caller, model, route.engine.name, endpoint, admission)
+        return Call(self, caller, model, endpoint, admission, timing or Timing())
 
     async def chat(
-        self, request: ChatCompletionRequest, caller: Caller | None = None
+        self,
+        request: ChatCompletionRequest,
+        caller: Caller | None = None,
+        *,
+        session: str | None = None,
+        timing: Timing | None = None,
     ) -> ChatCompletion:
-        """Answer a non-streaming chat completion."""
-        route = self.routes.resolve(request.model, "chat")
-        call = await self._begin(caller, route, request.model, "chat", estimate_tokens(request))
-        upstream = request.model_copy(update={"model": route.upstream, "stream": False})
+        """Answer a non-streaming chat completion, failing over between deployments."""
+        served = self.routes.model(request.model, "chat")
+        call = await self._begin(caller, served.name, "chat", estimate_tokens(request), timing)
+
+        async def attempt(deployment: Deployment) -> ChatCompletion:
+            update = {"model": deployment.upstream, "stream": False}
+            return await deployment.engine.chat(request.model_copy(update=update))
+
         try:
-            result = await route.engine.chat(upstream)
+            result = await self._failover(call, served, session, attempt)
         except BaseException as exc:
-            await call.finish(_status(exc), "error")
+            await call.finish(status_of(exc), "error")
             raise
-        result.model = request.model
+        call.succeeded()
+        result.model = call.served
         call.first_token()
         usage = result.usage
         await call.finish(
@@ -96,34 +150,50 @@ class Gateway:
         return result
 
     async def chat_stream(
-        self, request: ChatCompletionRequest, caller: Caller | None = None
+        self,
+        request: ChatCompletionRequest,
+        caller: Caller | None = None,
+        *,
+        session: str | None = None,
+        timing: Timing | None = None,
     ) -> AsyncIterator[ChatCompletionChunk]:
         """Stream a chat completion. The first chunk is produced before this returns, so an
-        engine that fails up front raises here and the caller can still send an HTTP error."""
-        route = self.routes.resolve(request.model, "chat")
-        call = await self._begin(caller, route, request.model, "chat", estimate_tokens(request))
+        engine that fails up front raises here and the caller can still send an HTTP error;
+        until then a failure fails over to another deployment, never after."""
+        served = self.routes.model(request.model, "chat")
+        call = await self._begin(caller, served.name, "chat", estimate_tokens(request), timing)
         # Always ask for usage (for metrics); the route drops it if the client did not ask.
-        upstream = request.model_copy(
-            update={
-                "model": route.upstream,
-                "stream": True,
-                "stream_options": StreamOptions(include_usage=True),
-            }
-        )
-        stream = route.engine.chat_stream(upstream)
+        update = {"stream": True, "stream_options": StreamOptions(include_usage=True)}
+
+        async def attempt(
+            deployment: Deployment,
+        ) -> tuple[AsyncIterator[ChatCompletionChunk], ChatCompletionChunk | None]:
+            upstream = request.model_copy(update=update | {"model": deployment.upstream})
+            stream = deployment.engine.chat_stream(upstream)
+            try:
+                return stream, await anext(stream)
+            except StopAsyncIteration:
+                return stream, None
+            except BaseException:
+                await stream.aclose()  # type: ignore[attr-defined]
+                raise
+
         try:
-            first = await anext(stream)
-        except StopAsyncIteration:
-            first = None
+            stream, first = await self._failover(call, served, session, attempt)
         except BaseException as exc:
-            await stream.aclose()
-            await call.finish(_status(exc), "error")
+            await call.finish(status_of(exc), "error")
             raise
-        return self._relay(call, stream, first)
+        call.succeeded()  # it answered; a break from now on counts against it again
+        call.timing.ready()
+        relay = self._relay(call, stream, first)
+        # A response whose client left before its body started never runs the relay, so
+        # its `finally` would not free the deployment's slot: its collection does.
+        weakref.finalize(relay, _abandon, call, stream)
+        return relay
 
     async def _relay(
         self,
-        call: _Call,
+        call: Call,
         stream: AsyncIterator[ChatCompletionChunk],
         first: ChatCompletionChunk | None,
     ) -> AsyncIterator[ChatCompletionChunk]:
@@ -131,7 +201,7 @@ class Gateway:
         status, outcome, prompt, completion, usage_seen = 499, "cancelled", 0, 0, False
         try:
             async for chunk in _prepend(first, stream):
-                chunk.model = call.model
+                chunk.model = call.served
                 if any(c.delta.content for c in chunk.choices):
                     call.first_token()
                     completion += not usage_seen
@@ -141,22 +211,33 @@ class Gateway:
                 yield chunk
             status, outcome = 200, "completed"
         except Exception as exc:
-            status, outcome = _status(exc), "error"
+            status, outcome = status_of(exc), "error"
+            # Never retried: the client has part of the answer already.
+            call.failed(exc)
             raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
             await call.finish(status, outcome, prompt, completion)
 
     async def embed(
-        self, request: EmbeddingRequest, caller: Caller | None = None
+        self,
+        request: EmbeddingRequest,
+        caller: Caller | None = None,
+        *,
+        timing: Timing | None = None,
     ) -> EmbeddingResponse:
-        route = self.routes.resolve(request.model, "embedding")
+        served = self.routes.model(request.model, "embedding")
         texts = request.texts
         call = await self._begin(
-            caller, route, request.model, "embeddings", sum(len(t) for t in texts) // 4
+            caller, served.name, "embeddings", sum(len(t) for t in texts) // 4, timing
         )
+
+        async def attempt(deployment: Deployment) -> Embeddings:
+            return await deployment.engine.embed(deployment.upstream, texts)
+
         try:
-            result = await route.engine.embed(route.upstream, texts)
+            result = await self._failover(call, served, None, attempt)
+            call.succeeded()
             native = len(result.vectors[0])
             if request.dimensions is not None and request.dimensions != native:
                 raise InvalidRequest(
@@ -164,7 +245,7 @@ class Gateway:
                     param="dimensions",
                 )
         except BaseException as exc:
-            await call.finish(_status(exc), None)
+            await call.finish(status_of(exc), None)
             raise
         await call.finish(200, None, result.prompt_tokens, 0)
         data = [
@@ -173,69 +254,105 @@ class Gateway:
         ]
         return EmbeddingResponse(
             data=data,
-            model=request.model,
+            model=call.served,
             usage=EmbeddingUsage(
                 prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
             ),
         )
 
-
-@dataclass
-class _Call:
-    """One /v1 request in flight: what it needs to settle its limits, record its usage and
-    update the metrics once, however it ends."""
-
-    gateway: Gateway
-    caller: Caller | None
-    model: str
-    deployment: str
-    endpoint: str
-    admission: Admission | None
-    started: float = field(default_factory=time.perf_counter)
-    ttft: float | None = None
-
-    def first_token(self) -> None:
-        if self.ttft is None:
-            self.ttft = time.perf_counter() - self.started
-            self.gateway.metrics.ttft.labels(self.model).observe(self.ttft)
-
-    async def finish(
-        self, status: int, outcome: str | None, prompt: int = 0, completion: int = 0
-    ) -> None:
-        gateway = self.gateway
-        if self.admission is not None:
-            try:
-                await gateway.limiter.settle(self.admission, tokens=prompt + completion, cost=0.0)
-            except Exception:  # the lease frees the slot; never fail a finished request
-                log.warning("could not settle limits", exc_info=True)
-        gateway.metrics.tokens.labels(self.model, "prompt").inc(prompt)
-        gateway.metrics.tokens.labels(self.model, "completion").inc(completion)
-        if outcome is not None:
-            gateway.metrics.generations.labels(self.model, outcome).inc()
-        gateway.usage.record(
-            Usage(
-                model=self.model,
-                deployment=self.deployment,
-                endpoint=self.endpoint,
-                status=status,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                latency_ms=(time.perf_counter() - self.started) * 1000,
-                ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
-                key_id=self.caller.key_id if self.caller else None,
-                owner_id=self.caller.principal.user_id if self.caller else None,
-            )
+    async def _failover(
+        self,
+        call: Call,
+        served: ServedModel,
+        session: str | None,
+        attempt: Callable[[Deployment], Awaitable[T]],
+    ) -> T:
+        """Run `attempt` on the best deployment of the model; on a failure that is not the
+        client's, again on the best one not tried yet (or the same), up to `retries` times;
+        then the same for each of the model's fallbacks. Returns with the deployment that
+        answered held in `call`; raises the last failure if none did."""
+        last: HearthError | None = None
+        for index, model in enumerate(self._plan(served, call.caller)):
+            tried: set[str] = set()
+            for _ in range(1 + self.retries):
+                deployment = self.balancer.pick(model, exclude=tried, session=session)
+                if deployment is None and tried:
+                    deployment = self.balancer.pick(model, session=session)
+                if deployment is None:
+                    break
+                if tried:
+                    self.metrics.retries.labels(model.name, deployment.id).inc()
+                elif index:
+                    self.metrics.fallbacks.labels(served.name, model.name).inc()
+                tried.add(deployment.id)
+                call.attach(model.name, deployment)
+                started = time.perf_counter()
+                try:
+                    if deployment.model.timeout is None:
+                        return await attempt(deployment)
+                    try:
+                        async with asyncio.timeout(deployment.model.timeout):
+                            return await attempt(deployment)
+                    except TimeoutError:
+                        raise EngineTimeout(
+                            f"deployment '{deployment.id}' of '{model.name}' did not answer "
+                            f"within {deployment.model.timeout:g}s"
+                        ) from None
+                except RETRYABLE as exc:
+                    log.warning(
+                        "%s on %s failed (%s); trying elsewhere", model.name, deployment.id, exc
+                    )
+                    call.failed(exc)
+                    call.detach()
+                    last = exc
+                except BaseException:
+                    call.abandoned()
+                    call.detach()
+                    raise
+                finally:
+                    call.timing.upstream += time.perf_counter() - started
+        if last is not None:
+            raise last
+        raise EngineUnavailable(
+            f"every deployment of '{served.name}' is ejected after failing; "
+            f"they are tried again within {self.balancer.health.cooldown:g}s"
         )
 
+    def _plan(self, served: ServedModel, caller: Caller | None) -> list[ServedModel]:
+        """The model, then its fallbacks that exist, serve the same kind of request and
+        that the caller's key may use."""
+        plan = [served]
+        for name in served.fallbacks:
+            fallback = self.routes.find(name)
+            if (
+                fallback is not None
+                and fallback.type == served.type
+                and (caller is None or caller.may_use(name))
+            ):
+                plan.append(fallback)
+        return plan
 
-def _status(exc: BaseException) -> int:
-    return (
-        exc.status
-        if isinstance(exc, HearthError)
-        else 499
-        if isinstance(exc, asyncio.CancelledError)
-        else 500
-    )
+
+def _abandon(call: Call, stream: AsyncIterator[ChatCompletionChunk]) -> None:
+    if call.finished:
+        return
+    call.detach()  # at once, synchronously: the balancer must not count it any longer
+    call.abandoned()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # the loop is gone (shutdown): nothing left to settle or record
+
+    async def close() -> None:
+        await stream.aclose()  # type: ignore[attr-defined]
+        await call.finish(499, "cancelled")
+
+    task = loop.create_task(close())
+    _abandoning.add(task)
+    task.add_done_callback(_abandoning.discard)
+
+
+_abandoning: set[asyncio.Task[None]] = set()  # strong references until they are done
 
 
 def estimate_tokens(request: ChatCompletionRequest) -> int:
@@ -259,3 +376,31 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
         # What the openai SDK asks for by default: little-endian float32 bytes, base64.
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
     return vector
+
+
+def build_gateway(
+    settings: Settings,
+    routes: ModelRoutes,
+    metrics: Metrics,
+    limiter: Limiter,
+    usage: UsageRecorder,
+) -> Gateway:
+    """The gateway as the settings describe it: in-flight counts shared through Redis when
+    there is one, breakers and probes as configured."""
+    health = Health(
+        failures=settings.circuit_breaker_failures, cooldown=settings.circuit_breaker_cooldown
+    )
+    in_flight = InFlight()
+    if settings.redis_url is not None:
+        from redis.asyncio import Redis
+
+        in_flight = SharedInFlight(Redis.from_url(settings.redis_url.get_secret_value()))
+    return Gateway(
+        routes,
+        metrics,
+        limiter,
+        usage,
+        Balancer(health, in_flight),
+        retries=settings.gateway_retries,
+        health_interval=settings.health_check_interval,
+    )

@@ -14,10 +14,10 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 
 from hearth.db.session import Database
 from hearth.gateway.models import UsageRecord
@@ -45,11 +45,15 @@ class Usage:
     cost: float = 0.0
 
 
+_FIELDS = tuple(f.name for f in fields(Usage))
+_COLUMNS = (*_FIELDS, "created_at")
+
+
 class UsageRecorder:
     def __init__(self, metrics: Metrics, *, capacity: int = 100_000) -> None:
         self.metrics = metrics
         self.capacity = capacity
-        self._rows: deque[dict[str, object]] = deque()
+        self._rows: deque[tuple[object, ...]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._database: Database | None = None
@@ -59,7 +63,9 @@ class UsageRecorder:
         if len(self._rows) >= self.capacity:
             self.metrics.usage_dropped.inc()
             return
-        self._rows.append({**asdict(usage), "created_at": datetime.now(UTC)})
+        # A plain tuple in COPY's column order: `asdict` alone cost more than the rest of
+        # the gateway's bookkeeping for a request.
+        self._rows.append((*(getattr(usage, name) for name in _FIELDS), datetime.now(UTC)))
         if len(self._rows) >= BATCH:
             self._wake.set()
 
@@ -81,8 +87,7 @@ class UsageRecorder:
         while self._rows and self._database is not None:
             batch = [self._rows.popleft() for _ in range(min(BATCH, len(self._rows)))]
             try:
-                async with self._database.session() as session, session.begin():
-                    await session.execute(insert(UsageRecord), batch)
+                await self._copy(batch)
             except Exception as exc:
                 self._rows.extendleft(reversed(batch))
                 log.warning("usage rows kept for later: %s", exc)
@@ -90,6 +95,18 @@ class UsageRecorder:
             written += len(batch)
             self.metrics.usage_written.inc(len(batch))
         return written
+
+    async def _copy(self, batch: list[tuple[object, ...]]) -> None:
+        # PostgreSQL's COPY (binary, through asyncpg) rather than an INSERT of many rows:
+        # SQLAlchemy's bulk insert spent about a millisecond of CPU per row here, more than
+        # serving the request the row describes.
+        assert self._database is not None
+        async with self._database.session() as session, session.begin():
+            connection = await session.connection()
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                UsageRecord.__tablename__, records=batch, columns=_COLUMNS
+            )
 
     async def delete_older_than(self, days: int) -> int:
         """Retention: drop rows older than `days`."""

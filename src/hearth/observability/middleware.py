@@ -38,6 +38,9 @@ class RequestMiddleware:
         rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id.set(rid)
         started = time.perf_counter()
+        # The arrival time, for the gateway's x-hearth-overhead-ms (uvicorn gives each
+        # request its own copy of `state`).
+        scope.setdefault("state", {})["hearth_arrived"] = started
         status = 500
         # File uploads (POST .../documents) may be larger than API bodies.
         limit = self.max_upload if scope["path"].endswith("/documents") else self.max_body

@@ -1,0 +1,529 @@
+"""The gateway's own cost, side by side with LiteLLM's proxy, in one run on this machine.
+
+One tiny fast upstream (`_fast_upstream.py`, a separate process: fixed JSON, or SSE with 20
+content chunks) is called directly, through `hearth serve` (one process, an `openai`
+engine, no local model), through the same with an API key and the Redis limiter (the
+realistic multi-replica configuration), and through LiteLLM's proxy (one worker).
+
+- maximum sustained rate: wrk (one thread, 32 connections, a Lua POST), non-streaming and
+  streaming; the CPU each process used per request, from /proc;
+- added latency at a fixed rate: an open-loop generator (`_openloop.py`), latency from the
+  planned send time, p50/p99, minus the direct figures; for streams, time to first chunk;
+- chunks passed on as they arrive: the upstream waits 20 ms between chunks (`mock-gap20`),
+  the client timestamps each event; a gap under 10 ms means chunks were held and batched;
+- memory: RSS after warm-up, then after N more requests.
+
+LiteLLM goes in its own venv (see ../shared/PEERS.md):
+    python3 -m venv /work/peers/litellm
+    /work/peers/litellm/bin/pip install 'litellm[proxy]==1.106.2' aiohttp
+Run:
+    .venv/bin/python bench/gateway_speed.py --duration 10 --rate 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _openloop import OpenLoop, Result, post
+
+from hearth.db.embedded import EmbeddedPostgres
+
+HERE = Path(__file__).resolve().parent
+CHAT = "/v1/chat/completions"
+MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
+
+
+def body(model: str = "mock", *, stream: bool = False) -> bytes:
+    payload: dict = {"model": model, "messages": MESSAGES, "max_tokens": 32}
+    if stream:
+        payload["stream"] = True
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Service:
+    """A process we started (or found: PostgreSQL, which daemonizes), measured from /proc."""
+
+    name: str
+    pid: int
+    popen: subprocess.Popen | None = None
+
+    def _tree(self) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        return []
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) used by the process and its children so far."""
+        total = 0.0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss(self) -> int:
+        total = 0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_info().rss
+        return total
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    service: Service | None  # None: the upstream itself
+    headers: dict[str, str] = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{CHAT}"
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120, **kw) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2, **kw).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
+    with log.open("ab") as out:
+        popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Service(name, popen.pid, popen)
+
+
+# --- wrk ---------------------------------------------------------------------------------
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+"""
+
+
+def wrk(
+    target: Target,
+    payload: bytes,
+    *,
+    duration: float,
+    connections: int,
+    work: Path,
+) -> dict:
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items())
+    script = work / f"wrk-{secrets.token_hex(4)}.lua"
+    script.write_text(WRK_LUA.format(body=json.dumps(payload.decode()), headers=headers))
+    # --timeout: wrk's default (2 s) would drop a slow server's answers from the count.
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--timeout", "30s"]
+    args += ["--latency", "-s"]
+    out = subprocess.run(
+        [*args, str(script), target.url], capture_output=True, text=True, check=True
+    ).stdout
+    requests = int(re.search(r"(\d+) requests in", out)[1])
+    found = re.search(r"requests in ([\d.]+)(ms|s|m)\b", out)
+    seconds = float(found[1]) * {"ms": 0.001, "s": 1, "m": 60}[found[2]]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    lat = {}
+    for q in ("50", "99"):
+        found = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        value, unit = float(found[1]), found[2]
+        lat[q] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return {
+        "requests": requests,
+        "rps": requests / seconds,
+        "p50_ms": lat["50"],
+        "p99_ms": lat["99"],
+        "non2xx": int(errors[1]) if errors else 0,
+        "socket_errors": socket_errors[1] if socket_errors else "",
+    }
+
+
+def measured(services: list[Service], run) -> tuple[dict, dict[str, float]]:
+    """Run `run()`, and the CPU seconds each service used meanwhile."""
+    before = {s.name: s.cpu() for s in services}
+    result = run()
+    return result, {s.name: round(s.cpu() - before[s.name], 2) for s in services}
+
+
+# --- open loop -----------------------------------------------------------------------------
+
+
+def open_loop(target: Target, payload: bytes, *, rate: float, count: int) -> list[Result]:
+    async def main() -> list[Result]:
+        client = OpenLoop("127.0.0.1", target.port)
+        try:
+            await client.run(post(CHAT, payload, target.headers), rate=rate, count=min(20, count))
+            return await client.run(post(CHAT, payload, target.headers), rate=rate, count=count)
+        finally:
+            await client.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
+
+
+def latency_summary(results: list[Result]) -> dict:
+    ok = [r for r in results if r.status == 200 and r.error is None]
+    lat = [r.latency * 1000 for r in ok]
+    ttft = [r.ttft * 1000 for r in ok if r.ttft is not None]
+    failures = Counter(
+        r.error or f"status {r.status}" for r in results if r.status != 200 or r.error
+    )
+    return {
+        "ok": len(ok),
+        "failed": len(results) - len(ok),
+        "failures": dict(failures.most_common(3)),
+        "p50_ms": pct(lat, 50),
+        "p99_ms": pct(lat, 99),
+        "ttft_p50_ms": pct(ttft, 50),
+        "ttft_p99_ms": pct(ttft, 99),
+    }
+
+
+def gap_summary(results: list[Result], content_events: int = 20) -> dict:
+    """Client-side gaps between consecutive content events of each stream."""
+    gaps = []
+    for r in results:
+        if r.status != 200:
+            continue
+        times = r.events[:content_events]
+        gaps += [(b - a) * 1000 for a, b in itertools.pairwise(times)]
+    return {
+        "gaps": len(gaps),
+        "gap_p1_ms": pct(gaps, 1),
+        "gap_p50_ms": pct(gaps, 50),
+        "gap_p99_ms": pct(gaps, 99),
+        "batched": sum(1 for g in gaps if g < 10),
+    }
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def start_hearth(
+    name: str, work: Path, upstream: int, database_url: str, extra: dict[str, str]
+) -> tuple[Service, int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    engines = [
+        {"kind": "openai", "name": "upstream", "base_url": f"http://127.0.0.1:{upstream}/v1"}
+    ]
+    env |= {
+        "HEARTH_DATA_DIR": str(work / "data"),
+        "HEARTH_DATABASE_URL": database_url,
+        "HEARTH_ENGINES": json.dumps(engines),
+        **extra,
+    }
+    args = [sys.executable, "-m", "hearth", "serve", "--port", str(port)]
+    service = spawn(name, args, env, work / f"{name}.log")
+    wait_http(f"http://127.0.0.1:{port}/readyz", service.popen)
+    return service, port
+
+
+def create_key(work: Path, database_url: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    env |= {"HEARTH_DATA_DIR": str(work / "data"), "HEARTH_DATABASE_URL": database_url}
+    # Limits high enough never to refuse, each of a kind that costs a Redis round trip to
+    # admit (requests, tokens, concurrency) and one to settle (tokens, concurrency).
+    args = ["--rpm", "100000000", "--tpm", "1000000000", "--concurrency", "100000"]
+    out = subprocess.run(
+        [sys.executable, "-m", "hearth", "keys", "create", "bench", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return re.search(r"hk-\S+", out)[0]
+
+
+def start_litellm(work: Path, upstream: int, master: str) -> tuple[Service, int]:
+    port = free_port()
+    config = work / "litellm.yaml"
+    models = "\n".join(
+        f"  - model_name: {m}\n    litellm_params: {{model: openai/{m}, "
+        f'api_base: "http://127.0.0.1:{upstream}/v1", api_key: unused}}'
+        for m in ("mock", "mock-gap20")
+    )
+    config.write_text(
+        f"model_list:\n{models}\n"
+        "litellm_settings: {telemetry: false, drop_params: true, request_timeout: 30}\n"
+    )
+    env = os.environ | {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_MASTER_KEY": master,
+    }
+    binary = os.environ.get("LITELLM", "/work/peers/litellm/bin/litellm")
+    args = [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    service = spawn("litellm", [*args, "--num_workers", "1"], env, work / "litellm.log")
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", service.popen, timeout=180)
+    return service, port
+
+
+def postgres_service(pgdata: Path) -> Service:
+    pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    return Service("postgres", pid)
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="gateway-speed-"))
+    services: list[Service] = []
+    report: dict = {"load_before": os.getloadavg(), "targets": {}}
+    embedded = EmbeddedPostgres(work / "data")
+    try:
+        upstream_port = free_port()
+        upstream = spawn(
+            "upstream",
+            [sys.executable, str(HERE / "_fast_upstream.py"), "--port", str(upstream_port)],
+            dict(os.environ),
+            work / "upstream.log",
+        )
+        services.append(upstream)
+        wait_http(f"http://127.0.0.1:{upstream_port}/v1/models", upstream.popen)
+        database_url = asyncio.run(embedded.start())
+        services.append(postgres_service(work / "data" / "postgres"))
+
+        chosen = set(args.targets.split(","))
+        targets = [Target("direct", upstream_port, None)] if "direct" in chosen else []
+        if "hearth" in chosen:
+            hearth, port = start_hearth("hearth", work, upstream_port, database_url, {})
+            services.append(hearth)
+            targets.append(Target("hearth", port, hearth))
+        if "hearth+key" in chosen:
+            redis_port = free_port()
+            redis = spawn(
+                "redis",
+                ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                dict(os.environ),
+                work / "redis.log",
+            )
+            services.append(redis)
+            time.sleep(0.5)
+            key = create_key(work, database_url)
+            keyed, port = start_hearth(
+                "hearth+key",
+                work,
+                upstream_port,
+                database_url,
+                {
+                    "HEARTH_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                    "HEARTH_REQUIRE_API_KEY": "true",
+                },
+            )
+            services.append(keyed)
+            targets.append(Target("hearth+key", port, keyed, {"Authorization": f"Bearer {key}"}))
+        if "litellm" in chosen:
+            master = "sk-bench-" + secrets.token_hex(16)
+            litellm, port = start_litellm(work, upstream_port, master)
+            services.append(litellm)
+            targets.append(Target("litellm", port, litellm, {"Authorization": f"Bearer {master}"}))
+
+        if args.serve:
+            for target in targets:
+                pid = target.service.pid if target.service else upstream.pid
+                print(f"{target.name}: {target.url} pid {pid} {target.headers}", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(args.serve)
+            return report
+        for target in targets:
+            print(f"--- {target.name}", flush=True)
+            measure(target, services, args, work)
+            report["targets"][target.name] = target.results
+        report["load_after"] = os.getloadavg()
+        return report
+    finally:
+        for service in reversed(services):
+            service.stop()
+        asyncio.run(embedded.stop())
+        if args.keep:
+            print(f"logs in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(target: Target, services: list[Service], args: argparse.Namespace, work: Path) -> None:
+    res = target.results = _Progress()
+    slow = target.name == "litellm"
+    # Warm up (imports, connection pools, caches), then the maximum rates.
+    wrk(target, body(), duration=5, connections=args.connections, work=work)
+    for kind, payload in (("json", body()), ("sse", body(stream=True))):
+        result, cpu = measured(
+            services,
+            lambda payload=payload: wrk(
+                target, payload, duration=args.duration, connections=args.connections, work=work
+            ),
+        )
+        result["cpu_s"] = cpu
+        if target.service is not None:
+            done = max(result["requests"], 1)
+            result["cpu_ms_per_request"] = cpu[target.service.name] * 1000 / done
+        res[f"max_{kind}"] = result
+    # Added latency at a fixed rate.
+    count = int(args.rate * args.latency_seconds)
+    res["fixed_json"] = latency_summary(open_loop(target, body(), rate=args.rate, count=count))
+    res["fixed_sse"] = latency_summary(
+        open_loop(target, body(stream=True), rate=args.rate, count=count)
+    )
+    gaps = open_loop(target, body("mock-gap20", stream=True), rate=args.rate, count=count // 2)
+    res["gaps"] = latency_summary(gaps) | gap_summary(gaps)
+    # Memory: after all of the above as warm-up, N more requests.
+    if target.service is not None:
+        n = args.litellm_memory_requests if slow else args.memory_requests
+        seconds = max(2, math.ceil(n / max(res["max_json"]["rps"], 1)))
+        before = target.service.rss()
+        result, cpu = measured(
+            services,
+            lambda: wrk(target, body(), duration=seconds, connections=args.connections, work=work),
+        )
+        after = target.service.rss()
+        res["memory"] = {
+            "requests": result["requests"],
+            "rss_before_mb": before / 2**20,
+            "rss_after_mb": after / 2**20,
+            "growth_pct": (after - before) * 100 / before,
+            "rps": result["rps"],
+        }
+
+
+class _Progress(dict):
+    """Prints each measurement as it is made: a long run shows where it is."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        print(f"  {key}: {json.dumps(value)}", flush=True)
+        super().__setitem__(key, value)
+
+
+def table(report: dict) -> str:
+    """Markdown: one column per target; added latency against direct, rates against LiteLLM."""
+    t = report["targets"]
+    direct, litellm = t.get("direct"), t.get("litellm")
+    lines = ["| | " + " | ".join(t) + " |", "|---" * (len(t) + 1) + "|"]
+
+    def row(label: str, get, fmt: str = "{:.0f}", *, added: bool = False, ratio: bool = False):
+        cells = []
+        for name, res in t.items():
+            try:
+                value = get(res)
+            except KeyError:
+                cells.append("—")
+                continue
+            cell = fmt.format(value)
+            if added and direct and name != "direct":
+                cell += f" (+{value - get(direct):.2f})"
+            if ratio and litellm and name.startswith("hearth"):
+                cell += f" ({value / get(litellm):.1f}x LiteLLM)"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    ms = "{:.2f}"
+    row("max requests/s, JSON", lambda r: r["max_json"]["rps"], ratio=True)
+    row("  p50 ms at that rate (wrk)", lambda r: r["max_json"]["p50_ms"], ms)
+    row("  p99 ms at that rate (wrk)", lambda r: r["max_json"]["p99_ms"], ms)
+    row("max requests/s, SSE 20 chunks", lambda r: r["max_sse"]["rps"], ratio=True)
+    row("CPU ms per request, JSON", lambda r: r["max_json"]["cpu_ms_per_request"], ms)
+    row("CPU ms per request, SSE", lambda r: r["max_sse"]["cpu_ms_per_request"], ms)
+    row("fixed rate, JSON p50 ms", lambda r: r["fixed_json"]["p50_ms"], ms, added=True)
+    row("fixed rate, JSON p99 ms", lambda r: r["fixed_json"]["p99_ms"], ms, added=True)
+    first = "fixed rate, SSE first chunk"
+    row(f"{first} p50 ms", lambda r: r["fixed_sse"]["ttft_p50_ms"], ms, added=True)
+    row(f"{first} p99 ms", lambda r: r["fixed_sse"]["ttft_p99_ms"], ms, added=True)
+    row("fixed rate, SSE last chunk p50 ms", lambda r: r["fixed_sse"]["p50_ms"], ms, added=True)
+    row("20 ms gaps at the client: p1 ms", lambda r: r["gaps"]["gap_p1_ms"], "{:.1f}")
+    row("  p50 ms", lambda r: r["gaps"]["gap_p50_ms"], "{:.1f}")
+    row("  p99 ms", lambda r: r["gaps"]["gap_p99_ms"], "{:.1f}")
+    row("  under 10 ms (two chunks together)", lambda r: r["gaps"]["batched"])
+    row("  of", lambda r: r["gaps"]["gaps"])
+    row("RSS MB after warm-up", lambda r: r["memory"]["rss_before_mb"], "{:.1f}")
+    row("RSS MB after N more requests", lambda r: r["memory"]["rss_after_mb"], "{:.1f}")
+    row("  N", lambda r: r["memory"]["requests"])
+    row("  growth %", lambda r: r["memory"]["growth_pct"], "{:.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=50, help="requests/s, open loop")
+    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--memory-requests", type=int, default=100_000)
+    parser.add_argument("--litellm-memory-requests", type=int, default=5_000)
+    parser.add_argument(
+        "--targets",
+        default="direct,hearth,hearth+key,litellm",
+        help="which of direct, hearth, hearth+key (API key, Redis limiter), litellm",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the logs")
+    parser.add_argument(
+        "--serve", type=float, metavar="SECONDS", help="only start the servers (to profile)"
+    )
+    parser.add_argument("--json", type=Path, help="write the raw results here")
+    args = parser.parse_args()
+    # SIGTERM as an exception, so that `run` stops what it started (PostgreSQL included).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    report = run(args)
+    if args.serve:
+        return
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    print(f"load average before {report['load_before']}, after {report['load_after']}")
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()

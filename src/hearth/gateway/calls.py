@@ -1,0 +1,151 @@
+"""One /v1 request on its way through the gateway: its timing, the deployment it holds,
+and the bookkeeping done once however it ends (limits, usage row, metrics, breaker)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hearth.accounts.keys import Caller
+from hearth.errors import EngineTimeout, EngineUnavailable, HearthError, UpstreamError
+from hearth.gateway.limits import Admission
+from hearth.gateway.routing import Deployment
+from hearth.gateway.usage import Usage
+
+if TYPE_CHECKING:
+    from hearth.gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+# What may be retried elsewhere: the engine could not take or finish the request. Client
+# errors (4xx) would fail the same way on any deployment.
+RETRYABLE = (EngineUnavailable, EngineTimeout, UpstreamError)
+
+
+@dataclass
+class Timing:
+    """Where a request's time went, for `x-hearth-overhead-ms`: from its arrival to the
+    response (non-streaming) or to the first chunk (streaming), less the time spent
+    waiting for engines (failed attempts included)."""
+
+    arrived: float = field(default_factory=time.perf_counter)
+    upstream: float = 0.0
+    overhead: float | None = None
+
+    def ready(self) -> float:
+        """The response is about to start: fix the overhead (seconds)."""
+        if self.overhead is None:
+            self.overhead = max(time.perf_counter() - self.arrived - self.upstream, 0.0)
+        return self.overhead
+
+
+@dataclass
+class Call:
+    """One /v1 request in flight: what it needs to settle its limits, record its usage and
+    update the metrics once, however it ends."""
+
+    gateway: Gateway
+    caller: Caller | None
+    model: str  # as asked for
+    endpoint: str
+    admission: Admission | None
+    timing: Timing
+    started: float = field(default_factory=time.perf_counter)
+    ttft: float | None = None
+    served: str = ""  # the model that answered: `model`, or one of its fallbacks
+    deployment: Deployment | None = None  # the last one tried
+    held: bool = False  # counted in the deployment's in-flight requests
+    finished: bool = False
+
+    def __post_init__(self) -> None:
+        self.served = self.model
+
+    def attach(self, model: str, deployment: Deployment) -> None:
+        self.served, self.deployment, self.held = model, deployment, True
+        self.gateway.balancer.begin(deployment, model)
+
+    def detach(self) -> None:
+        if self.held and self.deployment is not None:
+            self.gateway.balancer.end(self.deployment)
+        self.held = False
+
+    def succeeded(self) -> None:
+        if self.deployment is not None:
+            self.gateway.balancer.health.succeeded(self.deployment.id, self.served)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.deployment is not None:
+            if isinstance(exc, RETRYABLE):
+                self.gateway.balancer.health.failed(self.deployment.id, self.served)
+            else:
+                self.abandoned()
+
+    def abandoned(self) -> None:
+        if self.deployment is not None:
+            self.gateway.balancer.health.abandoned(self.deployment.id, self.served)
+
+    def first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.started
+            deployment = self.deployment.id if self.deployment else ""
+            self.gateway.metrics.ttft.labels(self.served, deployment).observe(self.ttft)
+
+    async def finish(
+        self, status: int, outcome: str | None, prompt: int = 0, completion: int = 0
+    ) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        gateway, metrics = self.gateway, self.gateway.metrics
+        deployment = self.deployment
+        name = deployment.id if deployment else ""
+        self.detach()
+        cost = deployment.model.cost(prompt, completion) if deployment else 0.0
+        if self.admission is not None:
+            try:
+                await gateway.limiter.settle(self.admission, tokens=prompt + completion, cost=cost)
+            except Exception:  # the lease frees the slot; never fail a finished request
+                log.warning("could not settle limits", exc_info=True)
+        latency = time.perf_counter() - self.started
+        metrics.tokens.labels(self.served, "prompt").inc(prompt)
+        metrics.tokens.labels(self.served, "completion").inc(completion)
+        metrics.gateway_requests.labels(self.served, name, str(status)).inc()
+        if deployment is not None:
+            metrics.request_latency.labels(self.served, name).observe(latency)
+            if self.timing.overhead is None and status == 200:
+                self.timing.ready()
+            if self.timing.overhead is not None:
+                metrics.overhead.labels(self.served, name).observe(self.timing.overhead)
+            if self.ttft is not None and completion > 1:
+                per_token = (latency - self.ttft) / (completion - 1)
+                metrics.time_per_output_token.labels(self.served, name).observe(per_token)
+        if outcome is not None:
+            metrics.generations.labels(self.served, outcome).inc()
+        gateway.usage.record(
+            Usage(
+                model=self.served,
+                deployment=name,
+                endpoint=self.endpoint,
+                status=status,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                latency_ms=latency * 1000,
+                ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
+                key_id=self.caller.key_id if self.caller else None,
+                owner_id=self.caller.principal.user_id if self.caller else None,
+                cost=cost,
+            )
+        )
+
+
+def status_of(exc: BaseException) -> int:
+    return (
+        exc.status
+        if isinstance(exc, HearthError)
+        else 499
+        if isinstance(exc, asyncio.CancelledError)
+        else 500
+    )

@@ -1,0 +1,418 @@
+"""Ollama's native API served by Hearth (/api/chat, /api/generate, /api/embed, /api/tags, ...),
+so Ollama clients and tools can point at Hearth unchanged.
+
+Reference: https://github.com/ollama/ollama/blob/main/docs/api.md. Requests are translated
+to the gateway's OpenAI-shaped calls, so the same keys, limits, usage rows and metrics
+apply as on /v1; replies go back in Ollama's shapes: NDJSON streams (streaming is Ollama's
+default), durations in nanoseconds, and errors as `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+
+from hearth import __version__
+from hearth.accounts.api import KeyCallerDep
+from hearth.engines.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    EmbeddingRequest,
+)
+from hearth.errors import HearthError, InvalidRequest, ModelNotFound, RateLimited
+from hearth.gateway.api import GatewayDep
+from hearth.gateway.ollama_schemas import (
+    GenerateBase,
+    OllamaChatRequest,
+    OllamaEmbeddingsRequest,
+    OllamaEmbedRequest,
+    OllamaGenerateRequest,
+    OllamaMessage,
+    OllamaOptions,
+    OllamaShowRequest,
+)
+from hearth.gateway.service import Gateway
+
+# The Ollama API version Hearth answers like; clients check it before using newer fields.
+OLLAMA_VERSION = "0.12.0"
+NDJSON = "application/x-ndjson"
+_NOT_FOUND = re.compile(r"The model '(.*)' does not exist")
+
+
+class _OllamaRoute(APIRoute):
+    """Errors in Ollama's shape, `{"error": "..."}`, whatever raised them (a service, the
+    key check, body validation): Ollama's SDKs read that field, not OpenAI's object."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HearthError as exc:
+                headers = None
+                if isinstance(exc, RateLimited):
+                    headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
+                return error_response(exc.status, _message(exc), headers)
+            except RequestValidationError as exc:
+                return error_response(400, _validation_message(exc))
+
+        return route
+
+
+router = APIRouter(prefix="/api", tags=["ollama"], route_class=_OllamaRoute)
+
+
+# --- routes -----------------------------------------------------------------------------
+
+
+@router.get("/version")
+async def version() -> Response:
+    """The Ollama API version Hearth is compatible with."""
+    return _json({"version": OLLAMA_VERSION, "hearth": __version__})
+
+
+@router.get("/tags")
+async def tags(gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+    """The models served (to this key), as Ollama lists its local models."""
+    allowed = {card.id for card in gateway.list_models(caller).data}
+    return _json({"models": [_model_entry(gateway, name) for name in sorted(allowed)]})
+
+
+@router.get("/ps")
+async def running_models(gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+    """Models ready to answer: for Hearth, every model it serves."""
+    allowed = sorted(card.id for card in gateway.list_models(caller).data)
+    entries = [_model_entry(gateway, n) | {"expires_at": "0001-01-01T00:00:00Z"} for n in allowed]
+    return _json({"models": entries})
+
+
+@router.post("/show")
+async def show(body: OllamaShowRequest, gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+    """What Ollama tells about a model; Hearth knows its name and kind."""
+    name = _served_name(gateway, body.model or body.name)
+    if caller is not None and not caller.may_use(name):
+        raise ModelNotFound(name)
+    entry = _model_entry(gateway, name)
+    capabilities = ["embedding"] if _model_type(gateway, name) == "embedding" else ["completion"]
+    return _json(
+        {
+            "modelfile": "",
+            "parameters": "",
+            "template": "",
+            "details": entry["details"],
+            "model_info": {},
+            "capabilities": capabilities,
+            "modified_at": entry["modified_at"],
+        }
+    )
+
+
+@router.post("/chat")
+async def chat(body: OllamaChatRequest, gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+    """Chat with a model; NDJSON chunk by chunk unless `"stream": false`."""
+    messages = [_openai_message(m) for m in body.messages]
+    if not messages:
+        # Ollama loads the model and answers at once when there is nothing to say.
+        return _json(_loaded(_served_name(gateway, body.model), chat=True))
+    request = _openai_request(gateway, body, messages, tools=body.tools)
+    return await _answer(gateway, caller, request, chat=True)
+
+
+@router.post("/generate")
+async def generate(
+    body: OllamaGenerateRequest, gateway: GatewayDep, caller: KeyCallerDep
+) -> Response:
+    """Complete a prompt (sent as one user message, after `system` if given)."""
+    if not body.prompt:
+        return _json(_loaded(_served_name(gateway, body.model), chat=False))
+    messages: list[dict[str, Any]] = []
+    if body.system:
+        messages.append({"role": "system", "content": body.system})
+    user = OllamaMessage(role="user", content=body.prompt, images=body.images)
+    messages.append(_openai_message(user))
+    return await _answer(gateway, caller, _openai_request(gateway, body, messages), chat=False)
+
+
+@router.post("/embed")
+async def embed(body: OllamaEmbedRequest, gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+    """Embed a string or a list of strings; vectors in input order."""
+    started = time.perf_counter_ns()
+    model = _served_name(gateway, body.model)
+    request = EmbeddingRequest(model=model, input=body.input, dimensions=body.dimensions)
+    result = await gateway.embed(request, caller)
+    return _json(
+        {
+            "model": body.model,
+            "embeddings": [item.embedding for item in sorted(result.data, key=lambda d: d.index)],
+            "total_duration": time.perf_counter_ns() - started,
+            "load_duration": 0,
+            "prompt_eval_count": result.usage.prompt_tokens,
+        }
+    )
+
+
+@router.post("/embeddings")
+async def embeddings(
+    body: OllamaEmbeddingsRequest, gateway: GatewayDep, caller: KeyCallerDep
+) -> Response:
+    """The older single-prompt endpoint: `{"embedding": [...]}`."""
+    if not body.prompt:
+        return _json({"embedding": []})
+    request = EmbeddingRequest(model=_served_name(gateway, body.model), input=body.prompt)
+    result = await gateway.embed(request, caller)
+    return _json({"embedding": result.data[0].embedding})
+
+
+# --- translation ---------------------------------------------------------------------------
+
+
+def _openai_message(message: OllamaMessage) -> dict[str, Any]:
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    for image in message.images:
+        url = f"data:{_image_type(image)};base64,{image}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return {"role": message.role, "content": parts}
+
+
+def _image_type(b64: str) -> str:
+    # Ollama takes bare base64; a data URL needs the type, which the first bytes tell.
+    for prefix, kind in (("iVBOR", "image/png"), ("/9j/", "image/jpeg"), ("R0lG", "image/gif")):
+        if b64.startswith(prefix):
+            return kind
+    return "image/webp" if b64.startswith("UklG") else "application/octet-stream"
+
+
+def _openai_request(
+    gateway: Gateway,
+    body: GenerateBase,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+) -> ChatCompletionRequest:
+    options = body.options or OllamaOptions()
+    fields: dict[str, Any] = {
+        "model": _served_name(gateway, body.model),
+        "messages": messages,
+        "stream": body.stream,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "stop": options.stop,
+        "presence_penalty": options.presence_penalty,
+        "frequency_penalty": options.frequency_penalty,
+        "tools": tools or None,  # Ollama's tools are OpenAI's shape already
+    }
+    if options.num_predict is not None and options.num_predict > 0:
+        fields["max_tokens"] = options.num_predict
+    if body.format == "json":
+        fields["response_format"] = {"type": "json_object"}
+    elif isinstance(body.format, dict):
+        schema = {"name": "response", "schema": body.format}
+        fields["response_format"] = {"type": "json_schema", "json_schema": schema}
+    try:
+        return ChatCompletionRequest.model_validate(
+            {k: v for k, v in fields.items() if v is not None}
+        )
+    except ValidationError as exc:  # an option out of OpenAI's range, say
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequest(f"{where}: {first['msg']}", param=where) from exc
+
+
+async def _answer(
+    gateway: Gateway, caller: Any, request: ChatCompletionRequest, *, chat: bool
+) -> Response:
+    started = time.perf_counter_ns()
+    name = request.model
+    if not request.stream:
+        result = await gateway.chat(request, caller)
+        return _json(_reply(name, result, started, chat=chat))
+    chunks = await gateway.chat_stream(request, caller)
+    return StreamingResponse(_ndjson(name, chunks, started, chat=chat), media_type=NDJSON)
+
+
+def _reply(name: str, result: ChatCompletion, started: int, *, chat: bool) -> dict[str, Any]:
+    choice = result.choices[0] if result.choices else None
+    text = (choice.message.content if choice else None) or ""
+    extra = (choice.message.model_extra or {}) if choice else {}
+    reply: dict[str, Any] = {"model": name, "created_at": _now()}
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if extra.get("reasoning_content"):
+            message["thinking"] = extra["reasoning_content"]
+        if extra.get("tool_calls"):
+            message["tool_calls"] = _tool_calls(extra["tool_calls"])
+        reply["message"] = message
+    else:
+        reply["response"] = text
+    usage = result.usage
+    prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+    return reply | _final(choice.finish_reason if choice else None, prompt, completion, started)
+
+
+def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # OpenAI sends the arguments as a JSON string; Ollama as an object.
+    out = []
+    for call in calls:
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or {}
+        if isinstance(arguments, str):
+            try:
+                arguments = orjson.loads(arguments)
+            except orjson.JSONDecodeError:
+                arguments = {"arguments": arguments}
+        out.append({"function": {"name": function.get("name", ""), "arguments": arguments}})
+    return out
+
+
+async def _ndjson(
+    name: str, chunks: AsyncIterator[ChatCompletionChunk], started: int, *, chat: bool
+) -> AsyncIterator[bytes]:
+    finish, prompt, completion = None, 0, 0
+    try:
+        async for chunk in chunks:
+            if chunk.usage is not None:
+                prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+            for choice in chunk.choices:
+                finish = choice.finish_reason or finish
+                delta = choice.delta
+                thinking = (delta.model_extra or {}).get("reasoning_content")
+                if not (delta.content or thinking):
+                    continue
+                line: dict[str, Any] = {"model": name, "created_at": _now()}
+                if chat:
+                    message = {"role": "assistant", "content": delta.content or ""}
+                    if thinking:
+                        message["thinking"] = thinking
+                    line["message"] = message
+                else:
+                    line["response"] = delta.content or ""
+                yield orjson.dumps(line | {"done": False}) + b"\n"
+    except HearthError as exc:
+        # The status line is gone: report in-band, as Ollama does when a runner fails.
+        yield orjson.dumps({"error": _message(exc)}) + b"\n"
+        return
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    last: dict[str, Any] = {"model": name, "created_at": _now()}
+    if chat:
+        last["message"] = {"role": "assistant", "content": ""}
+    else:
+        last["response"] = ""
+    yield orjson.dumps(last | _final(finish, prompt, completion, started)) + b"\n"
+
+
+def _final(finish: str | None, prompt: int, completion: int, started: int) -> dict[str, Any]:
+    total = time.perf_counter_ns() - started
+    return {
+        "done_reason": "length" if finish == "length" else "stop",
+        "done": True,
+        "total_duration": total,
+        "load_duration": 0,
+        "prompt_eval_count": prompt,
+        "prompt_eval_duration": 0,
+        "eval_count": completion,
+        "eval_duration": total,
+    }
+
+
+def _loaded(name: str, *, chat: bool) -> dict[str, Any]:
+    reply: dict[str, Any] = {"model": name, "created_at": _now()}
+    if chat:
+        reply["message"] = {"role": "assistant", "content": ""}
+    else:
+        reply["response"] = ""
+    return reply | {"done_reason": "load", "done": True}
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def _model_type(gateway: Gateway, name: str) -> str | None:
+    for deployment in gateway.routes.all():
+        if deployment.model.name == name:
+            return deployment.model.type
+    return None
+
+
+def _served_name(gateway: Gateway, name: str) -> str:
+    """Ollama clients often add the implicit `:latest` tag to a bare name."""
+    if _model_type(gateway, name) is None and name.endswith(":latest"):
+        bare = name.removesuffix(":latest")
+        if _model_type(gateway, bare) is not None:
+            return bare
+    return name
+
+
+def _model_entry(gateway: Gateway, name: str) -> dict[str, Any]:
+    if _model_type(gateway, name) is None:
+        raise ModelNotFound(name)
+    family = name.split(":")[0].split("/")[-1].split("-")[0]
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": "1970-01-01T00:00:00Z",
+        "size": 0,
+        "digest": "",
+        "details": {
+            "parent_model": "",
+            "format": "",
+            "family": family,
+            "families": [family],
+            "parameter_size": "",
+            "quantization_level": "",
+        },
+    }
+
+
+# --- shapes --------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """Ollama's error shape: `{"error": "..."}` with the status."""
+    return Response(
+        orjson.dumps({"error": message}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _message(exc: HearthError) -> str:
+    if isinstance(exc, ModelNotFound) and (found := _NOT_FOUND.match(exc.message)):
+        # Ollama's own wording, which tools match on ("not found").
+        return f'model "{found[1]}" not found, try pulling it first'
+    return exc.message
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "invalid JSON in the request body"
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", "")
