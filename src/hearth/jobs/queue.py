@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 INGEST_QUEUE = "ingest"
 INGEST_TASK = "hearth.ingest_document"
 MAX_ATTEMPTS = 5
-_STALLED_CHECK_SECONDS = 60  # procrastinate calls a worker dead after 30 s without heartbeat
 _RETRY = RetryStrategy(max_attempts=MAX_ATTEMPTS, exponential_wait=2)
 
 IngestFn = Callable[[uuid.UUID, bool], Awaitable[None]]
@@ -36,9 +35,13 @@ def libpq_url(database_url: str) -> str:
 
 
 class JobQueue:
-    def __init__(self, database_url: str, ingest: IngestFn) -> None:
+    def __init__(self, database_url: str, ingest: IngestFn, *, stalled_after: float = 30.0) -> None:
         self.app = App(connector=PsycopgConnector(conninfo=libpq_url(database_url)))
         self._worker: asyncio.Task[None] | None = None
+        # A worker that sent no heartbeat for `stalled_after` seconds is dead: its job goes
+        # back in the queue. Heartbeats come three times in that span, checks once.
+        self.stalled_after = stalled_after
+        self._sweeps: list[Callable[[], Awaitable[object]]] = []
 
         @self.app.task(name=INGEST_TASK, queue=INGEST_QUEUE, retry=_RETRY, pass_context=True)
         async def ingest_document(context: JobContext, document_id: str) -> None:
@@ -60,9 +63,16 @@ class JobQueue:
                 INGEST_TASK, queueing_lock=f"ingest:{document_id}", lock=f"ingest:{document_id}"
             ).defer_async(document_id=str(document_id))
 
+    def add_sweep(self, sweep: Callable[[], Awaitable[object]]) -> None:
+        """Run `sweep` with every check for stalled jobs (a feature's own repairs, such as
+        queueing work whose job was never deferred)."""
+        self._sweeps.append(sweep)
+
     async def requeue_stalled(self) -> int:
         """Put back jobs whose worker stopped sending heartbeats (it crashed or was killed)."""
-        stalled = list(await self.app.job_manager.get_stalled_jobs())
+        stalled = list(
+            await self.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=self.stalled_after)
+        )
         for job in stalled:
             await self.app.job_manager.retry_job(job)
         if stalled:
@@ -79,16 +89,19 @@ class JobQueue:
                     concurrency=concurrency,
                     install_signal_handlers=False,
                     wait=True,
+                    update_heartbeat_interval=self.stalled_after / 3,
+                    stalled_worker_timeout=self.stalled_after,
                 )
             )
 
     async def _requeue_stalled_forever(self) -> None:
         while True:
-            try:
-                await self.requeue_stalled()
-            except Exception:  # the database may be away for a moment; try again later
-                log.warning("could not check for stalled jobs", exc_info=True)
-            await asyncio.sleep(_STALLED_CHECK_SECONDS)
+            for check in (self.requeue_stalled, *self._sweeps):
+                try:
+                    await check()
+                except Exception:  # the database may be away for a moment; try again later
+                    log.warning("periodic job check %s failed", check, exc_info=True)
+            await asyncio.sleep(min(self.stalled_after, 60.0))
 
     def start_worker(self, *, concurrency: int = 1) -> None:
         self._worker = asyncio.create_task(
