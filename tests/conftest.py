@@ -16,6 +16,7 @@ from hearth.db.embedded import EmbeddedPostgres
 from hearth.db.migrate import upgrade
 from hearth.db.session import Database
 from hearth.server import create_app
+from tests._accounts import close_clients
 from tests._server import Running, running
 
 TEMPLATE = "hearth_template"
@@ -96,3 +97,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture(autouse=True)
+def _close_signed_in_clients() -> Iterator[None]:
+    yield
+    close_clients()

@@ -102,8 +102,9 @@ def test_up_serves_chat_and_embeddings_and_restarts_on_same_data(data_dir: Path)
             json={"model": "all-minilm-l6-v2", "input": ["one", "two"]},
         ).json()["data"]
         assert [len(v["embedding"]) for v in vectors] == [384, 384]
-        page = httpx.get(f"{hearth.url}/")
-        assert page.status_code == 200 and DEFAULT_CHAT_MODEL in page.text
+        # A fresh install asks for its administrator first.
+        page = httpx.get(f"{hearth.url}/", follow_redirects=True)
+        assert page.status_code == 200 and "Create the administrator account" in page.text
         assert _postmaster_running(data_dir)
     finally:
         code = hearth.stop()
@@ -144,8 +145,12 @@ def test_sigterm_lets_a_stream_finish(data_dir: Path) -> None:
             hearth.stop()
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HEARTH, *args], capture_output=True, text=True, timeout=120, env=env)
+def run(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HEARTH, *args], capture_output=True, text=True, timeout=120, env=env, input=input
+    )
 
 
 def test_port_in_use_is_a_readable_error(tmp_path: Path) -> None:
@@ -187,6 +192,36 @@ def test_migrate_against_a_database_url(database_url: str, tmp_path: Path) -> No
     assert f"database schema at revision {head_revision()}" in result.stdout
 
 
+def test_users_create_the_first_admin_headless(database_url: str, tmp_path: Path) -> None:
+    env = _env(tmp_path, HEARTH_DATABASE_URL=database_url)
+    made = run(
+        "users",
+        "create",
+        "--admin",
+        "Ops@Example.org",
+        "--password-stdin",
+        env=env,
+        input="a long password\n",
+    )
+    assert made.returncode == 0, made.stderr
+    assert "created admin Ops@Example.org" in made.stdout
+    again = run(
+        "users",
+        "create",
+        "ops@example.org",
+        "--password-stdin",
+        env=env,
+        input="another password\n",
+    )
+    assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
+    short = run("users", "create", "x@example.org", "--password-stdin", env=env, input="short\n")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    bad = run("users", "create", "not-an-email", "--password-stdin", env=env, input="x" * 9)
+    assert bad.returncode == 1 and "not an email" in bad.stderr
+    listed = run("users", "list", env=env)
+    assert listed.stdout.split() == ["Ops@Example.org", "admin", "active", "Ops"]
+
+
 def test_unreachable_database_is_a_readable_error(tmp_path: Path) -> None:
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     result = run("migrate", env=_env(tmp_path, HEARTH_DATABASE_URL=url))
@@ -204,7 +239,19 @@ def test_models_lists_the_configuration(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["up"], ["serve"], ["migrate"], ["models"], ["worker"], ["ingest"], ["search"]]
+    "command",
+    [
+        [],
+        ["up"],
+        ["serve"],
+        ["migrate"],
+        ["models"],
+        ["worker"],
+        ["ingest"],
+        ["search"],
+        ["keys"],
+        ["users", "create"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = run(*command, "--help")

@@ -236,6 +236,43 @@ def keys_revoke(key: str) -> None:
     _run_command(manage_keys(_quiet_settings(), "revoke", key=key))
 
 
+@main.group()
+def users() -> None:
+    """Create and list accounts (for headless set-up; the web sign-up does the same)."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--name", default="", help="Display name (default: the email's local part).")
+@click.option("--admin", is_flag=True, help="Make the account an administrator.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (otherwise you are prompted).",
+)
+def users_create(email: str, name: str, admin: bool, password_stdin: bool) -> None:
+    """Create an active account, e.g. the first admin: `hearth users create --admin EMAIL`."""
+    from hearth.commands import manage_users
+
+    if password_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _run_command(
+        manage_users(
+            _quiet_settings(), "create", email=email, name=name, password=password, admin=admin
+        )
+    )
+
+
+@users.command("list")
+def users_list() -> None:
+    """List accounts: email, role, status."""
+    from hearth.commands import manage_users
+
+    _run_command(manage_users(_quiet_settings(), "list"))
+
+
 def _quiet_settings() -> Settings:
     settings = load_settings()
     configure_logging("warning", "console")

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from hearth.accounts.keys import ApiKeys, KeyCreate
 from hearth.accounts.principal import LOCAL_USER
+from hearth.accounts.users import UserCreate, Users
 from hearth.config import Settings
 from hearth.engines.base import build_engine
-from hearth.errors import NotFound
+from hearth.errors import InvalidRequest, NotFound
 from hearth.gateway.routing import ModelRoutes
 from hearth.rag.parsers import is_supported
 from hearth.rag.schemas import CollectionCreate, DocumentPublic
@@ -141,7 +143,7 @@ async def manage_keys(settings: Settings, action: str, **options: Any) -> None:
     async with AsyncExitStack() as stack:
         keys = ApiKeys(await open_database(settings, stack))
         if action == "create":
-            created = await keys.create(LOCAL_USER, KeyCreate(**options))
+            created = await keys.create(LOCAL_USER, KeyCreate(**options), everyone=True)
             click.echo(created.key)
             click.echo(
                 f"created {created.prefix} ({created.name}); the key is shown only "
@@ -171,3 +173,27 @@ async def manage_keys(settings: Settings, action: str, **options: Any) -> None:
         else:
             await keys.revoke(LOCAL_USER, options["key"], everyone=True)
             click.echo(f"revoked {options['key']}")
+
+
+async def manage_users(settings: Settings, action: str, **options: Any) -> None:
+    """`hearth users create|list`: the database only, no engines."""
+    async with AsyncExitStack() as stack:
+        users = Users(await open_database(settings, stack))
+        if action == "create":
+            try:
+                body = UserCreate(
+                    email=options["email"],
+                    name=options["name"],
+                    password=options["password"],
+                    role="admin" if options["admin"] else "user",
+                )
+            except ValidationError as exc:
+                raise InvalidRequest(f"{options['email']!r}: not an email address") from exc
+            user = await users.create(body)
+            click.echo(f"created {user.role} {user.email} ({user.id})")
+        else:
+            rows = await users.list(limit=10_000)
+            for user in rows:
+                click.echo(f"{user.email}  {user.role:5}  {user.status:8}  {user.name}")
+            if not rows:
+                click.echo("no users")

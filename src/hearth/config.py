@@ -39,10 +39,35 @@ class ModelConfig(BaseModel):
         default=None, description="The engine's own name for the model (default: `name`)."
     )
     type: Literal["chat", "embedding"] = "chat"
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="Share of traffic when several engines serve this name (relative).",
+    )
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds this deployment may take to answer (or to send its first "
+        "chunk, streaming) before the request fails over; empty: the engine's timeouts.",
+    )
+    input_price: float = Field(
+        default=0.0, ge=0, description="Price per million prompt tokens (budgets' currency)."
+    )
+    output_price: float = Field(
+        default=0.0, ge=0, description="Price per million completion tokens."
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Models to try, in order, when every deployment of this one fails.",
+    )
 
     @property
     def upstream_name(self) -> str:
         return self.upstream or self.name
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What a request cost at this deployment's prices."""
+        return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1e6
 
 
 class LlamaCppModelConfig(ModelConfig):
@@ -134,12 +159,18 @@ class OllamaEngineConfig(BaseModel):
 
 class EmbedderModelConfig(ModelConfig):
     type: Literal["chat", "embedding"] = "embedding"
-    backend: Literal["onnx-int8", "torch-fp32"] = Field(
+    backend: Literal["onnx-int8", "onnx-fp32", "torch-fp32"] = Field(
         default="onnx-int8",
-        description="onnx-int8: int8 ONNX on onnxruntime (fast, default); torch-fp32: the "
-        "reference sentence-transformers model.",
+        description="onnx-int8: int8 matrix products on onnxruntime (fast, default); "
+        "onnx-fp32: the same graph in fp32; torch-fp32: the reference sentence-transformers "
+        "model. The ONNX files are built from the fp32 weights at first start and cached.",
     )
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(
+        default=4,
+        ge=1,
+        description="Texts per batch. On one core, batches of 1-4 texts of ~150-200 tokens "
+        "cost least per text (8: +15%, 32: +50% for fp32).",
+    )
     max_tokens: int = Field(default=256, ge=8, le=512, description="Longer inputs are truncated.")
 
 
@@ -151,7 +182,16 @@ class EmbedderEngineConfig(BaseModel):
     models: list[EmbedderModelConfig] = Field(
         default_factory=lambda: [EmbedderModelConfig(name=DEFAULT_EMBEDDING_MODEL)]
     )
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Inference threads, each running one batch on one core (default: one per CPU).",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where the ONNX files built at first start are kept; empty: the "
+        "models_dir setting.",
+    )
 
 
 EngineConfig = Annotated[
@@ -183,6 +223,11 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None,
         description="PostgreSQL URL (with pgvector). Empty: an embedded server in data_dir.",
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where model files built at first start are cached (the local "
+        "embedder's int8 ONNX file); empty: `models/` in data_dir.",
     )
     database_pool_size: int = Field(default=10, ge=1, description="Connections per process.")
     engines: list[EngineConfig] = Field(
@@ -226,6 +271,12 @@ class Settings(BaseSettings):
         le=1000,
         description="Candidates each of vector and full-text search hands to the fusion.",
     )
+    job_stalled_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        description="A job whose worker sent no heartbeat for this long (it crashed or was "
+        "killed) goes back in the queue for another worker.",
+    )
     rag_prompt_template: str = Field(
         default=DEFAULT_RAG_PROMPT,
         description="System prompt for answers from documents; {sources} marks the passages.",
@@ -241,9 +292,44 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(
         default=90, ge=1, description="Usage rows older than this are deleted."
     )
+    session_days: float = Field(default=14, gt=0, description="How long a browser stays signed in.")
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect provider (its issuer URL) for single sign-on; empty: "
+        "passwords only.",
+    )
+    oidc_client_id: str | None = Field(default=None, description="Hearth's client id there.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="Hearth's client secret there."
+    )
+    oidc_scopes: str = Field(default="openid email profile", description="Scopes to ask for.")
+    oidc_provider_name: str = Field(
+        default="single sign-on", description="Shown on the button: 'Sign in with ...'."
+    )
     redis_url: SecretStr | None = Field(
         default=None,
         description="Redis for limits shared by replicas; empty: kept in this process.",
+    )
+    gateway_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of a failed request (before its first byte reached the client) "
+        "on another deployment, or the same one; then the model's fallbacks.",
+    )
+    circuit_breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that eject a deployment."
+    )
+    circuit_breaker_cooldown: float = Field(
+        default=10.0, gt=0, description="Seconds an ejected deployment rests before a trial."
+    )
+    health_check_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds between engine health and load probes; 0: no probes.",
+    )
+    session_affinity_header: str | None = Field(
+        default=None,
+        description="Request header whose value pins a conversation to one deployment.",
     )
 
     @classmethod
@@ -276,8 +362,13 @@ class Settings(BaseSettings):
             raise ValueError(f"engine names must be unique, got {names}")
         if "{sources}" not in self.rag_prompt_template:
             raise ValueError("rag_prompt_template needs a {sources} placeholder")
+        if (self.oidc_issuer is None) != (self.oidc_client_id is None):
+            raise ValueError("oidc_issuer and oidc_client_id go together")
         if self.rag_chunk_overlap >= self.rag_chunk_tokens:
             raise ValueError("rag_chunk_overlap must be smaller than rag_chunk_tokens")
+        for engine in self.engines:
+            if isinstance(engine, EmbedderEngineConfig) and engine.cache_dir is None:
+                engine.cache_dir = self.models_dir or self.data_dir / "models"
         return self
 
     @property

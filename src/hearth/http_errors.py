@@ -1,13 +1,16 @@
-"""One error shape for every JSON surface: OpenAI's `{"error": {message, type, param, code}}`.
+"""One error shape for every JSON surface: OpenAI's `{"error": {message, type, param, code}}`,
+and an error page for browsers.
 
 Handlers registered here turn domain exceptions, validation errors and HTTP errors into it;
-routes rarely catch anything.
+routes rarely catch anything. A browser asking for a page (not /v1 or /api) gets the same
+message as HTML, from the renderer the web package hands in.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +36,16 @@ _TYPES = {
 def error_body(exc: HearthError) -> bytes:
     info = ErrorInfo(message=exc.message, type=exc.type, param=exc.param, code=exc.code)
     return ErrorResponse(error=info).model_dump_json().encode()
+
+
+HtmlRenderer = Callable[[Request, int, str], Response]
+_JSON_PREFIXES = ("/v1/", "/api/", "/v1", "/api")
+
+
+def _wants_html(request: Request) -> bool:
+    if request.url.path.startswith(_JSON_PREFIXES):
+        return False
+    return "text/html" in request.headers.get("accept", "")
 
 
 def error_response(
@@ -66,6 +79,9 @@ async def _hearth_error(request: Request, exc: Exception) -> Response:
             "retry-after": str(max(1, math.ceil(exc.retry_after))),
             "retry-after-ms": str(math.ceil(exc.retry_after * 1000)),
         }
+    html = getattr(request.app.state, "error_page", None)
+    if html is not None and _wants_html(request):
+        return html(request, exc.status, exc.message)
     return error_response(
         exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code, headers=headers
     )
@@ -85,6 +101,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    html = getattr(request.app.state, "error_page", None)
+    if html is not None and _wants_html(request):
+        return html(request, exc.status_code, str(exc.detail))
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 

@@ -10,15 +10,24 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from prometheus_client import ProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
 from hearth import __version__
-from hearth.accounts.api import router as keys_router
+from hearth.accounts.admin_api import router as accounts_admin_router
+from hearth.accounts.api import router as accounts_router
 from hearth.accounts.keys import ApiKeys
+from hearth.accounts.oidc import OidcClient
+from hearth.accounts.sessions import Sessions
+from hearth.accounts.users import Users
+from hearth.admin.api import router as site_settings_router
+from hearth.admin.service import SiteSettingsStore
+from hearth.chat.answers import ChatAnswers
+from hearth.chat.api import router as chat_router
+from hearth.chat.service import Chats
 from hearth.config import Settings
 from hearth.db.embedded import EmbeddedPostgres
 from hearth.db.migrate import upgrade
@@ -27,21 +36,21 @@ from hearth.engines.base import Engine, build_engine
 from hearth.errors import ConfigError
 from hearth.gateway.api import router as gateway_router
 from hearth.gateway.limits import Limiter, LocalLimiter, RedisLimiter
+from hearth.gateway.ollama_api import router as ollama_router
 from hearth.gateway.routing import ModelRoutes
-from hearth.gateway.service import Gateway
+from hearth.gateway.service import build_gateway
 from hearth.gateway.usage import UsageRecorder
 from hearth.http_errors import install_error_handlers
 from hearth.jobs.queue import JobQueue
 from hearth.observability.health import router as health_router
-from hearth.observability.metrics import Metrics
+from hearth.observability.metrics import DatabaseCollector, Metrics
 from hearth.observability.middleware import RequestMiddleware
 from hearth.rag.answer import Answerer
 from hearth.rag.api import router as rag_router
 from hearth.rag.search import SESSION_SETTINGS as SEARCH_SESSION_SETTINGS
 from hearth.rag.service import Documents
 from hearth.rag.setup import open_documents
-from hearth.web.api import STATIC_DIR
-from hearth.web.api import router as web_router
+from hearth.web import install_web
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +83,30 @@ def create_app(
                 log.error("start-up failed: %s", exc)
                 raise
             app.state.database = services.database
+            metrics.registry.register(DatabaseCollector(services.database))
             app.state.documents = services.documents
             app.state.jobs = services.jobs
             app.state.keys = services.keys
+            app.state.users = Users(services.database)
+            if app.state.oidc is not None:
+                stack.push_async_callback(app.state.oidc.close)
+            app.state.site = SiteSettingsStore(services.database)
+            app.state.sessions = Sessions(
+                services.database,
+                await app.state.site.secret(),
+                lifetime=timedelta(days=settings.session_days),
+            )
+            app.state.gateway.start()  # health probes, in-flight sync: engines are up
+            stack.push_async_callback(app.state.gateway.close)
             usage = app.state.gateway.usage
             usage.start(services.database, retention_days=settings.usage_retention_days)
             stack.push_async_callback(usage.close)  # flushes before the database closes
             app.state.answerer = Answerer(
                 services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
+            )
+            app.state.chats = Chats(services.database)
+            app.state.chat_answers = ChatAnswers(
+                app.state.chats, app.state.gateway, app.state.answerer
             )
             models = [r.model.name for r in routes.all()]
             log.info("ready", extra={"models": models})
@@ -92,17 +117,23 @@ def create_app(
 
     app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.oidc = build_oidc(settings)
     app.state.metrics = metrics
     app.state.engines = engines
     app.state.routes = routes
-    app.state.gateway = Gateway(routes, metrics, build_limiter(settings), UsageRecorder(metrics))
+    app.state.gateway = build_gateway(
+        settings, routes, metrics, build_limiter(settings), UsageRecorder(metrics)
+    )
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(gateway_router)
-    app.include_router(keys_router)
+    app.include_router(ollama_router)
+    app.include_router(accounts_router)
+    app.include_router(accounts_admin_router)
+    app.include_router(site_settings_router)
     app.include_router(rag_router)
-    app.include_router(web_router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(chat_router)
+    install_web(app)
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,
@@ -137,6 +168,19 @@ async def open_services(
     routes.refresh()
     documents, jobs = await open_documents(settings, database, routes, stack, run_worker=run_worker)
     return Services(database, documents, jobs, ApiKeys(database))
+
+
+def build_oidc(settings: Settings) -> OidcClient | None:
+    """The OpenID Connect client, when single sign-on is configured."""
+    if settings.oidc_issuer is None or settings.oidc_client_id is None:
+        return None
+    secret = settings.oidc_client_secret
+    return OidcClient(
+        settings.oidc_issuer,
+        settings.oidc_client_id,
+        secret.get_secret_value() if secret else None,
+        scopes=settings.oidc_scopes,
+    )
 
 
 def build_limiter(settings: Settings) -> Limiter:

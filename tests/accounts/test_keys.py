@@ -18,10 +18,12 @@ import redis
 
 from hearth.config import ModelConfig, OpenAIEngineConfig, Settings
 from hearth.server import create_app
+from tests._accounts import admin_headers
 from tests._server import running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 HELLO = [{"role": "user", "content": "hi"}]
+AUTH: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +54,15 @@ def replicas(upstream, postgres, tmp_path_factory) -> Iterator[tuple[str, str]]:
         ],
     )
     with running(create_app(settings)) as one, running(create_app(settings)) as two:
+        # The REST API needs a signed-in caller: an admin's key, valid on both replicas.
+        AUTH.update(admin_headers(one))
         yield one.url, two.url
 
 
 def new_key(url: str, **options: object) -> dict:
-    resp = httpx.post(f"{url}/api/keys", json={"name": f"k-{uuid.uuid4().hex[:6]}", **options})
+    resp = httpx.post(
+        f"{url}/api/keys", json={"name": f"k-{uuid.uuid4().hex[:6]}", **options}, headers=AUTH
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -82,7 +88,7 @@ def test_key_works_and_is_stored_hashed(replicas: tuple[str, str]) -> None:
     assert created["key"].startswith(created["prefix"] + "-")
     reply = sdk(url, created["key"]).chat.completions.create(model="chat-a", messages=HELLO)
     assert reply.choices[0].message.content
-    listed = httpx.get(f"{url}/api/keys").json()
+    listed = httpx.get(f"{url}/api/keys", headers=AUTH).json()
     mine = next(k for k in listed if k["id"] == created["id"])
     assert "key" not in mine and created["key"] not in str(listed)
 
@@ -112,6 +118,39 @@ def test_requests_per_minute_across_two_replicas(replicas: tuple[str, str]) -> N
     assert refused[0].json()["error"]["type"] == "rate_limit_error"
 
 
+def test_team_limit_is_shared_by_the_teams_keys_on_both_replicas(
+    replicas: tuple[str, str],
+) -> None:
+    """Two keys of one team, each unlimited, used on both replicas: 4 a minute in total."""
+    url = replicas[0]
+    group = httpx.post(
+        f"{url}/api/admin/groups", json={"name": f"team-{uuid.uuid4().hex[:6]}"}, headers=AUTH
+    ).json()
+    limited = httpx.put(
+        f"{url}/api/admin/groups/{group['id']}/limits",
+        json={"requests_per_minute": 4},
+        headers=AUTH,
+    )
+    assert limited.status_code == 200 and limited.json()["requests_per_minute"] == 4
+    keys = [new_key(url, team_id=group["id"])["key"] for _ in range(2)]
+    admitted = 0
+    for i in range(10):
+        try:
+            sdk(replicas[i % 2], keys[i // 2 % 2]).chat.completions.create(
+                model="chat-a", messages=HELLO
+            )
+            admitted += 1
+        except openai.RateLimitError as exc:
+            assert "team" in exc.response.json()["error"]["message"]
+    assert admitted == 4
+    other = new_key(url)["key"]  # a key outside the team is not affected
+    assert sdk(url, other).chat.completions.create(model="chat-a", messages=HELLO).choices
+    bad = httpx.put(
+        f"{url}/api/admin/groups/{group['id']}/limits", json={"budget": 5}, headers=AUTH
+    )
+    assert bad.status_code == 400
+
+
 def test_concurrency_limit_holds_while_a_stream_runs(replicas: tuple[str, str]) -> None:
     url = replicas[0]
     key = new_key(url, max_concurrent=1)["key"]
@@ -130,11 +169,11 @@ def test_revoked_key_is_refused_on_the_other_replica_within_a_second(
     one, two = replicas
     created = new_key(one)
     sdk(two, created["key"]).chat.completions.create(model="chat-a", messages=HELLO)  # cached
-    assert httpx.delete(f"{one}/api/keys/{created['prefix']}").status_code == 204
+    assert httpx.delete(f"{one}/api/keys/{created['prefix']}", headers=AUTH).status_code == 204
     time.sleep(1.05)
     with pytest.raises(openai.AuthenticationError):
         sdk(two, created["key"]).chat.completions.create(model="chat-a", messages=HELLO)
-    assert httpx.delete(f"{one}/api/keys/{created['prefix']}").status_code == 404
+    assert httpx.delete(f"{one}/api/keys/{created['prefix']}", headers=AUTH).status_code == 404
 
 
 def test_expired_key_is_refused(replicas: tuple[str, str]) -> None:
@@ -148,7 +187,7 @@ def test_expired_key_is_refused(replicas: tuple[str, str]) -> None:
 def test_bad_key_requests_are_400(replicas: tuple[str, str]) -> None:
     url = replicas[0]
     for body in ({"name": ""}, {"name": "x", "requests_per_minute": 0}, {"name": "x", "budget": 5}):
-        assert httpx.post(f"{url}/api/keys", json=body).status_code == 400, body
+        assert httpx.post(f"{url}/api/keys", json=body, headers=AUTH).status_code == 400, body
 
 
 def test_keys_cli(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

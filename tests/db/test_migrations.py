@@ -7,9 +7,13 @@ import asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from hearth.accounts import models as _accounts_models  # noqa: F401  (registers the tables)
+from hearth.admin import models as _admin_models  # noqa: F401
+from hearth.chat import models as _chat_models  # noqa: F401
 from hearth.db.base import Base
 from hearth.db.session import Database
-from hearth.rag import models as _rag_models  # noqa: F401  (registers the tables)
+from hearth.gateway import models as _gateway_models  # noqa: F401
+from hearth.rag import models as _rag_models  # noqa: F401
 
 # Tables of the job queue come from procrastinate's own schema, not from our models.
 _FOREIGN_PREFIX = "procrastinate_"

@@ -31,6 +31,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     json: Any
+    query: str = ""
 
 
 @dataclass(kw_only=True)
@@ -169,8 +170,12 @@ class FakeServer:
             if not message.get("more_body"):
                 break
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        payload = orjson.loads(body) if body else None
-        request = RecordedRequest(scope["method"], scope["path"], headers, payload)
+        try:
+            payload = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:  # a form (OAuth's token endpoint), kept as text
+            payload = body.decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")
+        request = RecordedRequest(scope["method"], scope["path"], headers, payload, query)
         self.requests.append(request)
         await self._respond(request, receive, send)
 

@@ -11,6 +11,8 @@ import openai
 import pytest
 
 from hearth.config import DEFAULT_CHAT_MODEL
+from tests._accounts import api_key, create_user
+from tests._server import Running
 
 MANUAL = b"""# Boiler manual
 
@@ -25,8 +27,19 @@ Clean the filter every three months with warm water.
 
 
 @pytest.fixture(scope="module")
-def collection(base_url: str) -> str:
-    with httpx.Client(base_url=f"{base_url}/api", timeout=60) as api:
+def key(hearth: Running) -> str:
+    """One user's key, for the REST API and for /v1 (collections are per user)."""
+    return api_key(hearth, create_user(hearth))
+
+
+@pytest.fixture(scope="module")
+def auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def collection(base_url: str, auth: dict[str, str]) -> str:
+    with httpx.Client(base_url=f"{base_url}/api", timeout=60, headers=auth) as api:
         collection = api.post("/collections", json={"name": "manuals"}).json()["id"]
         doc = api.post(
             f"/collections/{collection}/documents", files={"file": ("boiler.md", MANUAL)}
@@ -38,10 +51,13 @@ def collection(base_url: str) -> str:
     return collection
 
 
-def test_ask_returns_an_answer_with_citations(base_url: str, collection: str) -> None:
+def test_ask_returns_an_answer_with_citations(
+    base_url: str, collection: str, auth: dict[str, str]
+) -> None:
     resp = httpx.post(
         f"{base_url}/api/collections/{collection}/ask",
         timeout=120,
+        headers=auth,
         json={
             "question": "How do I reset the boiler?",
             "stream": False,
@@ -57,12 +73,13 @@ def test_ask_returns_an_answer_with_citations(base_url: str, collection: str) ->
     assert body["usage"]["completion_tokens"] > 0
 
 
-def test_ask_streams_citations_first(base_url: str, collection: str) -> None:
+def test_ask_streams_citations_first(base_url: str, collection: str, auth: dict[str, str]) -> None:
     events: list[tuple[str, str]] = []
     with httpx.stream(
         "POST",
         f"{base_url}/api/collections/{collection}/ask",
         timeout=120,
+        headers=auth,
         json={"question": "How often should the filter be cleaned?", "max_tokens": 30},
     ) as resp:
         assert resp.status_code == 200
@@ -85,8 +102,8 @@ def test_ask_streams_citations_first(base_url: str, collection: str) -> None:
     assert text.strip()
 
 
-def test_v1_chat_with_collections_attached(base_url: str, collection: str) -> None:
-    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+def test_v1_chat_with_collections_attached(base_url: str, collection: str, key: str) -> None:
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
     question = [{"role": "user", "content": "How do I reset the boiler?"}]
     reply = client.chat.completions.create(
         model=DEFAULT_CHAT_MODEL,
@@ -109,11 +126,14 @@ def test_v1_chat_with_collections_attached(base_url: str, collection: str) -> No
     assert all("citations" not in (c.model_extra or {}) for c in chunks[1:])
 
 
-def test_many_passages_still_fit_the_context_window(base_url: str, collection: str) -> None:
+def test_many_passages_still_fit_the_context_window(
+    base_url: str, collection: str, auth: dict[str, str]
+) -> None:
     # SmolLM2 runs with a 2,048-token window here: k=50 must be trimmed, not overflow.
     resp = httpx.post(
         f"{base_url}/api/collections/{collection}/ask",
         timeout=120,
+        headers=auth,
         json={"question": "boiler " * 200, "stream": False, "max_tokens": 8, "k": 50},
     )
     assert resp.status_code == 200, resp.text
@@ -135,9 +155,10 @@ def test_bad_attachment_is_400(base_url: str, options: dict) -> None:
     assert resp.json()["error"]["param"] == "hearth"
 
 
-def test_ask_unknown_collection_is_404(base_url: str) -> None:
+def test_ask_unknown_collection_is_404(base_url: str, auth: dict[str, str]) -> None:
     resp = httpx.post(
         f"{base_url}/api/collections/00000000-0000-0000-0000-000000000000/ask",
         json={"question": "x"},
+        headers=auth,
     )
     assert resp.status_code == 404

@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import text
 
 from hearth.accounts.principal import Principal
+from hearth.accounts.users import UserPublic
 from hearth.errors import Forbidden, NotFound
 from hearth.rag.schemas import CollectionCreate, GrantCreate
 from hearth.rag.service import Documents
+from tests._accounts import api_key, create_user
 from tests._server import Running
 
 GUIDE = b"""# Hearth guide
@@ -33,8 +35,14 @@ ALICE, BOB, CAROL = Principal("alice"), Principal("bob"), Principal("carol", gro
 
 
 @pytest.fixture(scope="module")
-def api(base_url: str) -> httpx.Client:
-    with httpx.Client(base_url=f"{base_url}/api", timeout=60) as client:
+def owner(hearth: Running) -> UserPublic:
+    return create_user(hearth)
+
+
+@pytest.fixture(scope="module")
+def api(base_url: str, hearth: Running, owner: UserPublic) -> httpx.Client:
+    headers = {"authorization": f"Bearer {api_key(hearth, owner)}"}
+    with httpx.Client(base_url=f"{base_url}/api", timeout=60, headers=headers) as client:
         yield client
 
 
@@ -142,13 +150,15 @@ def test_delete_and_reindex(api: httpx.Client, hearth: Running) -> None:
     assert found.json()["results"] == []
 
 
-def test_ingesting_twice_never_duplicates_chunks(api: httpx.Client, hearth: Running) -> None:
+def test_ingesting_twice_never_duplicates_chunks(
+    api: httpx.Client, hearth: Running, owner: UserPublic
+) -> None:
     """What a worker restart mid-job amounts to: the job runs again from the start."""
     collection = new_collection(api)
     document = wait_done(api, upload(api, collection, "t.md", GUIDE + b"\ntwice").json()["id"])
     documents: Documents = hearth.app.state.documents
-    hearth.call(documents.reindex_document(Principal("local"), uuid.UUID(document["id"])))
-    hearth.call(documents.reindex_document(Principal("local"), uuid.UUID(document["id"])))
+    hearth.call(documents.reindex_document(Principal(owner.id), uuid.UUID(document["id"])))
+    hearth.call(documents.reindex_document(Principal(owner.id), uuid.UUID(document["id"])))
     wait_done(api, document["id"])
     time.sleep(0.5)
     assert chunk_count(hearth, document["id"]) == document["chunks"]
@@ -282,3 +292,32 @@ def test_filtered_search_still_returns_k(hearth: Running, documents: Documents) 
     )
     assert len(results) == 10
     assert {r.collection_id for r in results} == {target}
+
+
+def test_documents_whose_job_was_lost_are_queued_again(
+    api: httpx.Client, hearth: Running, owner: UserPublic
+) -> None:
+    """The upload was stored, then deferring its job failed: the periodic sweep finds the
+    document still `queued` and queues it again."""
+    documents: Documents = hearth.app.state.documents
+    collection = new_collection(api)
+    enqueue = documents.enqueue
+
+    async def broken(document_id: uuid.UUID) -> None:
+        raise ConnectionError("the queue's database went away")
+
+    documents.enqueue = broken
+    try:
+        with pytest.raises(ConnectionError):
+            hearth.call(
+                documents.add_document(
+                    Principal(owner.id), uuid.UUID(collection), "lost.md", GUIDE + b"\nlost", None
+                )
+            )
+    finally:
+        documents.enqueue = enqueue
+    lost = api.get(f"/collections/{collection}/documents").json()[0]
+    assert lost["status"] == "queued"
+    assert hearth.call(documents.requeue_orphans(older_than=60)) == 0  # too recent to judge
+    assert hearth.call(documents.requeue_orphans(older_than=0)) >= 1
+    assert wait_done(api, lost["id"])["status"] == "ready"

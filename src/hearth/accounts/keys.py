@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from hearth.accounts.models import ApiKey
+from hearth.accounts.models import ApiKey, Group, GroupMember, User
 from hearth.accounts.principal import Principal
 from hearth.db.session import Database
-from hearth.errors import HearthError, InvalidRequest, NotFound
+from hearth.errors import Forbidden, HearthError, InvalidRequest, NotFound
 from hearth.gateway.limits import BudgetPeriod, Limits
 
 PREFIX = "hk"
@@ -76,15 +76,30 @@ class KeyCreated(KeyPublic):
 class Caller:
     """An authenticated key, as the gateway needs it on every request."""
 
-    key_id: uuid.UUID
+    key_id: uuid.UUID | None
     prefix: str
     principal: Principal
     models: frozenset[str] | None
     limits: Limits
+    team: tuple[str, Limits] | None = None  # the team the key was made for, and its limits
+
+    @classmethod
+    def for_user(cls, principal: Principal) -> Caller:
+        """A signed-in user chatting in the web app: no key, no key limits, every model;
+        their usage is recorded under their id."""
+        return cls(None, "", principal, None, Limits())
 
     @property
     def subject(self) -> str:
-        return f"key:{self.key_id}"
+        return f"key:{self.key_id}" if self.key_id else f"user:{self.principal.user_id}"
+
+    @property
+    def limit_subjects(self) -> list[tuple[str, Limits]]:
+        """Whose limits a request of this caller counts against: the key's, its team's."""
+        subjects = [(self.subject, self.limits)]
+        if self.team is not None and not self.team[1].unlimited:
+            subjects.append((f"team:{self.team[0]}", self.team[1]))
+        return subjects
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -95,10 +110,19 @@ class ApiKeys:
         self.database = database
         self._cache: dict[str, tuple[float, Caller | None, str]] = {}
 
-    async def create(self, principal: Principal, body: KeyCreate) -> KeyCreated:
-        """Create a key; the response is the only time its secret is shown."""
+    async def create(
+        self, principal: Principal, body: KeyCreate, *, everyone: bool = False
+    ) -> KeyCreated:
+        """Create a key; the response is the only time its secret is shown. Only an
+        administrator (or the command line, `everyone`) makes keys for someone else or for a
+        team they are not in."""
         if (body.budget is None) != (body.budget_period is None):
             raise InvalidRequest("budget and budget_period go together", param="budget")
+        admin = everyone or principal.is_admin
+        if body.owner_id not in (None, principal.user_id) and not admin:
+            raise Forbidden("Only administrators create keys for other users.")
+        if body.team_id and body.team_id not in principal.groups and not admin:
+            raise Forbidden("You can only create keys for teams you belong to.")
         prefix = f"{PREFIX}-{secrets.token_hex(4)}"
         secret = secrets.token_urlsafe(32)
         row = ApiKey(
@@ -156,21 +180,46 @@ class ApiKeys:
         return caller
 
     async def _load(self, prefix: str) -> tuple[Caller | None, str]:
+        # A key acts for its owner: with their role and groups, and not once they are
+        # disabled. Keys made at the command line may belong to no account ("local").
+        groups = (
+            select(func.coalesce(func.array_agg(GroupMember.group_id), []))
+            .where(GroupMember.user_id == ApiKey.owner_id)
+            .scalar_subquery()
+        )
+        statement = (
+            select(ApiKey, User.role, User.status, groups, Group)
+            .outerjoin(User, User.id == ApiKey.owner_id)
+            .outerjoin(Group, Group.id == ApiKey.team_id)
+            .where(ApiKey.prefix == prefix)
+        )
         async with self.database.session() as session:
-            row = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+            found = (await session.execute(statement)).first()
         now = datetime.now(UTC)
-        if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+        if found is None:
             return None, ""
-        limits = Limits(
-            requests_per_minute=row.requests_per_minute,
-            tokens_per_minute=row.tokens_per_minute,
-            max_concurrent=row.max_concurrent,
-            budget=row.budget,
-            budget_period=row.budget_period,
-        )  # type: ignore[arg-type]
-        principal = Principal(row.owner_id, (row.team_id,) if row.team_id else ())
+        row, role, status, group_ids, team = found
+        if row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+            return None, ""
+        if status is not None and status != "active":
+            return None, ""
+        limits = _limits(row)
+        team_limits = (team.id, _limits(team)) if team is not None else None
+        teams = {*group_ids, *((row.team_id,) if row.team_id else ())}
+        principal = Principal(row.owner_id, tuple(sorted(teams)), is_admin=role == "admin")
         models = frozenset(row.models) if row.models else None
-        return Caller(row.id, row.prefix, principal, models, limits), row.secret_sha256
+        caller = Caller(row.id, row.prefix, principal, models, limits, team_limits)
+        return caller, row.secret_sha256
+
+
+def _limits(row: ApiKey | Group) -> Limits:
+    return Limits(
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        max_concurrent=row.max_concurrent,
+        budget=row.budget,
+        budget_period=row.budget_period,  # type: ignore[arg-type]
+    )
 
 
 def _digest(secret: str) -> str:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
-
-from fastapi import Depends
 
 
 @dataclass(frozen=True)
 class Principal:
-    """A user and the groups they belong to."""
+    """A user (or an API key's owner) and the groups they belong to."""
 
     user_id: str
     groups: tuple[str, ...] = ()
+    is_admin: bool = False
 
     @property
     def principals(self) -> list[str]:
@@ -21,13 +19,6 @@ class Principal:
         return [self.user_id, *(f"group:{group}" for group in self.groups)]
 
 
+# Who acts at the command line (`hearth ingest`, `hearth keys ...`) and, on loopback without
+# keys, on /v1: the machine's operator, owner of what they create there.
 LOCAL_USER = Principal(user_id="local")
-
-
-def current_principal() -> Principal:
-    """Accounts are not built yet: until then every request acts for one local user. Every
-    service already takes the caller, so sessions and API keys plug in here."""
-    return LOCAL_USER
-
-
-CallerDep = Annotated[Principal, Depends(current_principal)]

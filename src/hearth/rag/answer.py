@@ -16,15 +16,10 @@ from pydantic import BaseModel, Field, ValidationError
 from hearth.accounts.principal import Principal
 from hearth.engines.protocol import ChatCompletionChunk, ChatCompletionRequest, ChatMessage
 from hearth.errors import InvalidRequest
+from hearth.gateway.context import ANSWER_TOKENS, context_window, estimate_tokens
 from hearth.gateway.service import Gateway
 from hearth.rag.schemas import Citation
 from hearth.rag.service import Documents
-
-# Without the model's own tokenizer at hand, count a token per 3 characters: generous for
-# English with the usual tokenizers, so the prompt fits rather than gets cut.
-_CHARS_PER_TOKEN = 3
-_DEFAULT_CONTEXT = 8192
-_ANSWER_TOKENS = 512
 
 
 class HearthOptions(BaseModel):
@@ -61,14 +56,14 @@ class Answerer:
         """Retrieve for `question` and keep the best passages that fit the model's window
         next to `reserve` tokens (the conversation and the answer)."""
         hits = await self.documents.search(principal, collections, question, k=k)
-        budget = self._context_window(model) - reserve - _tokens(self.prompt_template)
+        budget = self._context_window(model) - reserve - estimate_tokens(self.prompt_template)
         kept: list[Citation] = []
         sources: list[str] = []
         for hit in hits:
             source = _source(len(kept) + 1, hit)
-            if _tokens(source) > budget:
+            if estimate_tokens(source) > budget:
                 break
-            budget -= _tokens(source)
+            budget -= estimate_tokens(source)
             kept.append(hit)
             sources.append(source)
         body = "\n\n".join(sources) if sources else "(no relevant sources were found)"
@@ -86,14 +81,14 @@ class Answerer:
         temperature: float | None,
     ) -> tuple[list[Citation], AsyncIterator[ChatCompletionChunk]]:
         """Citations, and the model's answer as a stream of chunks."""
-        answer_tokens = max_tokens or _ANSWER_TOKENS
+        answer_tokens = max_tokens or ANSWER_TOKENS
         grounding = await self.ground(
             principal,
             collections,
             question,
             model=model,
             k=k,
-            reserve=_tokens(question) + answer_tokens,
+            reserve=estimate_tokens(question) + answer_tokens,
         )
         request = ChatCompletionRequest(
             model=model,
@@ -120,8 +115,8 @@ class Answerer:
         question = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
         if not question:
             raise InvalidRequest("attaching collections needs a user message", param="messages")
-        reserve = sum(_tokens(m.text()) for m in request.messages)
-        reserve += request.token_limit or _ANSWER_TOKENS
+        reserve = sum(estimate_tokens(m.text()) for m in request.messages)
+        reserve += request.token_limit or ANSWER_TOKENS
         grounding = await self.ground(
             principal,
             options.collections,
@@ -142,8 +137,7 @@ class Answerer:
         return grounded, grounding.citations
 
     def _context_window(self, model: str) -> int:
-        route = self.gateway.routes.resolve(model, "chat")
-        window = getattr(route.model, "n_ctx", None) or _DEFAULT_CONTEXT
+        window = context_window(self.gateway.routes, model)
         if window < 512:
             raise InvalidRequest(f"'{model}' has too small a context window for documents")
         return window
@@ -156,7 +150,3 @@ def _source(number: int, hit: Citation) -> str:
     if hit.headings:
         where += f" ({' > '.join(hit.headings)})"
     return f"[{number}] {where}\n{hit.text}"
-
-
-def _tokens(text: str) -> int:
-    return len(text) // _CHARS_PER_TOKEN + 1

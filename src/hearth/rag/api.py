@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, UploadFile, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter
 
-from hearth.accounts.principal import CallerDep
+from hearth.accounts.auth import CallerDep
 from hearth.engines.protocol import ChatCompletionChunk
 from hearth.errors import InvalidRequest
 from hearth.gateway.sse import SSE_HEADERS, sse_events

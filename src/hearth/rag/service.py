@@ -7,11 +7,12 @@ not read is reported as not found, so ids cannot be probed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,8 @@ from hearth.rag.search import search_chunks
 # Queues the ingestion of a document (the job queue's `defer`); injected so the service
 # does not depend on how jobs run.
 Enqueue = Callable[[uuid.UUID], Awaitable[None]]
+
+log = logging.getLogger(__name__)
 
 
 class Documents:
@@ -192,6 +195,25 @@ class Documents:
             public = DocumentPublic.model_validate(document)
         await self.enqueue(public.id)
         return public, True
+
+    async def requeue_orphans(self, *, older_than: float = 120.0) -> int:
+        """Queue again the documents left `queued` with no job: the upload was stored but
+        the job could not be deferred (the queue's database connection failed just then).
+        Jobs are deduplicated per document, so a document still waiting is not doubled."""
+        stale = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than)
+        async with self.database.session() as session:
+            ids = list(
+                await session.scalars(
+                    select(Document.id).where(
+                        Document.status == "queued", Document.updated_at < stale
+                    )
+                )
+            )
+        for document_id in ids:
+            await self.enqueue(document_id)
+        if ids:
+            log.info("queued %d documents again that had no job", len(ids))
+        return len(ids)
 
     async def list_documents(
         self, principal: Principal, collection_id: uuid.UUID

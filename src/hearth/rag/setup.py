@@ -39,7 +39,11 @@ async def open_documents(
         chunk_overlap=settings.rag_chunk_overlap,
         max_text_chars=settings.rag_max_text_chars,
     )
-    queue = JobQueue(database.url, lambda doc, last: ingestor.ingest(doc, last_attempt=last))
+    queue = JobQueue(
+        database.url,
+        lambda doc, last: ingestor.ingest(doc, last_attempt=last),
+        stalled_after=settings.job_stalled_seconds,
+    )
     await queue.open()
     stack.push_async_callback(queue.close)
     if run_worker:
@@ -52,6 +56,7 @@ async def open_documents(
         max_file_bytes=settings.rag_max_file_bytes,
         search_candidates=settings.rag_search_candidates,
     )
+    queue.add_sweep(documents.requeue_orphans)
     return documents, queue
 
 

@@ -1,5 +1,10 @@
-// The smoke-path chat page: streams /v1/chat/completions and renders text only (no HTML
-// from the model ever reaches innerHTML).
+import { ingest } from "./collections.js";
+
+// The chat page's behaviour: send, stream, stop, regenerate, edit, copy; chat menu actions.
+// Text from the model is only ever set as textContent while streaming; the final answer's
+// HTML comes from the server's Markdown renderer (raw HTML escaped there).
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const main = document.getElementById("chat");
 const log = document.getElementById("log");
 const form = document.getElementById("composer");
 const prompt = document.getElementById("prompt");
@@ -7,16 +12,76 @@ const model = document.getElementById("model");
 const stopButton = document.getElementById("stop");
 const sendButton = document.getElementById("send");
 const status = document.getElementById("status");
-const history = [];
+let chatId = main.dataset.chatId || null;
+const attached = new Set((main.dataset.collections || "").split(",").filter(Boolean));
 let controller = null;
 
-function bubble(role, text) {
-  const div = document.createElement("div");
-  div.className = `msg ${role}`;
-  div.textContent = text;
-  log.appendChild(div);
-  div.scrollIntoView({ block: "end" });
-  return div;
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: { "content-type": "application/json", "x-csrf-token": csrf },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: controller?.signal,
+  });
+  if (!response.ok) {
+    const data = await response.json().catch(() => ({}));
+    throw new Error(data.error?.message || `HTTP ${response.status}`);
+  }
+  return response;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function messageNode(role, text) {
+  const article = element("article", `msg ${role}`);
+  article.dataset.role = role;
+  article.append(element("div", "who", role === "user" ? "You" : model.value));
+  article.append(element("div", role === "user" ? "body text" : "body streaming", text));
+  const actions = element("div", "actions");
+  actions.append(element("button", "link copy", "Copy"));
+  actions.append(element("button", `link ${role === "user" ? "edit" : "regenerate"}`,
+                         role === "user" ? "Edit" : "Regenerate"));
+  for (const b of actions.querySelectorAll("button")) b.type = "button";
+  article.append(actions);
+  log.append(article);
+  return article;
+}
+
+function showAnswer(article, message, html, citations) {
+  article.dataset.id = message.id;
+  const body = article.querySelector(".body");
+  body.className = "body md";
+  body.innerHTML = html;  // rendered and sanitised by the server
+  addCodeCopyButtons(body);
+  if (message.status !== "complete") {
+    article.classList.add(message.status);
+    article.querySelector(".who").append(element("span", "tag", message.status));
+  }
+  if (message.error) article.insertBefore(element("p", "error", message.error), article.querySelector(".actions"));
+  if (citations?.length) {
+    const list = element("ol", "citations");
+    list.setAttribute("aria-label", "Sources");
+    citations.forEach((c, i) => {
+      const item = element("li");
+      const details = element("details");
+      let where = `[${i + 1}] ${c.title || c.filename}`;
+      if (c.page) where += `, page ${c.page}`;
+      if (c.headings?.length) where += ` — ${c.headings.join(" › ")}`;
+      details.append(element("summary", "", where), element("blockquote", "", c.text));
+      item.append(details);
+      list.append(item);
+    });
+    article.insertBefore(list, article.querySelector(".actions"));
+  }
+  if (message.completion_tokens) {
+    article.querySelector(".actions").append(
+      element("span", "muted tokens", `${message.prompt_tokens} + ${message.completion_tokens} tokens`));
+  }
 }
 
 async function* events(response) {
@@ -28,60 +93,75 @@ async function* events(response) {
     buffer += value;
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, end);
+      const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      for (const line of event.split("\n")) {
-        if (line.startsWith("data: ")) yield line.slice(6);
+      let type = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) type = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
       }
+      yield { type, data: JSON.parse(data || "{}") };
     }
   }
 }
 
-async function send(text) {
-  history.push({ role: "user", content: text });
-  bubble("user", text);
-  const answer = bubble("assistant", "");
+function busy(on) {
+  sendButton.hidden = on;
+  stopButton.hidden = !on;
+  status.textContent = on ? "Generating…" : status.textContent;
+}
+
+// Runs one answering request (send, regenerate or edit) and shows it as it streams.
+async function converse(method, path, body, { question }) {
   controller = new AbortController();
-  sendButton.hidden = true;
-  stopButton.hidden = false;
-  status.textContent = "Generating…";
-  let content = "";
+  busy(true);
+  let answer = null, text = "";
   try {
-    const response = await fetch("/v1/chat/completions", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: model.value, messages: history, stream: true }),
-      signal: controller.signal,
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new Error(body.error?.message || `HTTP ${response.status}`);
-    }
-    for await (const data of events(response)) {
-      if (data === "[DONE]") break;
-      const chunk = JSON.parse(data);
-      if (chunk.error) throw new Error(chunk.error.message);
-      const delta = chunk.choices?.[0]?.delta?.content;
-      if (delta) {
-        content += delta;
-        answer.textContent = content;
+    const response = await api(method, path, body);
+    for await (const event of events(response)) {
+      if (event.type === "question") {
+        if (question) question.dataset.id = event.data.message.id;
+        answer = messageNode("assistant", "");
+        answer.scrollIntoView({ block: "end" });
+        answer.citations = event.data.citations;
+      } else if (event.type === "delta") {
+        text += event.data.text;
+        answer.querySelector(".body").textContent = text;
+      } else if (event.type === "done" || event.type === "error") {
+        const message = event.type === "done" ? event.data.message : event.data.answer;
+        showAnswer(answer, message, event.data.html, answer.citations);
+        status.textContent = event.type === "error" ? event.data.message : "";
       }
     }
-    status.textContent = "";
   } catch (error) {
     if (error.name === "AbortError") {
       status.textContent = "Stopped.";
+      if (answer) { answer.classList.add("stopped"); answer.querySelector(".who").append(element("span", "tag", "stopped")); }
     } else {
-      answer.classList.add("error");
-      answer.textContent = content ? `${content}\n\n${error.message}` : error.message;
-      status.textContent = "";
+      status.textContent = error.message;
+      if (answer) answer.classList.add("failed");
     }
   } finally {
-    history.push({ role: "assistant", content });
     controller = null;
-    sendButton.hidden = false;
-    stopButton.hidden = true;
+    busy(false);
   }
+}
+
+async function send(text) {
+  const question = messageNode("user", text);  // shown at once; stored when the answer starts
+  question.scrollIntoView({ block: "end" });
+  if (!chatId) {
+    const body = { model: model.value, collection_ids: [...attached] };
+    const created = await (await api("POST", "/api/chats", body)).json();
+    chatId = created.id;
+    main.dataset.chatId = chatId;
+    history.replaceState(null, "", `/c/${chatId}`);
+  }
+  await converse("POST", `/api/chats/${chatId}/messages`, { content: text }, { question });
+}
+
+function dropAfter(article) {
+  while (article.nextElementSibling) article.nextElementSibling.remove();
 }
 
 form.addEventListener("submit", (event) => {
@@ -89,10 +169,10 @@ form.addEventListener("submit", (event) => {
   const text = prompt.value.trim();
   if (!text || controller) return;
   prompt.value = "";
-  send(text);
+  send(text).catch((error) => { status.textContent = error.message; busy(false); });
 });
 prompt.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     form.requestSubmit();
   }
@@ -101,3 +181,140 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && controller) controller.abort();
 });
 stopButton.addEventListener("click", () => controller?.abort());
+
+log.addEventListener("click", async (event) => {
+  const button = event.target.closest("button");
+  const article = event.target.closest("article.msg");
+  if (!button || !article || controller) return;
+  if (button.classList.contains("copy")) {
+    await navigator.clipboard?.writeText(article.querySelector(".body").innerText);
+    status.textContent = "Copied.";
+  } else if (button.classList.contains("regenerate")) {
+    let question = article.previousElementSibling;
+    while (question && question.dataset.role !== "user") question = question.previousElementSibling;
+    if (!question?.dataset.id) return;
+    dropAfter(question);
+    await converse("POST", `/api/chats/${chatId}/messages/${question.dataset.id}/regenerate`, undefined, { question: null });
+  } else if (button.classList.contains("edit")) {
+    const body = article.querySelector(".body");
+    const editor = element("textarea");
+    editor.value = body.textContent;
+    editor.setAttribute("aria-label", "Edit message");
+    const save = element("button", "", "Save and send");
+    save.type = "button";
+    body.replaceChildren(editor, save);
+    editor.focus();
+    save.addEventListener("click", async () => {
+      const content = editor.value.trim();
+      if (!content) return;
+      body.textContent = content;
+      dropAfter(article);
+      await converse("PUT", `/api/chats/${chatId}/messages/${article.dataset.id}`, { content }, { question: null });
+    });
+  }
+});
+
+function addCodeCopyButtons(root) {
+  for (const pre of root.querySelectorAll("pre")) {
+    if (pre.querySelector("button.copy-code")) continue;
+    const button = element("button", "link copy-code", "Copy code");
+    button.type = "button";
+    button.addEventListener("click", () => navigator.clipboard?.writeText(pre.querySelector("code")?.innerText || pre.innerText));
+    pre.before(button);
+  }
+}
+addCodeCopyButtons(log);
+
+model.addEventListener("change", () => {
+  if (chatId) api("PATCH", `/api/chats/${chatId}`, { model: model.value }).catch((e) => { status.textContent = e.message; });
+});
+document.getElementById("rename")?.addEventListener("click", async () => {
+  const title = window.prompt("Rename chat", document.getElementById("chat-title").textContent);
+  if (!title?.trim()) return;
+  await api("PATCH", `/api/chats/${chatId}`, { title: title.trim() });
+  document.getElementById("chat-title").textContent = title.trim();
+  const link = document.querySelector(`.chat-list a[href="/c/${chatId}"]`);
+  if (link) link.textContent = title.trim();
+});
+document.getElementById("archive")?.addEventListener("click", async () => {
+  await api("PATCH", `/api/chats/${chatId}`, { archived: true });
+  location.href = "/";
+});
+document.getElementById("delete")?.addEventListener("click", async () => {
+  if (!window.confirm("Delete this chat for good?")) return;
+  await api("DELETE", `/api/chats/${chatId}`);
+  location.href = "/";
+});
+log.scrollTop = log.scrollHeight;
+
+// The documents panel: which collections answers come from, and uploads from the chat.
+const panel = document.getElementById("documents");
+const choices = document.getElementById("collection-choices");
+const uploadTarget = document.getElementById("upload-collection");
+const uploadStatus = document.getElementById("chat-upload-status");
+
+function showAttachedCount() {
+  document.getElementById("attached-count").textContent = attached.size ? ` (${attached.size})` : "";
+}
+
+async function saveAttached() {
+  showAttachedCount();
+  if (chatId) await api("PATCH", `/api/chats/${chatId}`, { collection_ids: [...attached] });
+}
+
+async function loadCollections() {
+  const collections = await (await fetch("/api/collections")).json();
+  choices.querySelectorAll("label, p").forEach((n) => n.remove());
+  uploadTarget.replaceChildren();
+  if (!collections.length) choices.append(element("p", "muted", "No collections yet."));
+  for (const c of collections) {
+    const label = element("label");
+    const box = element("input");
+    box.type = "checkbox";
+    box.value = c.id;
+    box.checked = attached.has(c.id);
+    box.addEventListener("change", () => {
+      box.checked ? attached.add(c.id) : attached.delete(c.id);
+      saveAttached().catch((e) => { status.textContent = e.message; });
+    });
+    label.append(box, ` ${c.name}`);
+    choices.append(label);
+    const option = element("option", "", c.name);
+    option.value = c.id;
+    uploadTarget.append(option);
+  }
+}
+
+panel.addEventListener("toggle", () => { if (panel.open) loadCollections(); });
+document.getElementById("chat-upload").addEventListener("change", async (event) => {
+  const files = event.target.files;
+  if (!files.length) return;
+  let target = uploadTarget.value;
+  try {
+    if (!target) {
+      const created = await (await api("POST", "/api/collections", { name: "My documents" })).json();
+      target = created.id;
+    }
+    await ingest(target, files, (text) => { uploadStatus.textContent = text; });
+    attached.add(target);
+    await saveAttached();
+    await loadCollections();
+  } catch (error) {
+    uploadStatus.textContent = error.message;
+  }
+  event.target.value = "";
+});
+showAttachedCount();
+
+// Import a chat exported as JSON (from this or another Hearth).
+document.getElementById("import-chat").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  try {
+    const data = JSON.parse(await file.text());
+    const chat = await (await api("POST", "/api/chats/import", data)).json();
+    location.href = `/c/${chat.id}`;
+  } catch (error) {
+    status.textContent = `Import failed: ${error.message}`;
+  }
+});

@@ -1,0 +1,381 @@
+"""Users and groups: sign-up (the first account becomes the admin), sign-in, approval,
+roles, passwords, group membership."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy.exc import IntegrityError
+
+from hearth.accounts.models import Group, GroupMember, User
+from hearth.accounts.oidc import Identity
+from hearth.accounts.passwords import hash_password, needs_rehash, verify_password
+from hearth.accounts.principal import Principal
+from hearth.admin.service import SiteSettings
+from hearth.db.session import Database
+from hearth.errors import Forbidden, HearthError, InvalidRequest, NotFound
+
+Role = Literal["admin", "user"]
+Status = Literal["pending", "active", "disabled"]
+# Serialises sign-ups while no user exists, so exactly one first account becomes admin.
+_FIRST_USER_LOCK = 0x6865617274680001
+
+
+class SignInFailed(HearthError):
+    status = 401
+    type = "invalid_request_error"
+    code = "sign_in_failed"
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or " " in value or len(value) > 320:
+        raise ValueError("not an email address")
+    return value
+
+
+class UserCreate(BaseModel):
+    email: str
+    name: str = Field(default="", max_length=200)
+    password: str | None = Field(
+        default=None,
+        description="Empty: an invitation; the person sets a password when signing up.",
+    )
+    role: Role = "user"
+
+    _check_email = field_validator("email")(lambda cls, v: _email(v))
+
+
+class SignUp(BaseModel):
+    email: str
+    name: str = Field(default="", max_length=200)
+    password: str
+
+    _check_email = field_validator("email")(lambda cls, v: _email(v))
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    email: str
+    name: str
+    role: str
+    status: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserUpdate(BaseModel):
+    """What an administrator changes about a user."""
+
+    name: str | None = Field(default=None, max_length=200)
+    role: Role | None = None
+    status: Status | None = None
+    password: str | None = Field(default=None, description="Reset the password.")
+
+
+class TeamLimits(BaseModel):
+    """A group's limits as a team: what all API keys made for it share (empty: none)."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+    budget: float | None = Field(default=None, ge=0)
+    budget_period: Literal["day", "week", "month"] | None = None
+
+    @model_validator(mode="after")
+    def _budget(self) -> TeamLimits:
+        if (self.budget is None) != (self.budget_period is None):
+            raise ValueError("budget and budget_period go together")
+        return self
+
+
+class GroupPublic(TeamLimits):
+    id: str
+    name: str
+    members: list[str] = Field(description="User ids.")
+
+
+class Users:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def sign_up(self, body: SignUp, site: SiteSettings) -> UserPublic:
+        """Create an account from the sign-up form. The first account ever becomes an active
+        admin; after that the site's sign-up mode and approval setting decide."""
+        password_hash = await hash_password(body.password)
+        async with self.database.session() as session:
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FIRST_USER_LOCK})
+            first = await session.scalar(select(func.count()).select_from(User)) == 0
+            invited = await session.scalar(
+                select(User).where(func.lower(User.email) == body.email.lower())
+            )
+            if invited is not None:
+                if invited.password_hash is not None or invited.oidc_subject is not None:
+                    raise InvalidRequest("An account with this email exists; sign in instead.")
+                # An invitation: the admin created the account, the person sets a password.
+                invited.password_hash = password_hash
+                invited.name = body.name or invited.name
+                user = invited
+            elif first:
+                user = _new_user(body.email, body.name, password_hash, "admin", "active")
+                session.add(user)
+            elif site.signup_mode != "open":
+                raise Forbidden("Sign-up is by invitation only; ask an administrator.")
+            else:
+                status = "pending" if site.approve_new_users else "active"
+                user = _new_user(body.email, body.name, password_hash, "user", status)
+                session.add(user)
+            await session.commit()
+            return UserPublic.model_validate(user)
+
+    async def create(self, body: UserCreate, *, status: Status = "active") -> UserPublic:
+        """Create an account as an administrator (or `hearth users create`)."""
+        password_hash = await hash_password(body.password) if body.password else None
+        user = _new_user(body.email, body.name, password_hash, body.role, status)
+        async with self.database.session() as session:
+            session.add(user)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise InvalidRequest(
+                    f"An account with the email {body.email} exists.", param="email"
+                ) from None
+            return UserPublic.model_validate(user)
+
+    async def sign_in(self, email: str, password: str) -> UserPublic:
+        """Check a password. Unknown emails and wrong passwords fail alike, in the same time."""
+        async with self.database.session() as session:
+            user = await session.scalar(
+                select(User).where(func.lower(User.email) == email.strip().lower())
+            )
+            stored = user.password_hash if user is not None else None
+            if not await verify_password(stored, password) or user is None:
+                raise SignInFailed("Wrong email or password.")
+            if user.status == "pending":
+                raise Forbidden("Your account is waiting for an administrator's approval.")
+            if user.status == "disabled":
+                raise Forbidden("Your account is disabled.")
+            user.last_login_at = datetime.now(UTC)
+            if needs_rehash(stored or ""):
+                user.password_hash = await hash_password(password)
+            await session.commit()
+            return UserPublic.model_validate(user)
+
+    async def sign_on(self, identity: Identity, site: SiteSettings) -> UserPublic:
+        """Sign in someone the identity provider vouches for: the account linked to their
+        subject; else the account with their (verified) email, which gets linked; else a
+        new account, as the sign-up mode allows (the first account ever is the admin)."""
+        async with self.database.session() as session:
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FIRST_USER_LOCK})
+            user = await session.scalar(select(User).where(User.oidc_subject == identity.subject))
+            if user is None and identity.email and identity.email_verified:
+                user = await session.scalar(
+                    select(User).where(func.lower(User.email) == identity.email.lower())
+                )
+                if user is not None and user.oidc_subject not in (None, identity.subject):
+                    raise Forbidden("This email is linked to another sign-on account.")
+            if user is None:
+                if not identity.email or not identity.email_verified:
+                    raise Forbidden("The identity provider did not confirm an email address.")
+                first = await session.scalar(select(func.count()).select_from(User)) == 0
+                if not first and site.signup_mode != "open":
+                    raise Forbidden("Sign-up is by invitation only; ask an administrator.")
+                status = "active" if first or not site.approve_new_users else "pending"
+                user = _new_user(
+                    identity.email, identity.name, None, "admin" if first else "user", status
+                )
+                session.add(user)
+            user.oidc_subject = identity.subject
+            if user.status == "active":
+                user.last_login_at = datetime.now(UTC)
+            await session.commit()
+            if user.status == "pending":
+                raise Forbidden("Your account is waiting for an administrator's approval.")
+            if user.status == "disabled":
+                raise Forbidden("Your account is disabled.")
+            return UserPublic.model_validate(user)
+
+    async def get(self, user_id: str) -> UserPublic:
+        async with self.database.session() as session:
+            user = await session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        return UserPublic.model_validate(user)
+
+    async def find(self, email: str) -> UserPublic:
+        async with self.database.session() as session:
+            user = await session.scalar(
+                select(User).where(func.lower(User.email) == email.strip().lower())
+            )
+        if user is None:
+            raise NotFound(f"no user with the email {email}")
+        return UserPublic.model_validate(user)
+
+    async def emails(self, user_ids: list[str]) -> dict[str, str]:
+        """Email by user id, for the ids that are accounts (usage rows name owners by id)."""
+        if not user_ids:
+            return {}
+        async with self.database.session() as session:
+            rows = await session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
+            return {user_id: email for user_id, email in rows}
+
+    async def list(
+        self, *, status: Status | None = None, query: str = "", limit: int = 100, offset: int = 0
+    ) -> list[UserPublic]:
+        """Users for the admin pages, pending ones first, then by email."""
+        statement = select(User).order_by((User.status == "pending").desc(), User.email)
+        if status:
+            statement = statement.where(User.status == status)
+        if query:
+            pattern = f"%{_escape_like(query)}%"
+            statement = statement.where(or_(User.email.ilike(pattern), User.name.ilike(pattern)))
+        async with self.database.session() as session:
+            rows = await session.scalars(statement.limit(limit).offset(offset))
+            return [UserPublic.model_validate(u) for u in rows]
+
+    async def update(self, actor: Principal, user_id: str, body: UserUpdate) -> UserPublic:
+        """Approve, disable, change role, rename or reset the password of a user. The last
+        active admin cannot demote or disable themselves (someone must be able to log in)."""
+        values = body.model_dump(exclude_unset=True, exclude={"password"})
+        if body.password:
+            values["password_hash"] = await hash_password(body.password)
+        async with self.database.session() as session:
+            user = await session.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise NotFound(f"no user {user_id}")
+            losing_admin = user.role == "admin" and (
+                values.get("role", "admin") != "admin" or values.get("status", "active") != "active"
+            )
+            if losing_admin and await _active_admins(session) <= 1:
+                raise InvalidRequest("This is the last active admin; make another admin first.")
+            for name, value in values.items():
+                setattr(user, name, value)
+            await session.commit()
+            return UserPublic.model_validate(user)
+
+    async def change_password(self, user_id: str, current: str, new: str) -> None:
+        async with self.database.session() as session:
+            user = await session.get(User, user_id)
+            if user is None or not await verify_password(user.password_hash, current):
+                raise InvalidRequest("The current password is wrong.", param="current_password")
+            user.password_hash = await hash_password(new)
+            await session.commit()
+
+    async def delete(self, actor: Principal, user_id: str) -> None:
+        if actor.user_id == user_id:
+            raise InvalidRequest("You cannot delete your own account.")
+        async with self.database.session() as session:
+            result = await session.execute(delete(User).where(User.id == user_id))
+            await session.commit()
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound(f"no user {user_id}")
+
+    async def count(self) -> int:
+        async with self.database.session() as session:
+            return await session.scalar(select(func.count()).select_from(User)) or 0
+
+    # -- groups -----------------------------------------------------------------------------
+
+    async def create_group(self, name: str) -> GroupPublic:
+        group = Group(id=str(uuid.uuid4()), name=name.strip())
+        if not group.name:
+            raise InvalidRequest("A group needs a name.", param="name")
+        async with self.database.session() as session:
+            session.add(group)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise InvalidRequest(f"A group named {name} exists.", param="name") from None
+        return GroupPublic(id=group.id, name=group.name, members=[])
+
+    async def list_groups(self) -> list[GroupPublic]:
+        members = func.coalesce(
+            func.array_agg(GroupMember.user_id).filter(GroupMember.user_id.is_not(None)), []
+        )
+        statement = (
+            select(Group, members)
+            .outerjoin(GroupMember, GroupMember.group_id == Group.id)
+            .group_by(Group.id)
+            .order_by(Group.name)
+        )
+        async with self.database.session() as session:
+            rows = await session.execute(statement)
+            return [_group(group, list(m)) for group, m in rows]
+
+    async def set_team_limits(self, group_id: str, limits: TeamLimits) -> GroupPublic:
+        """Set a group's team limits (all of them: an empty one means none). Keys made for
+        the team see the change within a second."""
+        async with self.database.session() as session:
+            group = await session.get(Group, group_id)
+            if group is None:
+                raise NotFound(f"no group {group_id}")
+            for name, value in limits.model_dump().items():
+                setattr(group, name, value)
+            await session.commit()
+            members = await session.scalars(
+                select(GroupMember.user_id).where(GroupMember.group_id == group_id)
+            )
+            return _group(group, list(members))
+
+    async def set_member(self, group_id: str, user_id: str, *, member: bool) -> None:
+        async with self.database.session() as session:
+            if member:
+                if await session.get(Group, group_id) is None:
+                    raise NotFound(f"no group {group_id}")
+                if await session.get(User, user_id) is None:
+                    raise NotFound(f"no user {user_id}")
+                await session.merge(GroupMember(group_id=group_id, user_id=user_id))
+            else:
+                await session.execute(
+                    delete(GroupMember).where(
+                        GroupMember.group_id == group_id, GroupMember.user_id == user_id
+                    )
+                )
+            await session.commit()
+
+    async def delete_group(self, group_id: str) -> None:
+        async with self.database.session() as session:
+            result = await session.execute(delete(Group).where(Group.id == group_id))
+            await session.commit()
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound(f"no group {group_id}")
+
+
+def _group(group: Group, members: list[str]) -> GroupPublic:
+    return GroupPublic(
+        id=group.id,
+        name=group.name,
+        members=members,
+        requests_per_minute=group.requests_per_minute,
+        tokens_per_minute=group.tokens_per_minute,
+        max_concurrent=group.max_concurrent,
+        budget=group.budget,
+        budget_period=group.budget_period,  # type: ignore[arg-type]
+    )
+
+
+def _new_user(email: str, name: str, password_hash: str | None, role: str, status: str) -> User:
+    return User(
+        id=str(uuid.uuid4()),
+        email=email,
+        name=name or email.partition("@")[0],
+        password_hash=password_hash,
+        role=role,
+        status=status,
+    )
+
+
+async def _active_admins(session) -> int:  # type: ignore[no-untyped-def]
+    statement = select(func.count()).where(User.role == "admin", User.status == "active")
+    return await session.scalar(statement) or 0
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

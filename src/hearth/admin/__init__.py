@@ -1,0 +1,1 @@
+"""Administration: settings stored in the database, and the admin's views over the rest."""

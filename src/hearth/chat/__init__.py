@@ -1,0 +1,1 @@
+"""Conversations: chats and their messages, prompt assembly, streamed answers."""

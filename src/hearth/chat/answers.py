@@ -1,0 +1,190 @@
+"""Answering in a chat: store the question, fit the conversation (and passages from the
+chat's collections) into the model's window, stream the answer through the gateway, store
+the answer when it ends — also when it is stopped or fails, with that status.
+
+The stream is a sequence of `ChatEvent`s that the API sends as server-sent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hearth.accounts.keys import Caller
+from hearth.accounts.principal import Principal
+from hearth.chat.schemas import MessagePublic
+from hearth.chat.service import Chats
+from hearth.engines.protocol import ChatCompletionRequest, ChatMessage, StreamOptions
+from hearth.errors import HearthError
+from hearth.gateway.context import (
+    ANSWER_TOKENS,
+    CHARS_PER_TOKEN,
+    context_window,
+    estimate_tokens,
+)
+from hearth.gateway.service import Gateway
+from hearth.rag.answer import Answerer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChatEvent:
+    type: Literal["question", "delta", "done", "error"]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatAnswers:
+    def __init__(self, chats: Chats, gateway: Gateway, answerer: Answerer | None) -> None:
+        self.chats = chats
+        self.gateway = gateway
+        self.answerer = answerer
+
+    async def ask(
+        self,
+        principal: Principal,
+        chat_id: uuid.UUID,
+        content: str,
+        *,
+        system_prompt: str = "",
+        k: int = 5,
+    ) -> AsyncIterator[ChatEvent]:
+        """Store the user's message, then answer it."""
+        question = await self.chats.add_message(
+            principal, chat_id, role="user", content=content, title_from=content
+        )
+        return await self._answer(principal, chat_id, question, system_prompt=system_prompt, k=k)
+
+    async def regenerate(
+        self,
+        principal: Principal,
+        chat_id: uuid.UUID,
+        message_id: int,
+        *,
+        content: str | None = None,
+        system_prompt: str = "",
+        k: int = 5,
+    ) -> AsyncIterator[ChatEvent]:
+        """Answer user message `message_id` again (changed to `content` if given), dropping
+        whatever followed it."""
+        if content is None:
+            question = await self.chats.truncate(principal, chat_id, from_id=message_id, keep=True)
+        else:
+            question = await self.chats.edit_message(principal, chat_id, message_id, content)
+        return await self._answer(principal, chat_id, question, system_prompt=system_prompt, k=k)
+
+    async def _answer(
+        self,
+        principal: Principal,
+        chat_id: uuid.UUID,
+        question: MessagePublic,
+        *,
+        system_prompt: str,
+        k: int,
+    ) -> AsyncIterator[ChatEvent]:
+        chat, page = await self.chats.open(principal, chat_id, limit=200)
+        history = page.items
+        window = context_window(self.gateway.routes, chat.model)
+        citations: list[dict[str, Any]] = []
+        system = system_prompt
+        if chat.collection_ids and self.answerer is not None:
+            grounding = await self.answerer.ground(
+                principal,
+                chat.collection_ids,
+                question.content,
+                model=chat.model,
+                k=k,
+                reserve=estimate_tokens(question.content) + ANSWER_TOKENS,
+            )
+            citations = [c.model_dump(mode="json") for c in grounding.citations]
+            system = f"{system_prompt}\n\n{grounding.system}".strip()
+        messages = _fit(history, window - ANSWER_TOKENS - estimate_tokens(system))
+        if system:
+            messages.insert(0, ChatMessage(role="system", content=system))
+        request = ChatCompletionRequest(
+            model=chat.model,
+            messages=messages,
+            stream=True,
+            stream_options=StreamOptions(include_usage=True),
+        )
+        return self._relay(principal, chat_id, question, request, citations)
+
+    async def _relay(
+        self,
+        principal: Principal,
+        chat_id: uuid.UUID,
+        question: MessagePublic,
+        request: ChatCompletionRequest,
+        citations: list[dict[str, Any]],
+    ) -> AsyncIterator[ChatEvent]:
+        # The question goes out at once: the model may take a while to start (a queue).
+        yield ChatEvent(
+            "question", {"message": question.model_dump(mode="json"), "citations": citations}
+        )
+        parts: list[str] = []
+        usage = None
+        status, error = "stopped", None
+        chunks: AsyncIterator[Any] | None = None
+        try:
+            # The chat id as the session: a conversation stays on one deployment, whose
+            # prefix cache then holds its history.
+            chunks = await self.gateway.chat_stream(
+                request, Caller.for_user(principal), session=str(chat_id)
+            )
+            async for chunk in chunks:
+                if chunk.usage:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                        yield ChatEvent("delta", {"text": choice.delta.content})
+            status = "complete"
+        except HearthError as exc:
+            status, error = "failed", exc.message
+        finally:
+            if chunks is not None:
+                await chunks.aclose()  # type: ignore[attr-defined]
+            # Stored even when the browser went away (stop): shielded from the cancellation.
+            saved = asyncio.ensure_future(
+                self.chats.add_message(
+                    principal,
+                    chat_id,
+                    role="assistant",
+                    content="".join(parts),
+                    status=status,
+                    model=request.model,
+                    prompt_tokens=usage.prompt_tokens if usage else None,
+                    completion_tokens=usage.completion_tokens if usage else None,
+                    citations=citations or None,
+                    error=error,
+                )
+            )
+            answer = await asyncio.shield(saved)
+        if error is not None:
+            yield ChatEvent("error", {"message": error, "answer": answer.model_dump(mode="json")})
+        else:
+            yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
+
+
+def _fit(history: list[MessagePublic], budget: int) -> list[ChatMessage]:
+    """The latest messages that fit in `budget` tokens, oldest first; failed answers and
+    empty stopped ones are left out of the prompt."""
+    kept: list[ChatMessage] = []
+    for message in reversed(history):
+        if message.role == "assistant" and (message.status == "failed" or not message.content):
+            continue
+        content, cost = message.content, estimate_tokens(message.content)
+        if cost > budget:
+            if kept:
+                break
+            # The question alone is longer than the window: keep its end.
+            content = content[-max(budget, 64) * CHARS_PER_TOKEN :]
+            cost = budget
+        budget -= cost
+        kept.append(ChatMessage(role=message.role, content=content))  # type: ignore[arg-type]
+    kept.reverse()
+    return kept

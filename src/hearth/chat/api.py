@@ -1,0 +1,208 @@
+"""Chat routes (`/api/chats`): the web UI and scripts use the same ones."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import Response, StreamingResponse
+
+from hearth.accounts.auth import CallerDep
+from hearth.accounts.principal import Principal
+from hearth.chat.answers import ChatAnswers, ChatEvent
+from hearth.chat.markdown import render_markdown
+from hearth.chat.schemas import (
+    ChatCreate,
+    ChatExport,
+    ChatPublic,
+    ChatsPage,
+    ChatUpdate,
+    MessageCreate,
+    MessagesPage,
+)
+from hearth.chat.service import Chats, export_markdown
+from hearth.errors import InvalidRequest
+
+router = APIRouter(prefix="/api/chats", tags=["chats"])
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _chats(request: Request) -> Chats:
+    return request.app.state.chats
+
+
+ChatsDep = Annotated[Chats, Depends(_chats)]
+
+
+@router.get("")
+async def list_chats(
+    chats: ChatsDep,
+    caller: CallerDep,
+    q: str = "",
+    archived: bool = False,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ChatsPage:
+    """The caller's chats, most recent first; `q` searches titles and messages."""
+    return await chats.list(caller, query=q, archived=archived, cursor=cursor, limit=limit)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_chat(
+    body: ChatCreate, request: Request, chats: ChatsDep, caller: CallerDep
+) -> ChatPublic:
+    """Start a chat with a model (default: the site's default model)."""
+    model = await chat_model(request, body.model)
+    await _check_collections(request, caller, body.collection_ids)
+    return await chats.create(caller, body, model=model)
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED)
+async def import_chat(body: ChatExport, chats: ChatsDep, caller: CallerDep) -> ChatPublic:
+    """A new chat from an export (`GET /api/chats/{id}/export?format=json`)."""
+    return await chats.import_chat(caller, body)
+
+
+@router.get("/{chat_id}")
+async def get_chat(chat_id: uuid.UUID, chats: ChatsDep, caller: CallerDep) -> ChatPublic:
+    return await chats.get(caller, chat_id)
+
+
+@router.patch("/{chat_id}")
+async def update_chat(
+    chat_id: uuid.UUID, body: ChatUpdate, request: Request, chats: ChatsDep, caller: CallerDep
+) -> ChatPublic:
+    """Rename, archive or unarchive, change the model or the attached collections."""
+    if body.model is not None:
+        await chat_model(request, body.model)
+    if body.collection_ids:
+        await _check_collections(request, caller, body.collection_ids)
+    return await chats.update(caller, chat_id, body)
+
+
+@router.delete("/{chat_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_chat(chat_id: uuid.UUID, chats: ChatsDep, caller: CallerDep) -> Response:
+    await chats.delete(caller, chat_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{chat_id}/messages")
+async def list_messages(
+    chat_id: uuid.UUID,
+    chats: ChatsDep,
+    caller: CallerDep,
+    before: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> MessagesPage:
+    """The latest messages, oldest first; `before` pages back through a long chat."""
+    return await chats.messages(caller, chat_id, before=before, limit=limit)
+
+
+@router.post("/{chat_id}/messages")
+async def send_message(
+    chat_id: uuid.UUID, body: MessageCreate, request: Request, caller: CallerDep
+) -> StreamingResponse:
+    """Send a message; the answer streams back as server-sent events: `question` (the stored
+    message and any citations), `delta` (text), then `done` or `error` (the stored answer).
+    Closing the connection stops the answer; what was written so far is kept."""
+    site = await request.app.state.site.get()
+    events = await _answers(request).ask(
+        caller, chat_id, body.content, system_prompt=site.system_prompt, k=site.rag_top_k
+    )
+    return _stream(events)
+
+
+@router.post("/{chat_id}/messages/{message_id}/regenerate")
+async def regenerate(
+    chat_id: uuid.UUID, message_id: int, request: Request, caller: CallerDep
+) -> StreamingResponse:
+    """Answer user message `message_id` again, dropping what followed it."""
+    site = await request.app.state.site.get()
+    events = await _answers(request).regenerate(
+        caller, chat_id, message_id, system_prompt=site.system_prompt, k=site.rag_top_k
+    )
+    return _stream(events)
+
+
+@router.put("/{chat_id}/messages/{message_id}")
+async def edit_message(
+    chat_id: uuid.UUID, message_id: int, body: MessageCreate, request: Request, caller: CallerDep
+) -> StreamingResponse:
+    """Change a user message and continue from there (what followed it is dropped)."""
+    site = await request.app.state.site.get()
+    events = await _answers(request).regenerate(
+        caller,
+        chat_id,
+        message_id,
+        content=body.content,
+        system_prompt=site.system_prompt,
+        k=site.rag_top_k,
+    )
+    return _stream(events)
+
+
+@router.get("/{chat_id}/export", response_model=None)
+async def export_chat(
+    chat_id: uuid.UUID,
+    chats: ChatsDep,
+    caller: CallerDep,
+    format: Literal["json", "md"] = "json",
+) -> Response:
+    """The whole chat as JSON (importable) or Markdown, as a download."""
+    data = await chats.export(caller, chat_id)
+    name = "".join(c if c.isalnum() or c in "-_ " else "_" for c in data.title)[:60] or "chat"
+    if format == "md":
+        body, media = export_markdown(data), "text/markdown; charset=utf-8"
+    else:
+        body, media = data.model_dump_json(indent=2), "application/json"
+    disposition = f'attachment; filename="{name}.{format}"'
+    return Response(body, media_type=media, headers={"content-disposition": disposition})
+
+
+async def chat_model(request: Request, wanted: str | None) -> str:
+    """The model a chat uses: the one asked for if it is a served chat model, else the
+    site's default, else the configured default, else the first chat model."""
+    routes = request.app.state.routes
+    served = [r.model.name for r in routes.all() if r.model.type == "chat"]
+    if wanted is not None:
+        if wanted not in served:
+            raise InvalidRequest(f"'{wanted}' is not a chat model served here.", param="model")
+        return wanted
+    site = await request.app.state.site.get()
+    preferred = site.default_model or request.app.state.settings.default_model
+    model = routes.default_chat_model(preferred)
+    if model is None:
+        raise InvalidRequest("No chat model is served here.", param="model")
+    return model
+
+
+async def _check_collections(
+    request: Request, caller: Principal, collection_ids: list[uuid.UUID]
+) -> None:
+    documents = request.app.state.documents
+    for collection_id in collection_ids:
+        await documents.get_collection(caller, collection_id)  # NotFound unless readable
+
+
+def _answers(request: Request) -> ChatAnswers:
+    return request.app.state.chat_answers
+
+
+def _stream(events: AsyncIterator[ChatEvent]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                stored = event.data.get("answer") if event.type == "error" else None
+                stored = event.data.get("message") if event.type == "done" else stored
+                if stored is not None:  # the answer as the page shows it
+                    event.data["html"] = render_markdown(stored["content"])
+                data = json.dumps(event.data, ensure_ascii=False)
+                yield f"event: {event.type}\ndata: {data}\n\n".encode()
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -1,0 +1,78 @@
+"""The chat pages: the conversation list beside one conversation, rendered on the server.
+Sending, streaming and stopping go through `/api/chats` from `static/chat.js`.
+
+An authenticated page costs three database round trips: the session (cached for a second),
+the conversation list, and the conversation with its latest messages (one query)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from hearth.chat.markdown import highlight_css
+from hearth.web._render import page, require_user
+
+router = APIRouter(include_in_schema=False)
+_HIGHLIGHT_CSS = highlight_css()
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, q: str = "", cursor: str | None = None) -> Response:
+    """A new chat, beside the list of chats."""
+    return await _chat_page(request, None, q=q, cursor=cursor, before=None)
+
+
+@router.get("/c/{chat_id}", response_class=HTMLResponse)
+async def chat_page(
+    request: Request,
+    chat_id: uuid.UUID,
+    q: str = "",
+    cursor: str | None = None,
+    before: int | None = None,
+) -> Response:
+    """One chat: its latest messages (older ones a page at a time, `before`)."""
+    return await _chat_page(request, chat_id, q=q, cursor=cursor, before=before)
+
+
+@router.get("/assets/highlight.css")
+async def highlight_stylesheet() -> Response:
+    return Response(
+        _HIGHLIGHT_CSS,
+        media_type="text/css",
+        headers={"cache-control": "public, max-age=86400"},
+    )
+
+
+async def _chat_page(
+    request: Request,
+    chat_id: uuid.UUID | None,
+    *,
+    q: str,
+    cursor: str | None,
+    before: int | None,
+) -> Response:
+    user = await require_user(request)
+    state = request.app.state
+    chats = await state.chats.list(user.principal, query=q, cursor=cursor, limit=50)
+    chat = messages = None
+    if chat_id is not None:
+        chat, messages = await state.chats.open(user.principal, chat_id, before=before)
+    served = [r.model.name for r in state.routes.all() if r.model.type == "chat"]
+    if chat is None:  # only a new chat needs the default model (a cached setting)
+        site = await state.site.get()
+        preferred = site.default_model or state.settings.default_model
+        default = state.routes.default_chat_model(preferred)
+    return page(
+        request,
+        "chat.html",
+        {
+            "chats": chats,
+            "chat": chat,
+            "messages": messages,
+            "models": served,
+            "model": chat.model if chat else default,  # type: ignore[possibly-undefined]
+            "q": q,
+        },
+    )

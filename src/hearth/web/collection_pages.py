@@ -1,0 +1,85 @@
+"""Collections pages: create, share with people or groups, upload (with progress, through
+`/api` from `static/collections.js`), see documents and their status, delete."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from hearth.errors import HearthError, InvalidRequest
+from hearth.rag.schemas import CollectionCreate, GrantCreate
+from hearth.web._render import checked_form, page, require_user
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/collections", response_class=HTMLResponse)
+async def collections_page(request: Request) -> Response:
+    user = await require_user(request)
+    collections = await request.app.state.documents.list_collections(user.principal)
+    return page(request, "collections.html", {"collections": collections})
+
+
+@router.post("/collections", response_class=HTMLResponse)
+async def create_collection(request: Request) -> Response:
+    user = await require_user(request)
+    form = await checked_form(request)
+    documents = request.app.state.documents
+    try:
+        body = CollectionCreate(name=form.get("name", ""), description=form.get("description", ""))
+        created = await documents.create_collection(user.principal, body)
+    except (HearthError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, HearthError) else "A collection needs a name."
+        collections = await documents.list_collections(user.principal)
+        return page(
+            request,
+            "collections.html",
+            {"collections": collections, "error": message},
+            status_code=400,
+        )
+    return RedirectResponse(f"/collections/{created.id}", status_code=303)
+
+
+@router.get("/collections/{collection_id}", response_class=HTMLResponse)
+async def collection_page(request: Request, collection_id: uuid.UUID, done: str = "") -> Response:
+    user = await require_user(request)
+    documents = request.app.state.documents
+    collection = await documents.get_collection(user.principal, collection_id)
+    context = {
+        "collection": collection,
+        "documents": await documents.list_documents(user.principal, collection_id),
+        "owner": collection.owner_id == user.user_id,
+        "groups": await request.app.state.users.list_groups()
+        if collection.owner_id == user.user_id
+        else [],
+        "done": done,
+    }
+    return page(request, "collection.html", context)
+
+
+@router.post("/collections/{collection_id}", response_class=HTMLResponse)
+async def collection_action(request: Request, collection_id: uuid.UUID) -> Response:
+    user = await require_user(request)
+    form = await checked_form(request)
+    documents = request.app.state.documents
+    action = form.get("action")
+    if action == "share":
+        who = form.get("group") or ""
+        if not who:
+            person = await request.app.state.users.find(form.get("email", ""))
+            who = person.id
+        permission = "write" if form.get("permission") == "write" else "read"
+        await documents.grant(
+            user.principal, collection_id, GrantCreate(principal=who, permission=permission)
+        )
+        return RedirectResponse(f"/collections/{collection_id}?done=shared", status_code=303)
+    if action == "delete_document":
+        await documents.delete_document(user.principal, uuid.UUID(form.get("document_id", "")))
+        return RedirectResponse(f"/collections/{collection_id}", status_code=303)
+    if action == "delete_collection":
+        await documents.delete_collection(user.principal, collection_id)
+        return RedirectResponse("/collections", status_code=303)
+    raise InvalidRequest(f"unknown action {action!r}")

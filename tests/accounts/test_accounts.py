@@ -1,0 +1,243 @@
+"""Accounts over HTTP against a real Hearth on a fresh database: the first sign-up becomes
+the admin, later ones wait for approval, sessions are HttpOnly cookies that can be revoked,
+every unsafe request made with a cookie needs the CSRF token, sign-in is rate-limited, and
+passwords are stored as Argon2id hashes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from hearth.accounts.models import User
+from hearth.accounts.principal import Principal
+from hearth.accounts.users import UserUpdate
+from hearth.config import EmbedderEngineConfig, Settings
+from hearth.server import create_app
+from tests._accounts import PASSWORD, api_key, create_user, signed_in
+from tests._server import Running, running
+
+
+@pytest.fixture(scope="module")
+def site(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        database_url=postgres.new_database(),
+        data_dir=tmp_path_factory.mktemp("accounts"),
+        engines=[EmbedderEngineConfig()],
+    )
+    with running(create_app(settings)) as server:
+        yield server
+
+
+def sign_up(server: Running, email: str, password: str = PASSWORD) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/api/auth/signup", json={"email": email, "password": password, "name": ""}
+    )
+
+
+def test_first_sign_up_is_admin_then_others_wait_for_approval(site: Running) -> None:
+    first = sign_up(site, "Root@Example.org")
+    assert first.status_code == 201, first.text
+    assert first.json()["role"] == "admin" and first.json()["status"] == "active"
+
+    second = sign_up(site, "second@example.org")
+    assert second.json()["role"] == "user" and second.json()["status"] == "pending"
+    refused = httpx.post(
+        f"{site.url}/api/auth/signin",
+        json={"email": "second@example.org", "password": PASSWORD},
+    )
+    assert refused.status_code == 403 and "approval" in refused.json()["error"]["message"]
+
+    # The same email in another case is the same account.
+    assert sign_up(site, "ROOT@example.org").status_code == 400
+
+    admin = signed_in(site, _user(site, "root@example.org"))
+    approved = admin.patch(f"/api/admin/users/{second.json()['id']}", json={"status": "active"})
+    assert approved.status_code == 200, approved.text
+    assert signed_in(site, _user(site, "second@example.org")).get("/api/auth/me").status_code == 200
+
+
+def test_passwords_are_argon2id_hashes(site: Running) -> None:
+    user = create_user(site)
+
+    async def stored() -> str:
+        async with site.app.state.users.database.session() as session:
+            return await session.scalar(select(User.password_hash).where(User.id == user.id))
+
+    hashed = site.call(stored())
+    assert hashed.startswith("$argon2id$") and PASSWORD not in hashed
+
+
+def test_session_cookie_is_httponly_samesite_and_revocable(site: Running) -> None:
+    user = create_user(site)
+    response = httpx.post(
+        f"{site.url}/api/auth/signin", json={"email": user.email, "password": PASSWORD}
+    )
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=" in cookie
+
+    client = signed_in(site, user)
+    other_browser = signed_in(site, user)
+    assert client.get("/api/auth/me").json()["email"] == user.email
+    assert client.post("/api/auth/signout").status_code == 204
+    assert client.get("/api/auth/me").status_code == 401
+    assert other_browser.get("/api/auth/me").status_code == 200  # only this browser
+
+    assert other_browser.post("/api/auth/signout-everywhere").status_code == 204
+    third = signed_in(site, user)
+    assert other_browser.get("/api/auth/me").status_code == 401
+    assert third.get("/api/auth/me").status_code == 200  # signed in after it
+
+
+def test_forged_or_mangled_cookies_are_refused(site: Running) -> None:
+    client = signed_in(site, create_user(site))
+    real = client.cookies["hearth_session"]
+    token, _, signature = real.partition(".")
+    for value in (f"{token}.x{signature[1:]}", f"A{token[1:]}.{signature}", token, "", "a.b"):
+        forged = httpx.get(f"{site.url}/api/auth/me", cookies={"hearth_session": value})
+        assert forged.status_code == 401, value
+
+
+def test_unsafe_requests_with_a_cookie_need_the_csrf_token(site: Running) -> None:
+    client = signed_in(site, create_user(site))
+    token = client.headers.pop("x-csrf-token")
+    body = {"name": "k"}
+    assert client.post("/api/keys", json=body).status_code == 403
+    assert client.post("/api/keys", json=body, headers={"x-csrf-token": "wrong"}).status_code == 403
+    # A token from another session is wrong too.
+    other = signed_in(site, create_user(site)).headers["x-csrf-token"]
+    assert client.post("/api/keys", json=body, headers={"x-csrf-token": other}).status_code == 403
+    assert client.post("/api/keys", json=body, headers={"x-csrf-token": token}).status_code == 201
+    # Reading needs no token; API keys need none (no cookie, no cross-site request).
+    assert client.get("/api/keys").status_code == 200
+
+
+def test_sign_in_is_rate_limited_per_email(site: Running) -> None:
+    """10 a minute per email: a guesser is stopped after about ten tries (a few more if the
+    tries are slow, as the allowance refills one every six seconds)."""
+    user = create_user(site)
+    statuses = []
+    while 429 not in statuses:
+        assert len(statuses) < 25, statuses
+        statuses.append(
+            httpx.post(
+                f"{site.url}/api/auth/signin", json={"email": user.email, "password": "wrong pass"}
+            ).status_code
+        )
+    assert set(statuses[:-1]) == {401} and len(statuses) >= 11
+    limited = httpx.post(
+        f"{site.url}/api/auth/signin", json={"email": user.email, "password": PASSWORD}
+    )
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_wrong_password_and_unknown_email_fail_alike(site: Running) -> None:
+    user = create_user(site)
+    wrong = httpx.post(
+        f"{site.url}/api/auth/signin", json={"email": user.email, "password": "not it at all"}
+    )
+    unknown = httpx.post(
+        f"{site.url}/api/auth/signin", json={"email": "nobody@example.org", "password": "x" * 9}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+
+
+def test_disabling_a_user_ends_their_sessions_and_keys(site: Running) -> None:
+    admin = signed_in(site, create_user(site, admin=True))
+    user = create_user(site)
+    client = signed_in(site, user)
+    key = api_key(site, user)
+    bearer = {"authorization": f"Bearer {key}"}
+    assert httpx.get(f"{site.url}/api/keys", headers=bearer).status_code == 200
+    assert admin.patch(f"/api/admin/users/{user.id}", json={"status": "disabled"}).is_success
+    assert client.get("/api/auth/me").status_code == 401
+    deadline = time.monotonic() + 3  # the key cache lives a second
+    while httpx.get(f"{site.url}/api/keys", headers=bearer).status_code != 401:
+        assert time.monotonic() < deadline, "the disabled user's key still works"
+        time.sleep(0.1)
+
+
+def test_password_change_signs_out_other_sessions(site: Running) -> None:
+    user = create_user(site)
+    here, elsewhere = signed_in(site, user), signed_in(site, user)
+    wrong = here.post(
+        "/api/auth/password", json={"current_password": "nope", "new_password": "new password 1"}
+    )
+    assert wrong.status_code == 400
+    changed = here.post(
+        "/api/auth/password", json={"current_password": PASSWORD, "new_password": "new password 1"}
+    )
+    assert changed.status_code == 204
+    assert here.get("/api/auth/me").status_code == 200  # a fresh cookie came with the answer
+    assert elsewhere.get("/api/auth/me").status_code == 401
+    assert signed_in(site, user, "new password 1").get("/api/auth/me").status_code == 200
+
+
+def test_admin_routes_refuse_users(site: Running) -> None:
+    client = signed_in(site, create_user(site))
+    for method, path in [
+        ("GET", "/api/admin/users"),
+        ("POST", "/api/admin/groups"),
+        ("GET", "/api/admin/keys"),
+        ("PATCH", "/api/settings"),
+    ]:
+        response = client.request(method, path, json={"name": "x"})
+        assert response.status_code == 403, (method, path, response.text)
+    assert httpx.get(f"{site.url}/api/admin/users").status_code == 401
+
+
+def test_users_cannot_make_keys_for_others(site: Running) -> None:
+    victim = create_user(site, admin=True)
+    client = signed_in(site, create_user(site))
+    made = client.post("/api/keys", json={"name": "x", "owner_id": victim.id})
+    assert made.status_code == 403
+    made = client.post("/api/keys", json={"name": "x", "team_id": "some-team"})
+    assert made.status_code == 403
+
+
+def test_users_cannot_revoke_each_others_keys(site: Running) -> None:
+    owner, thief = create_user(site), signed_in(site, create_user(site))
+    key = api_key(site, owner)
+    prefix = "-".join(key.split("-")[:2])
+    assert thief.delete(f"/api/keys/{prefix}").status_code == 404
+    assert (
+        httpx.get(f"{site.url}/api/keys", headers={"authorization": f"Bearer {key}"}).status_code
+        == 200
+    )
+
+
+def test_the_last_admin_cannot_demote_or_disable_themselves(site: Running) -> None:
+    users = site.app.state.users
+    root = _user(site, "root@example.org")
+    for user in site.call(users.list(limit=500)):
+        if user.role == "admin" and user.id != root.id:
+            site.call(
+                users.update(Principal(root.id, is_admin=True), user.id, UserUpdate(role="user"))
+            )
+    admin = signed_in(site, root)
+    for change in ({"role": "user"}, {"status": "disabled"}):
+        refused = admin.patch(f"/api/admin/users/{root.id}", json=change)
+        assert refused.status_code == 400, refused.text
+        assert "last active admin" in refused.json()["error"]["message"]
+
+
+def test_sign_up_modes(site: Running) -> None:
+    admin = signed_in(site, _user(site, "root@example.org"))
+    assert admin.patch("/api/settings", json={"signup_mode": "closed"}).status_code == 200
+    assert sign_up(site, "late@example.org").status_code == 403
+    assert admin.patch("/api/settings", json={"signup_mode": "invite"}).status_code == 200
+    assert sign_up(site, "stranger@example.org").status_code == 403
+    invited = admin.post("/api/admin/users", json={"email": "invited@example.org"})
+    assert invited.status_code == 201 and invited.json()["status"] == "pending"
+    assert sign_up(site, "invited@example.org").status_code == 201
+    admin.patch(f"/api/admin/users/{invited.json()['id']}", json={"status": "active"})
+    assert signed_in(site, _user(site, "invited@example.org")).get("/api/auth/me").is_success
+    admin.patch("/api/settings", json={"signup_mode": "open"})
+
+
+def _user(site: Running, email: str):  # type: ignore[no-untyped-def]
+    return site.call(site.app.state.users.find(email))

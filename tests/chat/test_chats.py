@@ -1,0 +1,210 @@
+"""Chats over HTTP with the real SmolLM2 model: answers stream and are stored, stop keeps
+what was written, regenerate and edit continue from a message, long chats page, search,
+export/import; and no user reaches another user's chats by guessing ids."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+
+from hearth.accounts.principal import Principal
+from hearth.chat.schemas import ChatCreate
+from tests._accounts import create_user, signed_in
+from tests._server import Running
+
+
+def events(response: httpx.Response) -> list[tuple[str, dict]]:
+    found, name = [], "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            found.append((name, json.loads(line[6:])))
+    return found
+
+
+def send(client: httpx.Client, chat_id: str, content: str) -> list[tuple[str, dict]]:
+    with client.stream("POST", f"/api/chats/{chat_id}/messages", json={"content": content}) as r:
+        assert r.status_code == 200, r.read()
+        return events(r)
+
+
+@pytest.fixture
+def alice(hearth: Running) -> httpx.Client:
+    return signed_in(hearth, create_user(hearth))
+
+
+def test_a_message_streams_an_answer_that_is_stored(alice: httpx.Client) -> None:
+    chat = alice.post("/api/chats", json={}).json()
+    got = send(alice, chat["id"], "Say hello in one word.")
+    kinds = [kind for kind, _ in got]
+    assert kinds[0] == "question" and kinds[-1] == "done" and "delta" in kinds
+    streamed = "".join(data["text"] for kind, data in got if kind == "delta")
+    done = got[-1][1]
+    assert done["message"]["content"] == streamed and streamed.strip()
+    assert done["message"]["status"] == "complete" and done["message"]["completion_tokens"] > 0
+    assert "<" not in streamed or "&lt;" in done["html"]  # the model's text is escaped
+
+    stored = alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]
+    assert [(m["role"], m["content"]) for m in stored] == [
+        ("user", "Say hello in one word."),
+        ("assistant", streamed),
+    ]
+    # The first question names the chat, and the chat moves to the top of the list.
+    assert alice.get(f"/api/chats/{chat['id']}").json()["title"] == "Say hello in one word."
+    assert alice.get("/api/chats").json()["items"][0]["id"] == chat["id"]
+
+
+def test_closing_the_stream_stops_and_keeps_the_partial_answer(alice: httpx.Client) -> None:
+    chat = alice.post("/api/chats", json={}).json()
+    with alice.stream(
+        "POST",
+        f"/api/chats/{chat['id']}/messages",
+        json={"content": "Write a long story about a lighthouse keeper."},
+    ) as response:
+        deltas = 0
+        for line in response.iter_lines():
+            deltas += line.startswith("event: delta")
+            if deltas >= 3:
+                break  # the browser's stop button: the connection closes
+    deadline = time.monotonic() + 10  # the server notices the closed connection, then saves
+    while len(items := alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    answer = items[-1]
+    assert answer["role"] == "assistant" and answer["status"] == "stopped"
+    assert answer["content"]
+
+
+def test_regenerate_and_edit_continue_from_a_message(alice: httpx.Client) -> None:
+    chat = alice.post("/api/chats", json={}).json()
+    send(alice, chat["id"], "Name a colour.")
+    send(alice, chat["id"], "Name a fruit.")
+    items = alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]
+    first_question = items[0]["id"]
+
+    with alice.stream(
+        "POST", f"/api/chats/{chat['id']}/messages/{first_question}/regenerate"
+    ) as response:
+        assert events(response)[-1][0] == "done"
+    items = alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]
+    assert [m["role"] for m in items] == ["user", "assistant"]
+    assert items[0]["content"] == "Name a colour."
+
+    with alice.stream(
+        "PUT",
+        f"/api/chats/{chat['id']}/messages/{first_question}",
+        json={"content": "Name an animal."},
+    ) as response:
+        assert events(response)[-1][0] == "done"
+    items = alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]
+    assert items[0]["content"] == "Name an animal." and len(items) == 2
+
+
+def test_long_chats_load_a_page_at_a_time(hearth: Running, alice: httpx.Client) -> None:
+    me = alice.get("/api/auth/me").json()
+    principal = Principal(me["id"])
+    chats = hearth.app.state.chats
+    chat = hearth.call(chats.create(principal, ChatCreate(), model="smollm2-135m-instruct"))
+    for i in range(120):
+        hearth.call(chats.add_message(principal, chat.id, role="user", content=f"message {i}"))
+    page = alice.get(f"/api/chats/{chat.id}/messages", params={"limit": 50}).json()
+    assert [m["content"] for m in page["items"]][-1] == "message 119"
+    assert len(page["items"]) == 50 and page["earlier"] is not None
+    seen = [m["content"] for m in page["items"]]
+    while page["earlier"] is not None:
+        page = alice.get(
+            f"/api/chats/{chat.id}/messages", params={"limit": 50, "before": page["earlier"]}
+        ).json()
+        seen = [m["content"] for m in page["items"]] + seen
+    assert seen == [f"message {i}" for i in range(120)]
+
+
+def test_chat_list_pages_and_searches(hearth: Running, alice: httpx.Client) -> None:
+    me = alice.get("/api/auth/me").json()
+    principal = Principal(me["id"])
+    chats = hearth.app.state.chats
+    made = [
+        hearth.call(
+            chats.create(principal, ChatCreate(title=f"topic {i}"), model="smollm2-135m-instruct")
+        )
+        for i in range(7)
+    ]
+    # A new message brings a chat to the top.
+    hearth.call(chats.add_message(principal, made[3].id, role="user", content="about zebras"))
+    titles, cursor = [], None
+    while True:
+        page = alice.get("/api/chats", params={"limit": 3, "cursor": cursor or ""}).json()
+        titles += [c["title"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert titles == [f"topic {i}" for i in (3, 6, 5, 4, 2, 1, 0)]
+    assert [
+        c["title"] for c in alice.get("/api/chats", params={"q": "zebras"}).json()["items"]
+    ] == ["topic 3"]
+    assert len(alice.get("/api/chats", params={"q": "topic"}).json()["items"]) == 7
+    assert alice.get("/api/chats", params={"cursor": "garbage!"}).status_code == 400
+
+
+def test_rename_archive_export_import_delete(alice: httpx.Client) -> None:
+    chat = alice.post("/api/chats", json={"title": "Plans"}).json()
+    send(alice, chat["id"], "Say yes.")
+    assert alice.patch(f"/api/chats/{chat['id']}", json={"title": "Better"}).json()["title"] == (
+        "Better"
+    )
+    assert alice.patch(f"/api/chats/{chat['id']}", json={"archived": True}).json()["archived"]
+    assert chat["id"] not in [c["id"] for c in alice.get("/api/chats").json()["items"]]
+    archived = alice.get("/api/chats", params={"archived": True}).json()["items"]
+    assert chat["id"] in [c["id"] for c in archived]
+
+    markdown = alice.get(f"/api/chats/{chat['id']}/export", params={"format": "md"})
+    assert markdown.text.startswith("# Better") and "Say yes." in markdown.text
+    assert "attachment" in markdown.headers["content-disposition"]
+    exported = alice.get(f"/api/chats/{chat['id']}/export").json()
+    imported = alice.post("/api/chats/import", json=exported)
+    assert imported.status_code == 201
+    copy = alice.get(f"/api/chats/{imported.json()['id']}/messages").json()["items"]
+    assert [m["content"] for m in copy] == [m["content"] for m in exported["messages"]]
+
+    assert alice.delete(f"/api/chats/{chat['id']}").status_code == 204
+    assert alice.get(f"/api/chats/{chat['id']}").status_code == 404
+    assert alice.post("/api/chats/import", json={"title": "x"}).status_code == 400
+
+
+def test_bad_input_is_refused_cleanly(alice: httpx.Client) -> None:
+    assert alice.post("/api/chats", json={"model": "no-such-model"}).status_code == 400
+    chat = alice.post("/api/chats", json={}).json()
+    empty = alice.post(f"/api/chats/{chat['id']}/messages", json={"content": ""})
+    assert empty.status_code == 400 and empty.json()["error"]["param"]
+    missing = alice.post(f"/api/chats/{uuid.uuid4()}/messages", json={"content": "hi"})
+    assert missing.status_code == 404
+    assert alice.get(f"/api/chats/{chat['id']}/messages").json()["items"] == []
+
+
+def test_nobody_reaches_another_users_chat(hearth: Running, alice: httpx.Client) -> None:
+    chat = alice.post("/api/chats", json={"title": "secret"}).json()
+    send(alice, chat["id"], "My secret is 42.")
+    message = alice.get(f"/api/chats/{chat['id']}/messages").json()["items"][0]["id"]
+    mallory = signed_in(hearth, create_user(hearth))
+    admin = signed_in(hearth, create_user(hearth, admin=True))
+    for intruder in (mallory, admin):  # admins do not read people's chats either
+        cid = chat["id"]
+        attempts = [
+            intruder.get(f"/api/chats/{cid}"),
+            intruder.get(f"/api/chats/{cid}/messages"),
+            intruder.get(f"/api/chats/{cid}/export"),
+            intruder.patch(f"/api/chats/{cid}", json={"title": "mine"}),
+            intruder.delete(f"/api/chats/{cid}"),
+            intruder.post(f"/api/chats/{cid}/messages", json={"content": "hi"}),
+            intruder.post(f"/api/chats/{cid}/messages/{message}/regenerate"),
+            intruder.put(f"/api/chats/{cid}/messages/{message}", json={"content": "x"}),
+        ]
+        assert [a.status_code for a in attempts] == [404] * len(attempts)
+        assert cid not in str(intruder.get("/api/chats", params={"q": "secret"}).json())
+    assert alice.get(f"/api/chats/{chat['id']}").json()["title"] == "secret"
+    assert len(alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]) == 2

@@ -1,0 +1,245 @@
+"""The web application in a real browser (Debian's chromium, Playwright), on a fresh
+Hearth with the real SmolLM2 model: the first sign-up becomes the admin, a second person
+waits for approval, chats stream and are kept, Esc stops an answer, the layout holds on a
+phone-width screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fpdf import FPDF
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from hearth.accounts.users import UserCreate
+from hearth.config import Settings
+from hearth.server import create_app
+from tests._server import Running, running
+
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(scope="module")
+def site(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        database_url=postgres.new_database(), data_dir=tmp_path_factory.mktemp("web")
+    )
+    with running(create_app(settings)) as server:
+        yield server
+
+
+def open_page(browser: Browser, contexts: list[BrowserContext], url: str, **options) -> Page:  # type: ignore[no-untyped-def]
+    context = browser.new_context(**options)
+    contexts.append(context)
+    page = context.new_page()
+    page.goto(url)
+    return page
+
+
+def sign_up(page: Page, name: str, email: str) -> None:
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").or_(
+        page.get_by_role("button", name="Create administrator")
+    ).click()
+
+
+def sign_in(page: Page, email: str) -> None:
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_first_admin_then_approval(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    admin = open_page(browser, contexts, site.url + "/")
+    expect(admin).to_have_url(site.url + "/signup")  # nobody yet: set up the admin
+    expect(admin.get_by_role("heading")).to_have_text("Create the administrator account")
+    sign_up(admin, "Ada", "ada@example.org")
+    expect(admin.get_by_role("link", name="Admin")).to_be_visible()
+
+    bob = open_page(browser, contexts, site.url + "/signup")
+    sign_up(bob, "Bob", "bob@example.org")
+    expect(bob.get_by_role("status")).to_contain_text("waiting for an administrator")
+    bob.goto(site.url + "/login")
+    sign_in(bob, "bob@example.org")
+    expect(bob.get_by_role("alert")).to_contain_text("approval")
+
+    admin.get_by_role("link", name="Admin").click()
+    row = admin.locator("tr[data-email='bob@example.org']")
+    expect(row).to_contain_text("pending")
+    row.get_by_role("button", name="Approve").click()
+    expect(admin.locator("tr[data-email='bob@example.org']")).to_contain_text("active")
+
+    sign_in(bob, "bob@example.org")
+    expect(bob.get_by_label("Message")).to_be_visible()
+    expect(bob.get_by_role("link", name="Admin")).to_have_count(0)
+    assert bob.goto(site.url + "/admin").status == 403
+
+
+def test_chat_streams_is_kept_and_stops_with_escape(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    page = open_page(browser, contexts, site.url + "/login")
+    sign_in(page, "bob@example.org")
+    expect(page.get_by_label("Model")).to_have_value("smollm2-135m-instruct")
+    prompt = page.get_by_label("Message")
+    prompt.fill("Say hello.")
+    prompt.press("Enter")
+    expect(page.locator(".msg.user .body")).to_have_text("Say hello.")
+    answer = page.locator(".msg.assistant .body")
+    expect(answer).not_to_be_empty(timeout=30_000)
+    expect(page.get_by_role("button", name="Send")).to_be_visible(timeout=60_000)
+    text = answer.inner_text().strip()
+    assert text
+    expect(page).to_have_url(f"{site.url}/c/" + page.url.rsplit("/", 1)[-1])
+
+    # Reloading shows the stored conversation, and the list names it after the question.
+    page.reload()
+    expect(page.locator(".msg.assistant .body")).to_have_text(text)
+    expect(page.locator(".chat-list a[aria-current]")).to_have_text("Say hello.")
+
+    prompt = page.get_by_label("Message")
+    prompt.fill("Write a very long story about the sea, at least a thousand words.")
+    prompt.press("Enter")
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.locator(".msg.assistant").nth(1).locator(".body")).not_to_be_empty(timeout=30_000)
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("status")).to_have_text("Stopped.")
+    page.reload()
+    expect(page.locator(".msg.assistant.stopped")).to_have_count(1)
+
+
+def test_export_then_import_a_chat(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    page = open_page(browser, contexts, site.url + "/login")
+    sign_in(page, "bob@example.org")
+    page.locator(".chat-list a").first.click()
+    chat_id = page.url.rsplit("/", 1)[-1]
+    exported = page.request.get(f"{site.url}/api/chats/{chat_id}/export").body()
+    page.goto(site.url + "/")
+    page.locator("#import-chat").set_input_files(
+        {"name": "chat.json", "mimeType": "application/json", "buffer": exported}
+    )
+    expect(page).not_to_have_url(f"{site.url}/c/{chat_id}")
+    expect(page.locator(".msg.user .body").first).to_have_text("Say hello.")
+    assert page.url.startswith(f"{site.url}/c/")
+
+
+def test_shift_enter_is_a_new_line_and_phone_width_fits(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    page = open_page(browser, contexts, site.url + "/login", viewport={"width": 390, "height": 800})
+    sign_in(page, "bob@example.org")
+    prompt = page.get_by_label("Message")
+    prompt.type("one")
+    prompt.press("Shift+Enter")
+    prompt.type("two")
+    expect(prompt).to_have_value("one\ntwo")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
+
+
+def test_pages_need_sign_in_and_forms_need_their_token(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    page = open_page(browser, contexts, site.url + "/account")
+    expect(page).to_have_url(site.url + "/login?next=/account")
+    # A form posted from elsewhere (no CSRF token) is refused, and no session starts.
+    response = page.request.post(
+        site.url + "/login", form={"email": "bob@example.org", "password": PASSWORD}
+    )
+    assert response.status == 403
+    assert "hearth_session" not in str(page.context.cookies())
+
+
+def boiler_pdf() -> bytes:
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.multi_cell(
+        0,
+        8,
+        "Boiler manual. To reset the boiler, hold the red button for ten "
+        "seconds until the light blinks green.",
+    )
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "Cleaning. Clean the filter every three months with warm water.")
+    return bytes(pdf.output())
+
+
+def ask(page: Page, question: str) -> None:
+    """Send a question and wait until its answer is stored (the page then knows its id)."""
+    answered = page.locator(".msg.assistant[data-id]")
+    before = answered.count()
+    prompt = page.get_by_label("Message")
+    prompt.fill(question)
+    prompt.press("Enter")
+    expect(answered).to_have_count(before + 1, timeout=90_000)
+
+
+def test_documents_answer_with_citations_and_sharing(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    ada = open_page(browser, contexts, site.url + "/login")
+    sign_in(ada, "ada@example.org")
+    ada.get_by_role("link", name="Documents").click()
+    ada.get_by_label("Name").fill("Manuals")
+    ada.get_by_role("button", name="Create collection").click()
+    ada.get_by_label("Files").set_input_files(
+        {"name": "boiler.pdf", "mimeType": "application/pdf", "buffer": boiler_pdf()}
+    )
+    ada.get_by_role("button", name="Upload").click()
+    expect(ada.locator("#documents tr[data-status='ready']")).to_have_count(1, timeout=60_000)
+    expect(ada.locator("#documents")).to_contain_text("boiler.pdf")
+    collection_url = ada.url
+
+    # Share with Bob (read); Carol gets nothing.
+    ada.get_by_label("Person (email)").fill("bob@example.org")
+    ada.get_by_role("button", name="Share").click()
+    expect(ada.get_by_text("Shared.")).to_be_visible()
+
+    # Ada asks in a chat with the collection attached, and sees a numbered citation.
+    ada.goto(site.url + "/")
+    ada.locator("#documents summary").click()
+    ada.get_by_label("Manuals").check()
+    expect(ada.locator("#attached-count")).to_have_text(" (1)")
+    ask(ada, "How do I reset the boiler?")
+    citation = ada.locator(".msg.assistant .citations li").first
+    expect(citation).to_contain_text("[1]")
+    expect(citation).to_contain_text("page 1")
+    citation.locator("summary").click()
+    expect(citation.locator("blockquote")).to_contain_text("red button")
+
+    bob = open_page(browser, contexts, site.url + "/login")
+    sign_in(bob, "bob@example.org")
+    bob.get_by_role("link", name="Documents").click()
+    expect(bob.locator(".collections")).to_contain_text("Manuals")
+    expect(bob.locator(".collections")).to_contain_text("shared with you")
+    bob.goto(site.url + "/")
+    bob.locator("#documents summary").click()
+    bob.get_by_label("Manuals").check()
+    expect(bob.locator("#attached-count")).to_have_text(" (1)")
+    ask(bob, "How often should the filter be cleaned?")
+    expect(bob.locator(".msg.assistant .citations")).to_contain_text("boiler.pdf")
+
+    site.call(
+        site.app.state.users.create(
+            UserCreate(email="carol@example.org", password=PASSWORD), status="active"
+        )
+    )
+    carol = open_page(browser, contexts, site.url + "/login")
+    sign_in(carol, "carol@example.org")
+    assert carol.goto(collection_url).status == 404
+    carol.goto(site.url + "/collections")
+    expect(carol.locator(".collections")).not_to_contain_text("Manuals")
+    collection_id = collection_url.rsplit("/", 1)[-1]
+    search = carol.request.post(
+        f"{site.url}/api/collections/{collection_id}/search",
+        data={"query": "boiler"},
+        headers={"x-csrf-token": carol.locator("meta[name=csrf-token]").get_attribute("content")},
+    )
+    assert search.status == 404
