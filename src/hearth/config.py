@@ -306,6 +306,12 @@ class Settings(BaseSettings):
     oidc_provider_name: str = Field(
         default="single sign-on", description="Shown on the button: 'Sign in with ...'."
     )
+    response_cache_ttl: float = Field(
+        default=3600,
+        gt=0,
+        description="Seconds a cached answer is kept (the cache is opt-in: per API key, or "
+        "per request with `X-Hearth-Cache: use`).",
+    )
     redis_url: SecretStr | None = Field(
         default=None,
         description="Redis for limits shared by replicas; empty: kept in this process.",

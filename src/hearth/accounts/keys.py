@@ -46,6 +46,10 @@ class KeyCreate(BaseModel):
     max_concurrent: int | None = Field(default=None, ge=1)
     budget: float | None = Field(default=None, ge=0)
     budget_period: BudgetPeriod | None = None
+    cache_responses: bool = Field(
+        default=False,
+        description="Reuse answers to identical non-streaming, temperature-0 requests.",
+    )
     expires_at: datetime | None = None
 
 
@@ -63,6 +67,7 @@ class KeyPublic(BaseModel):
     max_concurrent: int | None
     budget: float | None
     budget_period: str | None
+    cache_responses: bool
     expires_at: datetime | None
     revoked_at: datetime | None
     created_at: datetime
@@ -82,6 +87,7 @@ class Caller:
     models: frozenset[str] | None
     limits: Limits
     team: tuple[str, Limits] | None = None  # the team the key was made for, and its limits
+    cache_responses: bool = False
 
     @classmethod
     def for_user(cls, principal: Principal) -> Caller:
@@ -208,7 +214,9 @@ class ApiKeys:
         teams = {*group_ids, *((row.team_id,) if row.team_id else ())}
         principal = Principal(row.owner_id, tuple(sorted(teams)), is_admin=role == "admin")
         models = frozenset(row.models) if row.models else None
-        caller = Caller(row.id, row.prefix, principal, models, limits, team_limits)
+        caller = Caller(
+            row.id, row.prefix, principal, models, limits, team_limits, row.cache_responses
+        )
         return caller, row.secret_sha256
 
 

@@ -6,7 +6,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, DateTime, Float, ForeignKey, Index, Integer, String, func, text
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -94,6 +106,8 @@ class ApiKey(Base):
     max_concurrent: Mapped[int | None] = mapped_column(Integer)
     budget: Mapped[float | None] = mapped_column(Float)
     budget_period: Mapped[str | None] = mapped_column(String(10))
+    # Non-streaming, temperature-0 answers are reused for identical requests of the owner.
+    cache_responses: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
 from hearth.accounts.api import KeyCallerDep
+from hearth.accounts.keys import Caller
 from hearth.accounts.principal import LOCAL_USER
 from hearth.engines.protocol import (
     ChatCompletionChunk,
@@ -19,6 +20,7 @@ from hearth.engines.protocol import (
     EmbeddingResponse,
     ModelList,
 )
+from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
 from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_events
@@ -62,10 +64,14 @@ async def chat_completions(
     timing = _timing(request)
     session = _session(request)
     if not body.stream:
-        result = await gateway.chat(body, caller, session=session, timing=timing)
+        cache = _use_cache(request, caller)
+        result = await gateway.chat(body, caller, session=session, timing=timing, cache=cache)
         if citations is not None:
             result.citations = citations  # type: ignore[attr-defined]
-        return _json(result, timing)
+        response = _json(result, timing)
+        if cache:
+            response.headers[CACHE_HEADER] = "hit" if timing.cached else "miss"
+        return response
     chunks = await gateway.chat_stream(body, caller, session=session, timing=timing)
     if citations is not None:
         chunks = _with_citations(chunks, citations)
@@ -74,6 +80,15 @@ async def chat_completions(
         media_type="text/event-stream",
         headers={**SSE_HEADERS, OVERHEAD_HEADER: _ms(timing)},
     )
+
+
+def _use_cache(request: Request, caller: Caller | None) -> bool:
+    """The response cache is opt-in: the key's setting, or `X-Hearth-Cache: use`; a request
+    can also refuse it with `X-Hearth-Cache: no`."""
+    asked = request.headers.get(CACHE_HEADER, "").lower()
+    if asked in ("no", "off", "bypass"):
+        return False
+    return asked == "use" or bool(caller and caller.cache_responses)
 
 
 def _timing(request: Request) -> Timing:

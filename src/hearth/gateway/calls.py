@@ -34,6 +34,7 @@ class Timing:
     arrived: float = field(default_factory=time.perf_counter)
     upstream: float = 0.0
     overhead: float | None = None
+    cached: bool = False  # answered from the response cache
 
     def ready(self) -> float:
         """The response is about to start: fix the overhead (seconds)."""
@@ -58,6 +59,7 @@ class Call:
     served: str = ""  # the model that answered: `model`, or one of its fallbacks
     deployment: Deployment | None = None  # the last one tried
     held: bool = False  # counted in the deployment's in-flight requests
+    label: str = ""  # what usage rows call the deployment when none served it ("cache")
     finished: bool = False
 
     def __post_init__(self) -> None:
@@ -101,7 +103,7 @@ class Call:
         self.finished = True
         gateway, metrics = self.gateway, self.gateway.metrics
         deployment = self.deployment
-        name = deployment.id if deployment else ""
+        name = deployment.id if deployment else self.label
         self.detach()
         cost = deployment.model.cost(prompt, completion) if deployment else 0.0
         if self.admission is not None:

@@ -40,6 +40,7 @@ from hearth.errors import (
     RateLimited,
 )
 from hearth.gateway.balancer import Balancer, DeploymentCollector
+from hearth.gateway.cache import LocalResponseCache, RedisResponseCache, ResponseCache, cache_key
 from hearth.gateway.calls import RETRYABLE, Call, Timing, status_of
 from hearth.gateway.health import Health, HealthChecker
 from hearth.gateway.inflight import InFlight, SharedInFlight
@@ -65,8 +66,10 @@ class Gateway:
         *,
         retries: int = 2,
         health_interval: float = 0.0,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.routes = routes
+        self.cache = cache or LocalResponseCache(ttl=3600)
         self.metrics = metrics
         self.limiter = limiter
         self.usage = usage
@@ -83,6 +86,7 @@ class Gateway:
     async def close(self) -> None:
         await self.checker.close()
         await self.balancer.in_flight.close()
+        await self.cache.close()
 
     def list_models(self, caller: Caller | None = None) -> ModelList:
         """The models served, or those the caller's key may use."""
@@ -123,10 +127,17 @@ class Gateway:
         *,
         session: str | None = None,
         timing: Timing | None = None,
+        cache: bool = False,
     ) -> ChatCompletion:
-        """Answer a non-streaming chat completion, failing over between deployments."""
+        """Answer a non-streaming chat completion, failing over between deployments. With
+        `cache`, an identical earlier answer (temperature 0) is returned if there is one."""
         served = self.routes.model(request.model, "chat")
         call = await self._begin(caller, served.name, "chat", estimate_tokens(request), timing)
+        key = cache_key(caller.principal.user_id if caller else "", request) if cache else None
+        if key is not None:
+            hit = await self._cached(call, key)
+            if hit is not None:
+                return hit
 
         async def attempt(deployment: Deployment) -> ChatCompletion:
             update = {"model": deployment.upstream, "stream": False}
@@ -147,7 +158,28 @@ class Gateway:
             usage.prompt_tokens if usage else 0,
             usage.completion_tokens if usage else 0,
         )
+        if key is not None:
+            try:
+                await self.cache.put(key, result.model_dump_json().encode())
+            except Exception as exc:  # a cache that is away costs a miss, not the answer
+                log.warning("could not cache a response: %s", exc)
         return result
+
+    async def _cached(self, call: Call, key: str) -> ChatCompletion | None:
+        """The cached answer, recorded as a request that cost no tokens, or None."""
+        try:
+            found = await self.cache.get(key)
+        except Exception as exc:
+            log.warning("response cache unavailable: %s", exc)
+            return None
+        self.metrics.cache_lookups.labels(call.model, "hit" if found else "miss").inc()
+        if found is None:
+            return None
+        call.label = "cache"
+        call.first_token()
+        await call.finish(200, "cached")
+        call.timing.cached = True
+        return ChatCompletion.model_validate_json(found)
 
     async def chat_stream(
         self,
@@ -391,10 +423,13 @@ def build_gateway(
         failures=settings.circuit_breaker_failures, cooldown=settings.circuit_breaker_cooldown
     )
     in_flight = InFlight()
+    cache: ResponseCache = LocalResponseCache(ttl=settings.response_cache_ttl)
     if settings.redis_url is not None:
         from redis.asyncio import Redis
 
-        in_flight = SharedInFlight(Redis.from_url(settings.redis_url.get_secret_value()))
+        url = settings.redis_url.get_secret_value()
+        in_flight = SharedInFlight(Redis.from_url(url))
+        cache = RedisResponseCache(Redis.from_url(url), ttl=settings.response_cache_ttl)
     return Gateway(
         routes,
         metrics,
@@ -403,4 +438,5 @@ def build_gateway(
         Balancer(health, in_flight),
         retries=settings.gateway_retries,
         health_interval=settings.health_check_interval,
+        cache=cache,
     )

@@ -96,6 +96,12 @@ class Metrics:
             "Usage rows dropped because the buffer was full",
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "hearth_response_cache_lookups",
+            "Response cache lookups by result (hit, miss)",
+            ["model", "result"],
+            registry=r,
+        )
         self.generations = Counter(
             "hearth_generations",
             "Chat generations by how they ended",
