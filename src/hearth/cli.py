@@ -198,6 +198,12 @@ def keys() -> None:
 @click.option("--tpm", "tokens_per_minute", type=click.IntRange(1), help="Tokens/minute.")
 @click.option("--concurrency", "max_concurrent", type=click.IntRange(1), help="Requests at once.")
 @click.option("--expires-in-days", type=click.IntRange(1), help="Days until it expires.")
+@click.option(
+    "--cache",
+    "cache_responses",
+    is_flag=True,
+    help="Answer identical temperature-0 requests from the response cache.",
+)
 def keys_create(
     name: str, models: tuple[str, ...], expires_in_days: int | None, **limits: Any
 ) -> None:
