@@ -52,9 +52,9 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _procs import Service
 from _webapp_data import Conversation, conversations
 
 from hearth.db.embedded import EmbeddedPostgres
@@ -87,46 +87,6 @@ def free_port() -> int:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-@dataclass
-class Service:
-    """A process we started, measured with its children (Open WebUI's tree, if any)."""
-
-    name: str
-    pid: int
-    popen: subprocess.Popen
-
-    def _tree(self) -> list[psutil.Process]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            root = psutil.Process(self.pid)
-            return [root, *root.children(recursive=True)]
-        return []
-
-    def cpu(self) -> float:
-        """CPU seconds (user + system) used by the process and its children so far."""
-        total = 0.0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
-
-    def rss(self) -> int:
-        total = 0
-        for proc in self._tree():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += proc.memory_info().rss
-        return total
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:

@@ -39,7 +39,7 @@ def error_body(exc: HearthError) -> bytes:
 
 
 HtmlRenderer = Callable[[Request, int, str], Response]
-_JSON_PREFIXES = ("/v1/", "/api/", "/v1", "/api")
+_JSON_PREFIXES = ("/v1", "/api")
 
 
 def _wants_html(request: Request) -> bool:

@@ -81,7 +81,9 @@ async def signup(request: Request) -> Response:
         return page(request, "signup.html", context, status_code=exc.status)
     if user.status != "active":
         return page(request, "pending.html", {"email": user.email}, status_code=202)
-    _, cookie = await start_session(request, body.email, body.password)
+    # The password was just hashed: start the session directly, not by checking it again.
+    sessions = request.app.state.sessions
+    cookie = await sessions.create(user.id, user_agent=request.headers.get("user-agent"))
     response = RedirectResponse("/", status_code=303)
     set_session_cookie(request, response, cookie)
     return response
