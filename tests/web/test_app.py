@@ -45,6 +45,12 @@ def sign_up(page: Page, name: str, email: str) -> None:
     ).click()
 
 
+def ready(page: Page) -> None:
+    """Wait until the page's script has wired its forms (it marks <html data-ready>): a key
+    pressed before that would be lost, as it would be for a person."""
+    expect(page.locator("html[data-ready]")).to_have_count(1)
+
+
 def sign_in(page: Page, email: str) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -85,6 +91,7 @@ def test_chat_streams_is_kept_and_stops_with_escape(
     page = open_page(browser, contexts, site.url + "/login")
     sign_in(page, "bob@example.org")
     expect(page.get_by_label("Model")).to_have_value("smollm2-135m-instruct")
+    ready(page)
     prompt = page.get_by_label("Message")
     prompt.fill("Say hello.")
     prompt.press("Enter")
@@ -100,7 +107,7 @@ def test_chat_streams_is_kept_and_stops_with_escape(
     page.reload()
     expect(page.locator(".msg.assistant .body")).to_have_text(text)
     expect(page.locator(".chat-list a[aria-current]")).to_have_text("Say hello.")
-
+    ready(page)
     prompt = page.get_by_label("Message")
     prompt.fill("Write a very long story about the sea, at least a thousand words.")
     prompt.press("Enter")
@@ -108,7 +115,13 @@ def test_chat_streams_is_kept_and_stops_with_escape(
     expect(page.locator(".msg.assistant").nth(1).locator(".body")).not_to_be_empty(timeout=30_000)
     page.keyboard.press("Escape")
     expect(page.get_by_role("status")).to_have_text("Stopped.")
-    page.reload()
+    # The server saves the partial answer when it sees the browser go; a reload may come
+    # first, so look a few times.
+    for _ in range(20):
+        page.reload()
+        if page.locator(".msg.assistant.stopped").count() == 1:
+            break
+        page.wait_for_timeout(250)
     expect(page.locator(".msg.assistant.stopped")).to_have_count(1)
 
 
@@ -121,6 +134,7 @@ def test_export_then_import_a_chat(
     chat_id = page.url.rsplit("/", 1)[-1]
     exported = page.request.get(f"{site.url}/api/chats/{chat_id}/export").body()
     page.goto(site.url + "/")
+    ready(page)
     page.locator("#import-chat").set_input_files(
         {"name": "chat.json", "mimeType": "application/json", "buffer": exported}
     )
@@ -134,6 +148,7 @@ def test_shift_enter_is_a_new_line_and_phone_width_fits(
 ) -> None:
     page = open_page(browser, contexts, site.url + "/login", viewport={"width": 390, "height": 800})
     sign_in(page, "bob@example.org")
+    ready(page)
     prompt = page.get_by_label("Message")
     prompt.type("one")
     prompt.press("Shift+Enter")
@@ -175,6 +190,7 @@ def ask(page: Page, question: str) -> None:
     """Send a question and wait until its answer is stored (the page then knows its id)."""
     answered = page.locator(".msg.assistant[data-id]")
     before = answered.count()
+    ready(page)
     prompt = page.get_by_label("Message")
     prompt.fill(question)
     prompt.press("Enter")

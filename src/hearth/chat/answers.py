@@ -43,6 +43,7 @@ class ChatAnswers:
         self.chats = chats
         self.gateway = gateway
         self.answerer = answerer
+        self._saving: set[asyncio.Future[MessagePublic]] = set()
 
     async def ask(
         self,
@@ -146,28 +147,60 @@ class ChatAnswers:
         except HearthError as exc:
             status, error = "failed", exc.message
         finally:
-            if chunks is not None:
-                await chunks.aclose()  # type: ignore[attr-defined]
-            # Stored even when the browser went away (stop): shielded from the cancellation.
+            # Stored even when the browser went away (stop). The server cancels this
+            # generator then, and keeps cancelling every await in it, so closing the
+            # stream and saving run in a task of their own that the cancellation cannot
+            # reach; only the wait for it is cancelled.
             saved = asyncio.ensure_future(
-                self.chats.add_message(
+                self._close_and_save(
                     principal,
                     chat_id,
-                    role="assistant",
-                    content="".join(parts),
-                    status=status,
-                    model=request.model,
-                    prompt_tokens=usage.prompt_tokens if usage else None,
-                    completion_tokens=usage.completion_tokens if usage else None,
-                    citations=citations or None,
-                    error=error,
+                    chunks,
+                    request.model,
+                    "".join(parts),
+                    status,
+                    usage,
+                    citations,
+                    error,
                 )
             )
+            self._saving.add(saved)  # the loop holds tasks weakly
+            saved.add_done_callback(self._saving.discard)
             answer = await asyncio.shield(saved)
         if error is not None:
             yield ChatEvent("error", {"message": error, "answer": answer.model_dump(mode="json")})
         else:
             yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
+
+    async def _close_and_save(
+        self,
+        principal: Principal,
+        chat_id: uuid.UUID,
+        chunks: AsyncIterator[Any] | None,
+        model: str,
+        content: str,
+        status: str,
+        usage: Any,
+        citations: list[dict[str, Any]],
+        error: str | None,
+    ) -> MessagePublic:
+        if chunks is not None:
+            try:
+                await chunks.aclose()  # type: ignore[attr-defined]
+            except Exception:  # the answer is kept whatever the engine does on close
+                log.warning("closing the answer stream of chat %s failed", chat_id, exc_info=True)
+        return await self.chats.add_message(
+            principal,
+            chat_id,
+            role="assistant",
+            content=content,
+            status=status,
+            model=model,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            citations=citations or None,
+            error=error,
+        )
 
 
 def _fit(history: list[MessagePublic], budget: int) -> list[ChatMessage]:

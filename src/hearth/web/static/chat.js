@@ -318,3 +318,7 @@ document.getElementById("import-chat").addEventListener("change", async (event) 
     status.textContent = `Import failed: ${error.message}`;
   }
 });
+
+// The composer is inert until this script has wired it (a keypress before would be lost).
+sendButton.disabled = false;
+document.documentElement.dataset.ready = "";

@@ -54,4 +54,6 @@ if (page) {
       status.textContent = error.message;
     }
   });
+  document.getElementById("upload-button").disabled = false;
+  document.documentElement.dataset.ready = "";
 }
