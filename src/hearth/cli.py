@@ -126,11 +126,14 @@ async def _migrate(settings: Settings) -> str | None:
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
 @click.option(
-    "--concurrency", type=int, default=1, show_default=True, help="Jobs processed at once."
+    "--concurrency",
+    type=click.IntRange(1, 32),
+    help="Documents ingested at once [default: the ingest_concurrency setting, 2].",
 )
-def worker(data_dir: str | None, concurrency: int) -> None:
+def worker(data_dir: str | None, concurrency: int | None) -> None:
     """Run a background job worker (document ingestion) until Ctrl-C or SIGTERM."""
     settings = load_settings(data_dir=data_dir)
+    concurrency = concurrency or settings.ingest_concurrency
     configure_logging(settings.log_level, settings.log_format)
     from hearth.commands import run_worker
 

@@ -271,6 +271,13 @@ class Settings(BaseSettings):
         le=1000,
         description="Candidates each of vector and full-text search hands to the fusion.",
     )
+    ingest_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Documents a worker ingests at once: while one is parsed or written, "
+        "another is embedded.",
+    )
     job_stalled_seconds: float = Field(
         default=30.0,
         ge=1,

@@ -47,7 +47,7 @@ async def open_documents(
     await queue.open()
     stack.push_async_callback(queue.close)
     if run_worker:
-        queue.start_worker()
+        queue.start_worker(concurrency=settings.ingest_concurrency)
     documents = Documents(
         database,
         files,
