@@ -4,9 +4,13 @@ process tree (from /proc, through psutil), and stopping it."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import psutil
 
 
@@ -47,3 +51,29 @@ class Service:
                 self.popen.wait(15)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
+    with log.open("ab") as out:
+        popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Service(name, popen.pid, popen)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, started: float, timeout: float = 240) -> float:
+    """Seconds from `started` until `url` answers 200."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(url).status_code == 200:
+                    return time.monotonic() - started
+            time.sleep(0.05)
+    raise TimeoutError(url)

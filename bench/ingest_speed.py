@@ -16,19 +16,25 @@ Each pipeline runs in its own fresh process, one after the other, on the same fi
   in the same run by wrapping its functions (parse, chunk, embed, ...) from outside.
   Then the same files go to a second collection: unchanged bytes must not be embedded
   again (their chunks are copied in SQL).
-- **Open WebUI's defaults, reproduced in this harness** (Open WebUI itself is not installed
-  here: ~7.4 GB with a CUDA torch). What its code does for a file with the default settings
-  (`RAG_EMBEDDING_ENGINE=""`, `TEXT_SPLITTER=""`, `CHUNK_SIZE=1000`, `CHUNK_OVERLAP=100`):
-  one text per PDF page (its PyPDFLoader; pypdfium2 here, which is faster than pypdf) or
+- **Open WebUI itself** (`openwebui`, the default peer): started offline from its own venv
+  with its defaults, files uploaded into a knowledge base through its API as its web app
+  does (see `_ingest_owui.py`). Install: `python3 -m venv /work/peers/openwebui &&
+  /work/peers/openwebui/bin/pip install open-webui` (~7.4 GB with a CUDA torch; it runs on
+  the CPU).
+- **Open WebUI's defaults, reproduced in this harness** (`st-list`, `batch-1`: its embedding
+  step alone, without its server, database, vector store and second embedding). What its
+  code does for a file with the default settings (`RAG_EMBEDDING_ENGINE=""`,
+  `TEXT_SPLITTER=""`, `CHUNK_SIZE=1000`, `CHUNK_OVERLAP=100`): one text per PDF page
+  (its PyPDFLoader; pypdfium2 here, which is faster than pypdf) or
   per file (Docx2txtLoader, TextLoader; python-docx and a plain decode here), LangChain's
   RecursiveCharacterTextSplitter at 1000/100 characters (re-implemented below, same
   algorithm), newlines replaced by spaces, then the fp32 sentence-transformers
   all-MiniLM-L6-v2 on CPU. Two embedding variants:
-    * `st-list` — `SentenceTransformer.encode(all chunks of the file)`: what Open WebUI's
-      code does with the local engine (its RAG_EMBEDDING_BATCH_SIZE=1 applies only to the
-      ollama/openai engines; encode batches by 32, sorted by length);
-    * `batch-1` — one chunk per `encode` call: the "embedding batch size 1" default as the
-      issue states it.
+    * `st-list` — `SentenceTransformer.encode(all chunks of the file)` with its default
+      batches of 32, sorted by length: Open WebUI with `RAG_EMBEDDING_BATCH_SIZE=32`;
+    * `batch-1` — one chunk per `encode` call: close to its default
+      `RAG_EMBEDDING_BATCH_SIZE=1`, which 0.12 passes to the local engine as well
+      (`encode(texts, batch_size=1)`).
   Timed: parse + split + embed per file, in one thread, model loaded and warmed first.
   Not timed: storing in a vector database (Open WebUI's Chroma), the upload request, and
   the second embedding of every chunk when a file is added to a knowledge base.
@@ -251,6 +257,16 @@ async def _ingest_all(documents: Any, collection_id: Any, blobs: dict[str, bytes
         await asyncio.sleep(0.05)
 
 
+def _union(spans: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one of `spans` ran (jobs run side by side)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 async def hearth_phase(corpus: Path) -> dict:
     import psutil
 
@@ -313,6 +329,7 @@ async def hearth_phase(corpus: Path) -> dict:
                 ended = max(end for _, end in spans)
                 cpu1, pg1 = me.cpu_times(), _postgres_cpu(Path(tmp))
                 busy = sum(end - start for start, end in spans)
+                covered = _union(spans)
                 result[label] = {
                     "seconds": ended - started,
                     "files": len(docs),
@@ -320,6 +337,7 @@ async def hearth_phase(corpus: Path) -> dict:
                     "tokens": sum(d.embedded_tokens for d in docs),
                     "parser_pages": sum(d.pages or 0 for d in docs),
                     "jobs_seconds": busy,
+                    "jobs_wall": covered,
                     "first_job_start": min(s for s, _ in spans) - started,
                     "stages": dict(clock.seconds),
                     "calls": dict(clock.calls),
@@ -429,6 +447,10 @@ def _load(name: str, data: bytes) -> list[str]:
 
 
 def peer_phase(corpus: Path, variant: str) -> dict:
+    if variant == "openwebui":
+        from _ingest_owui import openwebui_phase
+
+        return openwebui_phase(corpus, json.loads((corpus / "manifest.json").read_text()))
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -658,6 +680,7 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
     names = {
         "st-list": "Open WebUI defaults, encode(all chunks of a file): its code path",
         "batch-1": "Open WebUI defaults, one chunk per encode call (batch size 1)",
+        "openwebui": "Open WebUI itself: upload to a knowledge base (files, then file/add)",
     }
     rows = [("Hearth: upload → job → parse → chunk → int8 MiniLM → pgvector", first, None)]
     rows += [(names[v], _median(runs), v) for v, runs in peer_runs.items()]
@@ -693,12 +716,17 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
     lines.append("")
     for _, r, v in rows[1:]:
         lines.append(
-            f"{v}: {r['truncated_chunks']} of {r['chunks']} chunks longer than 256 tokens "
+            f"{v}: {r.get('embedded_chunks', r['chunks'])} chunks embedded, "
+            f"{r['truncated_chunks']} of them longer than 256 tokens "
             f"({r['tokens_cut']:,} tokens never seen by the model); mean chunk "
             f"{r['mean_chunk_chars']:.0f} chars; torch threads {r['torch_threads']}; stages "
             + ", ".join(f"{k} {t:.1f} s" for k, t in r["stages"].items())
         )
-    lines += ["", "Hearth, where the time goes (first ingestion, job stages summed over jobs):"]
+    lines += [
+        "",
+        "Hearth, where the time goes (first ingestion; job stages summed over jobs, which run "
+        "side by side, so shares are of the summed job time):",
+    ]
     st = first["stages"]
     jobs = first["jobs_seconds"]
     timed = ["read file", "parse", "chunk", "embed (total)", "db: status updates"]
@@ -714,20 +742,20 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
         "db: twin lookup / copy",
         "db: status updates",
     ]
-    lines += ["", "| stage | seconds | share of end-to-end |", "|---|---|---|"]
+    lines += ["", "| stage | seconds | share of job time |", "|---|---|---|"]
     total = first["seconds"]
     for key in order:
         if key in st:
             indent = "  ↳ " if key.startswith("embed:") else ""
-            lines.append(f"| {indent}{key} | {st[key]:.2f} | {st[key] / total:.0%} |")
+            lines.append(f"| {indent}{key} | {st[key]:.2f} | {st[key] / jobs:.0%} |")
     remainder = jobs - accounted
     lines.append(
-        f"| db: chunk INSERT + commit, rest of the job | {remainder:.2f} "
-        f"| {remainder / total:.0%} |"
+        f"| db: chunk INSERT + commit, rest of the job | {remainder:.2f} | {remainder / jobs:.0%} |"
     )
-    outside = total - jobs
+    idle = total - first.get("jobs_wall", jobs)
     lines.append(
-        f"| outside jobs (uploads, queue pick-up, idle) | {outside:.2f} | {outside / total:.0%} |"
+        f"| wall time with no job running (uploads, queue pick-up) | {idle:.2f} "
+        f"| {idle / total:.0%} of end-to-end |"
     )
     lines.append(
         f"\nCPU during the run: Hearth process {first['cpu_hearth']:.1f} s, PostgreSQL "
@@ -744,8 +772,9 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="A few small files only.")
     parser.add_argument(
         "--peer-variants",
-        default="st-list,batch-1",
-        help="Open WebUI embedding variants to run (st-list, batch-1).",
+        default="openwebui,st-list",
+        help="Peers to run: openwebui (Open WebUI itself, from /work/peers/openwebui), "
+        "st-list, batch-1 (its defaults reproduced in this harness).",
     )
     parser.add_argument(
         "--rounds",

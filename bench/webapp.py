@@ -41,7 +41,6 @@ import re
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +53,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import Service
+from _procs import Service, free_port, spawn, wait_ready
 from _webapp_data import Conversation, conversations
 
 from hearth.db.embedded import EmbeddedPostgres
@@ -78,35 +77,9 @@ def log(*args: object) -> None:
 # --- processes ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def spawn(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
-    with log.open("ab") as out:
-        popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return Service(name, popen.pid, popen)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, started: float, timeout: float = 240) -> float:
-    """Seconds from `started` until `url` answers 200."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(url).status_code == 200:
-                    return time.monotonic() - started
-            time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def idle_rss(service: Service, settle: float) -> int:
