@@ -91,7 +91,7 @@ class EmbedderEngine(Engine):
         # Sorted by length, each batch holds texts of similar length and pads little.
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         vectors = np.empty((len(texts), encoder.dimensions), dtype=np.float32)
-        size = self._models[model].batch_size
+        size = self._models[model].texts_per_batch
         batches = iter(range(0, len(order), size))
 
         async def work() -> None:  # one per thread: takes the next batch until none is left
