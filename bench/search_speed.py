@@ -33,8 +33,8 @@ collection) runs its warm-up queries, then its measured ones, one at a time thro
 of vector search against numpy's exact top 10, the fewest results a filtered query got,
 how many executions ran PostgreSQL's generic plan for the prepared statement
 (pg_prepared_statements), and the cost of a pooled session around `SELECT 1`. A
-`--variant` is measured after Hearth's settings, so on the same database it also sees
-warmer caches.
+`--variant` (and `--passes 2`, Hearth's settings again) is measured after Hearth's
+settings, so on the same database it also sees warmer caches.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import numpy as np
@@ -63,7 +62,7 @@ from sqlalchemy import text
 from hearth.accounts.principal import Principal
 from hearth.config import Settings
 from hearth.db.session import Database
-from hearth.rag.search import _STATEMENTS, SESSION_SETTINGS, search_chunks, vector_literal
+from hearth.rag.search import SESSION_SETTINGS, STATEMENTS, search_chunks, search_parameters
 from hearth.server import open_database
 
 DIM = 384
@@ -381,17 +380,9 @@ async def _plan_counts(database: Database, mode: str) -> tuple[int, int]:
         return int(row[0]), int(row[1])
 
 
-_PARAMETER = re.compile(r"(?<!:):(\w+)")
-
-
-def _parameter_names(mode: str) -> list[str]:
-    return list(dict.fromkeys(_PARAMETER.findall(_STATEMENTS[mode].text)))
-
-
 def _prepared_text(mode: str) -> str:
-    """The statement as asyncpg prepares it (SQLAlchemy turns :name into $n)."""
-    names = _parameter_names(mode)
-    return _PARAMETER.sub(lambda m: f"${names.index(m.group(1)) + 1}", _STATEMENTS[mode].text)
+    """The statement as asyncpg prepares it."""
+    return STATEMENTS[mode].sql
 
 
 def exact_truth(corpus: Corpus, queries: int) -> dict[bool, np.ndarray]:
@@ -461,6 +452,7 @@ async def measure(
 
 def _shorten(line: str) -> str:
     line = re.sub(r"'\[[^\]]{100,}\]'", "'[...]'", line)
+    line = re.sub(r"'\{[0-9.e,-]{100,}\}'", "'{...}'", line)
     return re.sub(r"'\{[0-9a-f,-]{100,}\}'", "'{...}'", line)
 
 
@@ -470,23 +462,22 @@ async def explain(
     """EXPLAIN (ANALYZE, BUFFERS) of the statement `search_chunks` runs, for each case, with
     the parameter values known to the planner (a custom plan); then, per mode, the generic
     plan PostgreSQL may switch a prepared statement to, made without the values."""
+    principal = Principal(user_id=OWNER)
     for label, mode, filtered in CASES:
-        params: dict[str, Any] = {
-            "collections": collection_ids[:1] if filtered else collection_ids,
-            "user_id": OWNER,
-            "principals": [OWNER],
-            "query": corpus.query_texts[0],
-            "k": K,
-            "candidates": candidates,
-        }
-        if mode != "vector":
-            params["exact"] = False
-        if mode != "text":
-            params["vector"] = vector_literal(corpus.queries[0].tolist())
-        statement = text("EXPLAIN (ANALYZE, BUFFERS) " + _STATEMENTS[mode].text)
+        arguments = search_parameters(
+            principal,
+            collection_ids[:1] if filtered else collection_ids,
+            corpus.query_texts[0],
+            corpus.queries[0].tolist(),
+            k=K,
+            mode=mode,  # type: ignore[arg-type]
+            candidates=candidates,
+        )
+        statement = "EXPLAIN (ANALYZE, BUFFERS) " + STATEMENTS[mode].sql
         async with database.session() as session:
+            conn = (await (await session.connection()).get_raw_connection()).driver_connection
             for _ in range(3):  # warm, then show the last
-                plan = (await session.execute(statement, params)).scalars().all()
+                plan = [row[0] for row in await conn.fetch(statement, *arguments)]
         print(f"\n-- EXPLAIN ANALYZE, {label}:\n" + "\n".join(map(_shorten, plan)))
     # The generic plan, analysed: PREPARE with typed parameters, then EXECUTE with literals.
     conn = await asyncpg.connect(_dsn(database))
@@ -498,7 +489,7 @@ async def explain(
         for label, mode, filtered in CASES:
             if filtered:
                 continue
-            names = _parameter_names(mode)
+            names = STATEMENTS[mode].names
             literals = {
                 "collections": "'{" + ",".join(map(str, collection_ids)) + "}'",
                 "user_id": _quote(OWNER),
@@ -507,10 +498,10 @@ async def explain(
                 "k": str(K),
                 "candidates": str(candidates),
                 "exact": "false",
-                "vector": _quote(vector_literal(corpus.queries[0].tolist())),
+                "vector": _quote("{" + ",".join(map(str, corpus.queries[0].tolist())) + "}"),
             }
             types = ", ".join(_PARAMETER_TYPES[name] for name in names)
-            await conn.execute(f"PREPARE generic_{mode} ({types}) AS {_prepared_text(mode)}")
+            await conn.execute(f"PREPARE generic_{mode} ({types}) AS {STATEMENTS[mode].sql}")
             call = f"EXECUTE generic_{mode} ({', '.join(literals[n] for n in names)})"
             for _ in range(2):
                 await conn.fetch(call)
@@ -531,7 +522,7 @@ _PARAMETER_TYPES = {
     "k": "int",
     "candidates": "int",
     "exact": "boolean",
-    "vector": "text",
+    "vector": "real[]",
 }
 
 
@@ -600,7 +591,8 @@ async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
                         text(
                             "SELECT current_setting('server_version') || ', pgvector ' || "
                             "extversion || ', shared_buffers ' || "
-                            "current_setting('shared_buffers') FROM pg_extension "
+                            "current_setting('shared_buffers') || ', random_page_cost ' || "
+                            "current_setting('random_page_cost') FROM pg_extension "
                             "WHERE extname = 'vector'"
                         )
                     )
@@ -622,8 +614,17 @@ async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
                 candidates=args.candidates,
                 queries=args.queries,
             )
-            load_avg = _load_avg()
             variants: dict[str, dict[str, Case]] = {}
+            for again in range(2, args.passes + 1):
+                variants[f"Hearth's, pass {again}"] = await measure(
+                    database,
+                    corpus,
+                    loaded.collection_ids,
+                    truth,
+                    candidates=args.candidates,
+                    queries=args.queries,
+                )
+            load_avg = _load_avg()
             for variant in args.variant:
                 overrides = dict(item.split("=", 1) for item in variant.split(","))
                 tuned = Database(
@@ -669,7 +670,8 @@ SEARCH_HEADER = (
 
 def report(args: argparse.Namespace, results: list[SizeResult]) -> None:
     print(f"\nmachine: {machine()}")
-    print(f"PostgreSQL: {results[0].server}")
+    for r in results:
+        print(f"PostgreSQL ({r.size:,} chunks): {r.server}")
     print(
         f"search settings: {SESSION_SETTINGS}, k={K}, candidates={args.candidates}; "
         f"{args.queries} queries per case after {WARMUP} warm-up; noise {args.noise}"
@@ -751,6 +753,14 @@ def main() -> None:
         metavar="NAME=VALUE[,NAME=VALUE]",
         help="Also measure with these per-connection settings on top of Hearth's, e.g. "
         "hnsw.ef_search=200 or plan_cache_mode=force_custom_plan (repeatable).",
+    )
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="Measure Hearth's settings this many times on the same server: the first pass "
+        "after a start reads pages the buffer cache does not hold yet, later ones are warm. "
+        "The floors are checked on the first.",
     )
     parser.add_argument("--explain", action="store_true", help="Print EXPLAIN ANALYZE plans.")
     args = parser.parse_args()

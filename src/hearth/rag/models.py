@@ -109,6 +109,8 @@ class DocumentChunk(Base):
     )
     ordinal: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    # Stored in the row (STORAGE MAIN, toast_tuple_target 4080: migration 0007), not in
+    # TOAST as pgvector's default would: every distance computed on a row reads it.
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
     # page, headings, start/end character offsets in the document's text
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)

@@ -1,0 +1,200 @@
+"""`search_chunks` on its own, against a real PostgreSQL: each mode, citations, the
+permission filter inside the statement, and what it sends (one statement, the vector as
+a binary float4 array, in the caller's transaction if there is one)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import text
+
+from hearth.accounts.principal import Principal
+from hearth.db.session import Database
+from hearth.rag.search import STATEMENTS, search_chunks, search_parameters
+
+T = TypeVar("T")
+DIMENSIONS = 384
+ALICE, BOB, CAROL = Principal("alice"), Principal("bob"), Principal("carol", groups=("staff",))
+WORDS = ["lighthouse", "marmalade", "glacier", "orchestra", "volcano", "saffron"]
+
+
+def axis(i: int) -> list[float]:
+    """A unit vector near axis i: chunk i is the nearest neighbour of axis(i)."""
+    vector = [0.01] * DIMENSIONS
+    vector[i] = 1.0
+    return vector
+
+
+def run(database_url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def go() -> T:
+        db = Database(database_url, pool_size=1)
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+
+
+async def fill(db: Database) -> tuple[uuid.UUID, list[int]]:
+    """Alice's collection: one document, a chunk per word (chunk i near axis i)."""
+    collection, document = uuid.uuid4(), uuid.uuid4()
+    async with db.session() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO collection (id, name, owner_id, embedding_model) "
+                "VALUES (:c, 'notes', 'alice', 'test-384')"
+            ),
+            {"c": collection},
+        )
+        await session.execute(
+            text("INSERT INTO stored_file (sha256, size) VALUES (:s, 1) ON CONFLICT DO NOTHING"),
+            {"s": "1" * 64},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO document (id, collection_id, file_sha256, filename, title) "
+                "VALUES (:d, :c, :s, 'notes.md', 'Notes')"
+            ),
+            {"d": document, "c": collection, "s": "1" * 64},
+        )
+        ids = []
+        for i, word in enumerate(WORDS):
+            meta = {"page": i + 1, "headings": ["Notes", word.title()], "start": i * 100}
+            meta["end"] = meta["start"] + 50
+            ids.append(
+                (
+                    await session.execute(
+                        text(
+                            "INSERT INTO document_chunk (collection_id, document_id, ordinal, "
+                            "text, embedding, metadata) VALUES (:c, :d, :o, :t, "
+                            "CAST(:e AS vector), CAST(:m AS jsonb)) RETURNING id"
+                        ),
+                        {
+                            "c": collection,
+                            "d": document,
+                            "o": i,
+                            "t": f"A passage about the {word}, number {i}.",
+                            "e": "[" + ",".join(map(str, axis(i))) + "]",
+                            "m": json.dumps(meta),
+                        },
+                    )
+                ).scalar_one()
+            )
+    return collection, ids
+
+
+async def search(
+    db: Database, who: Principal, collections: list[uuid.UUID], query: str, vector: Any, mode: str
+) -> list:
+    async with db.session() as session:
+        return await search_chunks(
+            session, who, collections, query, vector, k=3, mode=mode, candidates=10
+        )
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "text"])
+def test_each_mode_finds_the_chunk_with_its_citation(database_url: str, mode: str) -> None:
+    async def work(db: Database) -> tuple[list, list[int]]:
+        collection, ids = await fill(db)
+        return await search(db, ALICE, [collection], "glacier", axis(2), mode), ids
+
+    hits, ids = run(database_url, work)
+    best = hits[0]
+    assert best.chunk_id == ids[2]
+    assert (best.filename, best.title, best.page, best.page_end) == ("notes.md", "Notes", 3, None)
+    assert (best.headings, best.start, best.end) == (["Notes", "Glacier"], 200, 250)
+    assert best.text == "A passage about the glacier, number 2."
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(hits) == (1 if mode == "text" else 3)
+
+
+def test_only_readable_collections_are_searched(database_url: str) -> None:
+    async def work(db: Database) -> list[tuple[str, int]]:
+        collection, _ = await fill(db)
+        seen = []
+        for who in (ALICE, BOB, CAROL):
+            seen.append(
+                (who.user_id, len(await search(db, who, [collection], "x", axis(0), "vector")))
+            )
+        async with db.session() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO collection_grant (collection_id, principal) "
+                    "VALUES (:c, 'group:staff')"
+                ),
+                {"c": collection},
+            )
+        for who in (BOB, CAROL):
+            seen.append(
+                (who.user_id, len(await search(db, who, [collection], "x", axis(0), "hybrid")))
+            )
+        return seen
+
+    assert run(database_url, work) == [
+        ("alice", 3),
+        ("bob", 0),
+        ("carol", 0),
+        ("bob", 0),
+        ("carol", 3),
+    ]
+
+
+def test_one_statement_and_no_transaction_of_its_own(database_url: str) -> None:
+    async def work(db: Database) -> list[str]:
+        collection, _ = await fill(db)
+        # The first run on a connection also lets asyncpg look up the parameter types.
+        await search(db, ALICE, [collection], "glacier", axis(2), "hybrid")
+        sent: list[str] = []
+        async with db.session() as session:
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            raw.add_query_logger(lambda record: sent.append(record.query))
+        counted = db.statements
+        await search(db, ALICE, [collection], "glacier", axis(2), "hybrid")
+        assert db.statements == counted + 1  # still counted for hearth_db_statements_total
+        return sent
+
+    assert run(database_url, work) == [STATEMENTS["hybrid"].sql]
+
+
+def test_it_sees_the_callers_uncommitted_chunks(database_url: str) -> None:
+    async def work(db: Database) -> tuple[int, int]:
+        collection, ids = await fill(db)
+        async with db.session() as session, session.begin():
+            await session.execute(text("DELETE FROM document_chunk WHERE id = :i"), {"i": ids[2]})
+            inside = await search_chunks(
+                session, ALICE, [collection], "glacier", axis(2), k=6, mode="hybrid", candidates=10
+            )
+            await session.rollback()
+        after = await search(db, ALICE, [collection], "glacier", axis(2), "text")
+        return len(inside), after[0].chunk_id == ids[2]
+
+    assert run(database_url, work) == (5, True)
+
+
+def test_parameters_match_the_statement() -> None:
+    for mode, statement in STATEMENTS.items():
+        arguments = search_parameters(
+            ALICE,
+            [uuid.uuid4()],
+            "q",
+            axis(0),
+            k=5,
+            mode=mode,
+            candidates=2,  # type: ignore[arg-type]
+        )
+        assert len(arguments) == len(statement.names)
+        assert (
+            f"${len(arguments)}" in statement.sql and f"${len(arguments) + 1}" not in statement.sql
+        )
+        values = dict(zip(statement.names, arguments, strict=True))
+        assert values["candidates"] == 5  # never fewer candidates than results
+        if mode != "text":
+            # a float4[] parameter, cast by the server: no text literal of 384 numbers
+            assert values["vector"] == axis(0)
+            assert "CAST(CAST($" in statement.sql and "AS real[]) AS vector)" in statement.sql
