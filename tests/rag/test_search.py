@@ -198,3 +198,96 @@ def test_parameters_match_the_statement() -> None:
             # a float4[] parameter, cast by the server: no text literal of 384 numbers
             assert values["vector"] == axis(0)
             assert "CAST(CAST($" in statement.sql and "AS real[]) AS vector)" in statement.sql
+
+
+async def scatter(db: Database, collection: uuid.UUID, chunks: int, seed: float) -> None:
+    """`chunks` random vectors in a new document of `collection`, and its chunk count."""
+    document = uuid.uuid4()
+    async with db.session() as session, session.begin():
+        await session.execute(text("SELECT setseed(:s)"), {"s": seed})
+        await session.execute(
+            text(
+                "INSERT INTO document (id, collection_id, file_sha256, filename, title, chunks) "
+                "VALUES (:d, :c, :s, 'random.txt', 'Random', :n)"
+            ),
+            {"d": document, "c": collection, "s": "1" * 64, "n": chunks},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO document_chunk (collection_id, document_id, ordinal, text, "
+                "embedding, metadata) "
+                "SELECT :c, :d, g, 'random ' || g, "
+                "  (SELECT array_agg(random() - 0.5) FROM generate_series(1, 384) WHERE g > 0)"
+                "  ::vector, '{}'::jsonb "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"c": collection, "d": document, "n": chunks},
+        )
+
+
+def branches_run(plan: dict[str, Any]) -> dict[str, bool]:
+    """Of the vector side's two branches in an EXPLAIN ANALYZE plan, which ran: the work
+    under each branch's one-time filter (its gate)."""
+    found: dict[str, bool] = {}
+
+    def ran_below_gate(node: dict[str, Any]) -> bool:
+        if "One-Time Filter" in node:
+            return any(child["Actual Loops"] > 0 for child in node.get("Plans", []))
+        return any(ran_below_gate(child) for child in node.get("Plans", []))
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("Node Type") == "Append":
+            for child in node["Plans"]:
+                exact = "+ '0'" in json.dumps(child)
+                found["exact" if exact else "index"] = ran_below_gate(child)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan["Plan"])
+    return found
+
+
+def test_few_permitted_chunks_are_scanned_exactly(database_url: str) -> None:
+    """A small collection in a large table: exact distances over its chunks (the filtered
+    HNSW walk could stop short); the whole table: the index."""
+
+    async def work(db: Database) -> tuple[dict, dict, list, list]:
+        small, _ = await fill(db)
+        big = uuid.uuid4()
+        async with db.session() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO collection (id, name, owner_id, embedding_model) "
+                    "VALUES (:c, 'big', 'alice', 'test-384')"
+                ),
+                {"c": big},
+            )
+            await session.execute(
+                text("UPDATE document SET chunks = :n WHERE collection_id = :c"),
+                {"n": len(WORDS), "c": small},
+            )
+        await scatter(db, big, 3000, 0.5)
+        async with db.session() as session, session.begin():
+            await session.execute(text("ANALYZE document_chunk"))
+        plans = []
+        for collections in ([small], [big, small]):
+            arguments = search_parameters(
+                ALICE, collections, "", axis(4), k=3, mode="vector", candidates=10
+            )
+            async with db.session() as session:
+                raw = (await (await session.connection()).get_raw_connection()).driver_connection
+                explained = await raw.fetchval(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + STATEMENTS["vector"].sql, *arguments
+                )
+            if isinstance(explained, str):  # no json codec on the connection
+                explained = json.loads(explained)
+            plans.append(branches_run(explained[0]))
+        found_small = await search(db, ALICE, [small], "", axis(4), "vector")
+        found_both = await search(db, ALICE, [big, small], "", axis(4), "vector")
+        return plans[0], plans[1], found_small, found_both
+
+    small_plan, big_plan, found_small, found_both = run(database_url, work)
+    assert small_plan == {"exact": True, "index": False}
+    assert big_plan == {"exact": False, "index": True}
+    assert found_small[0].text == "A passage about the volcano, number 4."
+    assert found_both[0].text == "A passage about the volcano, number 4."
