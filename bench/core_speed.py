@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,16 +29,11 @@ from pathlib import Path
 
 import httpx
 import psutil
+from _procs import free_port
 
 from hearth.engines.llamacpp import bundled_model_path
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> float:
