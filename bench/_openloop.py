@@ -32,9 +32,16 @@ class Result:
         return None if self.first is None else self.first - self.planned
 
 
+# Servers close keep-alive connections idle for a while (uvicorn: 5 s). A request sent on one
+# just as it closes fails with no answer, a race of the client's making: like HTTP clients
+# (httpx's keepalive_expiry is 5 s), do not reuse a connection idle longer than this.
+IDLE_EXPIRY = 3.0
+
+
 class _Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.idle_since = time.perf_counter()
 
 
 class OpenLoop:
@@ -48,8 +55,11 @@ class OpenLoop:
         self._idle.clear()
 
     async def _connect(self) -> _Conn:
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if time.perf_counter() - conn.idle_since < IDLE_EXPIRY:
+                return conn
+            conn.writer.close()
         reader, writer = await asyncio.open_connection(self.host, self.port)
         return _Conn(reader, writer)
 
@@ -64,6 +74,7 @@ class OpenLoop:
             result.end = time.perf_counter()
             conn.writer.close()
             return result
+        conn.idle_since = time.perf_counter()
         self._idle.append(conn)
         return result
 

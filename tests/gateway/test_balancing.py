@@ -257,6 +257,30 @@ def test_without_fallbacks_the_last_failure_is_reported(
     assert a.chats >= 1 and b.chats >= 1  # each deployment before either again
 
 
+def test_an_upstream_404_is_neither_retried_nor_held_against_the_deployment(
+    hearth_with: Callable[..., Running], a: FakeOpenAIUpstream, b: FakeOpenAIUpstream
+) -> None:
+    # Both deployments answer 404 "model does not exist": the client's model is unknown
+    # there, which says nothing about the engines' health and would fail the same anywhere.
+    hearth = hearth_with(
+        engine("a", a, chat(upstream="error-404")),
+        engine("b", b, chat(upstream="error-404")),
+        circuit_breaker_failures=1,
+    )
+    client = sdk(hearth)
+    for i in range(4):
+        with pytest.raises(openai.NotFoundError) as info:
+            if i % 2:
+                list(client.chat.completions.create(model="m", messages=HELLO, stream=True))
+            else:
+                client.chat.completions.create(model="m", messages=HELLO)
+        assert info.value.body["code"] == "model_not_found"
+    assert a.chats + b.chats == 4  # one attempt per request
+    assert metric(hearth, "hearth_gateway_retries_total") == 0
+    for name in ("a", "b"):
+        assert metric(hearth, f'hearth_deployment_healthy{{deployment="{name}",model="m"}}') == 1
+
+
 def test_circuit_breaker_ejects_and_readmits_after_the_cooldown(
     hearth_with: Callable[..., Running], a: FakeOpenAIUpstream, b: FakeOpenAIUpstream
 ) -> None:

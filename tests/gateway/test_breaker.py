@@ -1,9 +1,18 @@
 """The circuit breaker's states on a clock the test moves: closed → open after N failures
-in a row → half-open after the cooldown, one trial at a time → closed or open again."""
+in a row → half-open after the cooldown, one trial at a time → closed or open again; and the
+jittered backoff between retries."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+from types import SimpleNamespace
+
+import pytest
+
 from hearth.engines.base import EngineLoad
+from hearth.gateway.calls import Timing
+from hearth.gateway.failover import RETRY_BACKOFF, RETRY_BACKOFF_CAP, Failover
 from hearth.gateway.health import CLOSED, HALF_OPEN, OPEN, Health
 
 
@@ -71,3 +80,27 @@ def test_probes_eject_at_once_and_readmit_after_the_cooldown() -> None:
     clock.now += 1
     health.probe_succeeded("gpu", ["m", "n"], None)
     assert health.state("gpu", "m") == CLOSED and "gpu" not in health.loads
+
+
+def test_retries_back_off_with_jitter_up_to_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    original = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        await original(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    failover = Failover(None, None, None, retries=8, rng=random.Random(1))  # type: ignore[arg-type]
+    call = SimpleNamespace(timing=Timing())
+
+    async def run() -> None:
+        for retry in (1, 2, 3, 8, 8, 8):
+            await failover._back_off(call, retry)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    assert 0 <= slept[0] <= RETRY_BACKOFF and slept[1] <= 2 * RETRY_BACKOFF
+    assert slept[2] <= 4 * RETRY_BACKOFF
+    assert all(delay <= RETRY_BACKOFF_CAP for delay in slept[3:])
+    assert len(set(slept)) == len(slept)  # jittered, not a fixed schedule
+    assert call.timing.upstream == pytest.approx(sum(slept))  # waiting on engines, not Hearth

@@ -58,12 +58,14 @@ async def make_limiter(backend: str, **options: Any) -> AsyncIterator[Limiter]:
         return
     prefix = f"hearth-test:{uuid.uuid4().hex}"
     async with redis_client() as client:
+        limiter = RedisLimiter(client, prefix=prefix, **options)
         try:
-            yield RedisLimiter(client, prefix=prefix, **options)
+            yield limiter
         finally:
             keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
             if keys:
                 await client.delete(*keys)
+            await limiter.close()  # its own connection too
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -377,6 +379,7 @@ def test_redis_keys_expire_on_their_own() -> None:
                 keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
                 if keys:
                     await client.delete(*keys)
+                await limiter.close()
 
     asyncio.run(main())
 
@@ -439,7 +442,11 @@ def _hammer(prefix: str, barrier: Any, results: Any, attempts: int) -> None:
             limiter = RedisLimiter(client, prefix=prefix, window=HOUR)
             await client.ping()
             barrier.wait(timeout=60)
-            return await admitted_count(limiter, [(KEY, Limits(requests_per_minute=50))], attempts)
+            try:
+                subjects = [(KEY, Limits(requests_per_minute=50))]
+                return await admitted_count(limiter, subjects, attempts)
+            finally:
+                await limiter.close()
 
     results.put(asyncio.run(main()))
 

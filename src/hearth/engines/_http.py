@@ -64,16 +64,39 @@ class HttpStream:
     async def aiter_lines(self) -> AsyncIterator[str]:
         """Lines without their ending. Split here rather than with aiohttp's readline,
         which refuses lines longer than its buffer (a large tool call, say)."""
+        batches = self.aiter_line_batches()
+        try:
+            async for lines in batches:
+                for line in lines:
+                    yield line
+        finally:
+            await batches.aclose()
+
+    async def aiter_line_batches(self) -> AsyncIterator[list[str]]:
+        """The complete lines that have arrived, as soon as they arrive: a list per wait
+        for the network (an event alone when the engine sends them apart; several when
+        they came together, to be passed on together)."""
+        content = self._response.content
         pending = b""
-        async for data in self._response.content.iter_any():
-            pending += data
-            if b"\n" not in data:
+        async for data in content.iter_any():
+            # aiohttp hands over one HTTP chunk at a time (an event each, for most
+            # engines); take whatever else has arrived too, without waiting.
+            while more := content.read_nowait():
+                data += more
+            if pending:
+                data = pending + data
+                pending = b""
+            if data.endswith(b"\n"):
+                # The usual case, whole lines only: nothing is kept back.
+                lines = data[:-1].split(b"\n")
+            elif b"\n" in data:
+                *lines, pending = data.split(b"\n")
+            else:
+                pending = data
                 continue
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.removesuffix(b"\r").decode(errors="replace")
+            yield [line.removesuffix(b"\r").decode(errors="replace") for line in lines]
         if pending:
-            yield pending.removesuffix(b"\r").decode(errors="replace")
+            yield [pending.removesuffix(b"\r").decode(errors="replace")]
 
 
 class ErrorInfo(NamedTuple):

@@ -48,18 +48,45 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionChunk]:
+        batches = self.chat_stream_batches(request)
+        try:
+            async for batch in batches:
+                for chunk in batch:
+                    yield chunk
+        finally:
+            await batches.aclose()
+
+    async def chat_stream_batches(
+        self, request: ChatCompletionRequest
+    ) -> AsyncIterator[list[ChatCompletionChunk]]:
+        """The stream's chunks as they arrive: a list of those that arrived together (one,
+        when the engine sends them apart), so that they can be passed on in one write."""
         payload = request.model_dump(exclude_none=True)
         payload["stream"] = True
         async with self._stream(
             "chat/completions", payload, accept="text/event-stream", model=request.model
         ) as response:
-            async for line in response.aiter_lines():
-                data = self._sse_data(line)
-                if data is None:
-                    continue
-                if data == "[DONE]":
-                    return
-                yield self._parse_chunk(data)
+            async for lines in response.aiter_line_batches():
+                batch: list[ChatCompletionChunk] = []
+                try:
+                    for line in lines:
+                        if line.startswith("data: ") and len(line) > 6:
+                            data: str | None = line[6:]  # the usual line, parsed no further
+                        else:
+                            data = self._sse_data(line)
+                            if data is None:
+                                continue
+                        if data == "[DONE]":
+                            if batch:
+                                yield batch
+                            return
+                        batch.append(self._parse_chunk(data))
+                except HearthError:
+                    if batch:
+                        yield batch  # the good chunks before the bad one still go out
+                    raise
+                if batch:
+                    yield batch
         raise UpstreamError(f"engine '{self.name}' ended the stream before [DONE]")
 
     async def embed(self, model: str, texts: list[str]) -> Embeddings:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
-from hearth.accounts.api import KeyCallerDep
+from hearth.accounts.api import KeyCallerDep, key_caller
 from hearth.accounts.keys import Caller
 from hearth.accounts.principal import LOCAL_USER
 from hearth.engines.protocol import (
@@ -20,12 +23,14 @@ from hearth.engines.protocol import (
     EmbeddingResponse,
     ModelList,
 )
+from hearth.errors import InvalidRequest
 from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
 from hearth.gateway.service import Gateway
-from hearth.gateway.sse import SSE_HEADERS, sse_events
+from hearth.gateway.sse import SSE_HEADERS, sse_event_batches
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 # Milliseconds Hearth spent on the request besides waiting for engines (see `Timing`).
@@ -47,15 +52,50 @@ async def list_models(gateway: GatewayDep, caller: KeyCallerDep) -> ModelList:
     return gateway.list_models(caller)
 
 
-@router.post("/chat/completions", response_model=None)
-async def chat_completions(
-    body: ChatCompletionRequest, request: Request, gateway: GatewayDep, caller: KeyCallerDep
-) -> Response:
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI's requestBody for a route that reads its body itself: the model's JSON schema
+    with its definitions inlined (they would otherwise point outside the document)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+class _RawRoute(APIRoute):
+    """A route whose endpoint takes the `Request` and returns a `Response`, nothing else:
+    FastAPI's request handler (dependency solving, which parses cookies and query string
+    whether or not anything asks for them; body decoding) is skipped. Still a FastAPI
+    route, so it is documented and its exceptions meet the app's handlers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return self.endpoint  # type: ignore[no-any-return]
+
+
+async def chat_completions(request: Request) -> Response:
     """Create a chat completion; with `stream: true`, server-sent events chunk by chunk.
 
     Extension: `"hearth": {"collections": ["<id>", ...], "k": 5}` answers from those
     document collections; the passages used come back as `citations` (in the response, or
     in the first chunk when streaming)."""
+    # A raw route (`_RawRoute`): this is the gateway's hot path, and FastAPI's dependency
+    # solving, stdlib JSON decoding and separate validation cost more CPU than the rest of
+    # the request. The body is decoded and validated once, in pydantic's Rust parser;
+    # errors keep their shape (the handler for RequestValidationError), and the key is
+    # checked before the body, as when it was a dependency.
+    caller = await key_caller(request)
+    body = _parse(ChatCompletionRequest, await _body(request))
+    gateway: Gateway = request.app.state.gateway
     citations = None
     if body.model_extra and "hearth" in body.model_extra:
         principal = caller.principal if caller else LOCAL_USER
@@ -72,14 +112,41 @@ async def chat_completions(
         if cache:
             response.headers[CACHE_HEADER] = "hit" if timing.cached else "miss"
         return response
-    chunks = await gateway.chat_stream(body, caller, session=session, timing=timing)
+    batches = await gateway.chat_stream_batches(body, caller, session=session, timing=timing)
     if citations is not None:
-        chunks = _with_citations(chunks, citations)
+        batches = _with_citations(batches, citations)
     return StreamingResponse(
-        sse_events(chunks, include_usage=body.include_usage),
+        sse_event_batches(batches, include_usage=body.include_usage),
         media_type="text/event-stream",
         headers={**SSE_HEADERS, OVERHEAD_HEADER: _ms(timing)},
     )
+
+
+router.add_api_route(
+    "/chat/completions",
+    chat_completions,
+    methods=["POST"],
+    response_model=None,
+    openapi_extra=_body_schema(ChatCompletionRequest),
+    route_class_override=_RawRoute,
+)
+
+
+async def _body(request: Request) -> bytes:
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        # The client left, or RequestMiddleware cut off a body over the size limit (it
+        # then answers 413 in place of this).
+        raise InvalidRequest("The request body could not be read.") from None
+
+
+def _parse(model: type[M], raw: bytes) -> M:
+    """Decode and validate a JSON body in one pass; errors as FastAPI reports them."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
 def _use_cache(request: Request, caller: Caller | None) -> bool:
@@ -114,17 +181,17 @@ def _json(result: BaseModel, timing: Timing) -> Response:
 
 
 async def _with_citations(
-    chunks: AsyncIterator[ChatCompletionChunk], citations: list[dict]
-) -> AsyncIterator[ChatCompletionChunk]:
+    batches: AsyncIterator[list[ChatCompletionChunk]], citations: list[dict]
+) -> AsyncIterator[list[ChatCompletionChunk]]:
     first = True
     try:
-        async for chunk in chunks:
+        async for batch in batches:
             if first:
-                chunk.citations = citations  # type: ignore[attr-defined]
+                batch[0].citations = citations  # type: ignore[attr-defined]
                 first = False
-            yield chunk
+            yield batch
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await batches.aclose()  # type: ignore[attr-defined]
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse)

@@ -93,7 +93,7 @@ class Call:
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.started
             deployment = self.deployment.id if self.deployment else ""
-            self.gateway.metrics.ttft.labels(self.served, deployment).observe(self.ttft)
+            self.gateway.metrics.deployment(self.served, deployment).ttft.observe(self.ttft)
 
     async def finish(
         self, status: int, outcome: str | None, prompt: int = 0, completion: int = 0
@@ -112,20 +112,21 @@ class Call:
             except Exception:  # the lease frees the slot; never fail a finished request
                 log.warning("could not settle limits", exc_info=True)
         latency = time.perf_counter() - self.started
-        metrics.tokens.labels(self.served, "prompt").inc(prompt)
-        metrics.tokens.labels(self.served, "completion").inc(completion)
-        metrics.gateway_requests.labels(self.served, name, str(status)).inc()
+        children = metrics.deployment(self.served, name)
+        children.prompt_tokens.inc(prompt)
+        children.completion_tokens.inc(completion)
+        children.requests(status).inc()
         if deployment is not None:
-            metrics.request_latency.labels(self.served, name).observe(latency)
+            children.request_latency.observe(latency)
             if self.timing.overhead is None and status == 200:
                 self.timing.ready()
             if self.timing.overhead is not None:
-                metrics.overhead.labels(self.served, name).observe(self.timing.overhead)
+                children.overhead.observe(self.timing.overhead)
             if self.ttft is not None and completion > 1:
                 per_token = (latency - self.ttft) / (completion - 1)
-                metrics.time_per_output_token.labels(self.served, name).observe(per_token)
+                children.time_per_output_token.observe(per_token)
         if outcome is not None:
-            metrics.generations.labels(self.served, outcome).inc()
+            children.generations(outcome).inc()
         gateway.usage.record(
             Usage(
                 model=self.served,

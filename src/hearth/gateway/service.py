@@ -6,13 +6,10 @@ No HTTP here: the routes in `api.py` turn these results into responses.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import numpy as np
 
@@ -32,27 +29,23 @@ from hearth.engines.protocol import (
     StreamOptions,
 )
 from hearth.errors import (
-    EngineTimeout,
-    EngineUnavailable,
-    HearthError,
     InvalidRequest,
     ModelNotAllowed,
     RateLimited,
 )
 from hearth.gateway.balancer import Balancer, DeploymentCollector
 from hearth.gateway.cache import LocalResponseCache, RedisResponseCache, ResponseCache, cache_key
-from hearth.gateway.calls import RETRYABLE, Call, Timing, status_of
+from hearth.gateway.calls import Call, Timing, status_of
+from hearth.gateway.failover import RETRY_BACKOFF, Failover
 from hearth.gateway.health import Health, HealthChecker
 from hearth.gateway.inflight import InFlight, SharedInFlight
 from hearth.gateway.limits import Limiter
-from hearth.gateway.routing import Deployment, ModelRoutes, ServedModel
+from hearth.gateway.relay import Batches, Tokens, abandon, batches, flatten
+from hearth.gateway.routing import Deployment, ModelRoutes
 from hearth.gateway.usage import UsageRecorder
 from hearth.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-T = TypeVar("T")
 
 
 class Gateway:
@@ -65,6 +58,7 @@ class Gateway:
         balancer: Balancer | None = None,
         *,
         retries: int = 2,
+        retry_backoff: float = RETRY_BACKOFF,
         health_interval: float = 0.0,
         cache: ResponseCache | None = None,
     ) -> None:
@@ -74,7 +68,9 @@ class Gateway:
         self.limiter = limiter
         self.usage = usage
         self.balancer = balancer or Balancer(Health(failures=5, cooldown=10.0), InFlight())
-        self.retries = retries
+        self.failover = Failover(
+            routes, self.balancer, metrics, retries=retries, retry_backoff=retry_backoff
+        )
         self.checker = HealthChecker(self.balancer.health, routes.engines, health_interval)
         metrics.registry.register(DeploymentCollector(routes, self.balancer))
 
@@ -144,7 +140,7 @@ class Gateway:
             return await deployment.engine.chat(request.model_copy(update=update))
 
         try:
-            result = await self._failover(call, served, session, attempt)
+            result = await self.failover.run(call, served, session, attempt)
         except BaseException as exc:
             await call.finish(status_of(exc), "error")
             raise
@@ -192,26 +188,37 @@ class Gateway:
         """Stream a chat completion. The first chunk is produced before this returns, so an
         engine that fails up front raises here and the caller can still send an HTTP error;
         until then a failure fails over to another deployment, never after."""
+        batches = await self.chat_stream_batches(request, caller, session=session, timing=timing)
+        return flatten(batches)
+
+    async def chat_stream_batches(
+        self,
+        request: ChatCompletionRequest,
+        caller: Caller | None = None,
+        *,
+        session: str | None = None,
+        timing: Timing | None = None,
+    ) -> AsyncIterator[list[ChatCompletionChunk]]:
+        """`chat_stream`, its chunks in lists of those that arrived together (one each when
+        the engine sends them apart), for a relay that writes each list at once."""
         served = self.routes.model(request.model, "chat")
         call = await self._begin(caller, served.name, "chat", estimate_tokens(request), timing)
         # Always ask for usage (for metrics); the route drops it if the client did not ask.
         update = {"stream": True, "stream_options": StreamOptions(include_usage=True)}
 
-        async def attempt(
-            deployment: Deployment,
-        ) -> tuple[AsyncIterator[ChatCompletionChunk], ChatCompletionChunk | None]:
+        async def attempt(deployment: Deployment) -> tuple[Batches, list[ChatCompletionChunk]]:
             upstream = request.model_copy(update=update | {"model": deployment.upstream})
-            stream = deployment.engine.chat_stream(upstream)
+            stream = batches(deployment.engine, upstream)
             try:
                 return stream, await anext(stream)
             except StopAsyncIteration:
-                return stream, None
+                return stream, []
             except BaseException:
-                await stream.aclose()  # type: ignore[attr-defined]
+                await stream.aclose()
                 raise
 
         try:
-            stream, first = await self._failover(call, served, session, attempt)
+            stream, first = await self.failover.run(call, served, session, attempt)
         except BaseException as exc:
             await call.finish(status_of(exc), "error")
             raise
@@ -220,27 +227,20 @@ class Gateway:
         relay = self._relay(call, stream, first)
         # A response whose client left before its body started never runs the relay, so
         # its `finally` would not free the deployment's slot: its collection does.
-        weakref.finalize(relay, _abandon, call, stream)
+        weakref.finalize(relay, abandon, call, stream)
         return relay
 
     async def _relay(
-        self,
-        call: Call,
-        stream: AsyncIterator[ChatCompletionChunk],
-        first: ChatCompletionChunk | None,
-    ) -> AsyncIterator[ChatCompletionChunk]:
+        self, call: Call, stream: Batches, first: list[ChatCompletionChunk]
+    ) -> AsyncIterator[list[ChatCompletionChunk]]:
         # 499: the client closed the connection before the end (nginx's convention).
-        status, outcome, prompt, completion, usage_seen = 499, "cancelled", 0, 0, False
+        status, outcome = 499, "cancelled"
+        tokens = Tokens(call)
         try:
-            async for chunk in _prepend(first, stream):
-                chunk.model = call.served
-                if any(c.delta.content for c in chunk.choices):
-                    call.first_token()
-                    completion += not usage_seen
-                if chunk.usage:
-                    usage_seen = True
-                    prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-                yield chunk
+            if first:
+                yield tokens.count(first)
+                async for batch in stream:
+                    yield tokens.count(batch)
             status, outcome = 200, "completed"
         except Exception as exc:
             status, outcome = status_of(exc), "error"
@@ -248,8 +248,8 @@ class Gateway:
             call.failed(exc)
             raise
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-            await call.finish(status, outcome, prompt, completion)
+            await stream.aclose()
+            await call.finish(status, outcome, tokens.prompt, tokens.completion)
 
     async def embed(
         self,
@@ -268,7 +268,7 @@ class Gateway:
             return await deployment.engine.embed(deployment.upstream, texts)
 
         try:
-            result = await self._failover(call, served, None, attempt)
+            result = await self.failover.run(call, served, None, attempt)
             call.succeeded()
             native = len(result.vectors[0])
             if request.dimensions is not None and request.dimensions != native:
@@ -292,115 +292,12 @@ class Gateway:
             ),
         )
 
-    async def _failover(
-        self,
-        call: Call,
-        served: ServedModel,
-        session: str | None,
-        attempt: Callable[[Deployment], Awaitable[T]],
-    ) -> T:
-        """Run `attempt` on the best deployment of the model; on a failure that is not the
-        client's, again on the best one not tried yet (or the same), up to `retries` times;
-        then the same for each of the model's fallbacks. Returns with the deployment that
-        answered held in `call`; raises the last failure if none did."""
-        last: HearthError | None = None
-        for index, model in enumerate(self._plan(served, call.caller)):
-            tried: set[str] = set()
-            for _ in range(1 + self.retries):
-                deployment = self.balancer.pick(model, exclude=tried, session=session)
-                if deployment is None and tried:
-                    deployment = self.balancer.pick(model, session=session)
-                if deployment is None:
-                    break
-                if tried:
-                    self.metrics.retries.labels(model.name, deployment.id).inc()
-                elif index:
-                    self.metrics.fallbacks.labels(served.name, model.name).inc()
-                tried.add(deployment.id)
-                call.attach(model.name, deployment)
-                started = time.perf_counter()
-                try:
-                    if deployment.model.timeout is None:
-                        return await attempt(deployment)
-                    try:
-                        async with asyncio.timeout(deployment.model.timeout):
-                            return await attempt(deployment)
-                    except TimeoutError:
-                        raise EngineTimeout(
-                            f"deployment '{deployment.id}' of '{model.name}' did not answer "
-                            f"within {deployment.model.timeout:g}s"
-                        ) from None
-                except RETRYABLE as exc:
-                    log.warning(
-                        "%s on %s failed (%s); trying elsewhere", model.name, deployment.id, exc
-                    )
-                    call.failed(exc)
-                    call.detach()
-                    last = exc
-                except BaseException:
-                    call.abandoned()
-                    call.detach()
-                    raise
-                finally:
-                    call.timing.upstream += time.perf_counter() - started
-        if last is not None:
-            raise last
-        raise EngineUnavailable(
-            f"every deployment of '{served.name}' is ejected after failing; "
-            f"they are tried again within {self.balancer.health.cooldown:g}s"
-        )
-
-    def _plan(self, served: ServedModel, caller: Caller | None) -> list[ServedModel]:
-        """The model, then its fallbacks that exist, serve the same kind of request and
-        that the caller's key may use."""
-        plan = [served]
-        for name in served.fallbacks:
-            fallback = self.routes.find(name)
-            if (
-                fallback is not None
-                and fallback.type == served.type
-                and (caller is None or caller.may_use(name))
-            ):
-                plan.append(fallback)
-        return plan
-
-
-def _abandon(call: Call, stream: AsyncIterator[ChatCompletionChunk]) -> None:
-    if call.finished:
-        return
-    call.detach()  # at once, synchronously: the balancer must not count it any longer
-    call.abandoned()
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return  # the loop is gone (shutdown): nothing left to settle or record
-
-    async def close() -> None:
-        await stream.aclose()  # type: ignore[attr-defined]
-        await call.finish(499, "cancelled")
-
-    task = loop.create_task(close())
-    _abandoning.add(task)
-    task.add_done_callback(_abandoning.discard)
-
-
-_abandoning: set[asyncio.Task[None]] = set()  # strong references until they are done
-
 
 def estimate_tokens(request: ChatCompletionRequest) -> int:
     """Tokens a request will use, before it runs: about 4 characters a token for the
     prompt, plus its completion budget. Settling corrects it to the real count."""
     prompt = sum(len(m.text()) if isinstance(m.content, str) else 64 for m in request.messages)
     return prompt // 4 + (request.token_limit or 256)
-
-
-async def _prepend(
-    first: ChatCompletionChunk | None, rest: AsyncIterator[ChatCompletionChunk]
-) -> AsyncIterator[ChatCompletionChunk]:
-    if first is not None:
-        yield first
-    async for chunk in rest:
-        yield chunk
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:

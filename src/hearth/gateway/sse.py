@@ -20,14 +20,46 @@ async def sse_events(
     """Chunks as server-sent events, OpenAI style: `data: {...}` each, `data: [DONE]` last."""
     try:
         async for chunk in chunks:
-            if chunk.usage and not include_usage and not chunk.choices:
-                continue
-            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+            if include_usage or not chunk.usage or chunk.choices:
+                yield _event(chunk)
     except HearthError as exc:
-        # Headers are gone already: report in-band, as OpenAI does, then end the stream.
-        log.warning("stream failed after it started: %s", exc.message)
-        yield b"data: " + error_body(exc) + b"\n\n"
+        yield _failed(exc)
         return
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
-    yield b"data: [DONE]\n\n"
+    yield DONE
+
+
+async def sse_event_batches(
+    batches: AsyncIterator[list[ChatCompletionChunk]], *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """`sse_events` for chunks in lists of those that arrived together: each list goes out
+    as one piece, so in one write, and a chunk is never held back waiting for another."""
+    try:
+        async for batch in batches:
+            events = [
+                _event(chunk)
+                for chunk in batch
+                if include_usage or not chunk.usage or chunk.choices
+            ]
+            if events:
+                yield events[0] if len(events) == 1 else b"".join(events)
+    except HearthError as exc:
+        yield _failed(exc)
+        return
+    finally:
+        await batches.aclose()  # type: ignore[attr-defined]
+    yield DONE
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _event(chunk: ChatCompletionChunk) -> bytes:
+    return b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+
+
+def _failed(exc: HearthError) -> bytes:
+    # Headers are gone already: report in-band, as OpenAI does, then end the stream.
+    log.warning("stream failed after it started: %s", exc.message)
+    return b"data: " + error_body(exc) + b"\n\n"

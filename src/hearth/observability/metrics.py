@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -108,6 +111,86 @@ class Metrics:
             ["model", "outcome"],
             registry=r,
         )
+        self._deployments: dict[tuple[str, str], DeploymentMetrics] = {}
+        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def deployment(self, model: str, deployment: str) -> DeploymentMetrics:
+        """The children of the per-model, per-deployment metrics, looked up once: `labels()`
+        takes a lock and builds a key on every call, several times per request otherwise."""
+        key = (model, deployment)
+        found = self._deployments.get(key)
+        if found is None:
+            if len(self._deployments) >= _CACHED_LIMIT:
+                self._deployments.clear()
+            found = self._deployments[key] = DeploymentMetrics(self, model, deployment)
+        return found
+
+    def http(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """`hearth_http_requests` and `..._duration_seconds` children for one request kind."""
+        key = (method, route, status)
+        found = self._http.get(key)
+        if found is None:
+            if len(self._http) >= _CACHED_LIMIT:  # methods come from clients: stay bounded
+                self._http.clear()
+            found = self._http[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        return found
+
+
+# Children cached per label set; a flood of new label values empties the cache, never grows it.
+_CACHED_LIMIT = 4096
+
+
+class DeploymentMetrics:
+    """One (model, deployment) pair's metric children, each made on first use (a child
+    shows in /metrics from then on, observed or not)."""
+
+    def __init__(self, metrics: Metrics, model: str, deployment: str) -> None:
+        self._metrics = metrics
+        self.model = model
+        self.deployment = deployment
+        self._statuses: dict[int, Any] = {}
+        self._outcomes: dict[str, Any] = {}
+
+    @cached_property
+    def ttft(self) -> Any:
+        return self._metrics.ttft.labels(self.model, self.deployment)
+
+    @cached_property
+    def time_per_output_token(self) -> Any:
+        return self._metrics.time_per_output_token.labels(self.model, self.deployment)
+
+    @cached_property
+    def request_latency(self) -> Any:
+        return self._metrics.request_latency.labels(self.model, self.deployment)
+
+    @cached_property
+    def overhead(self) -> Any:
+        return self._metrics.overhead.labels(self.model, self.deployment)
+
+    @cached_property
+    def prompt_tokens(self) -> Any:
+        return self._metrics.tokens.labels(self.model, "prompt")
+
+    @cached_property
+    def completion_tokens(self) -> Any:
+        return self._metrics.tokens.labels(self.model, "completion")
+
+    def requests(self, status: int) -> Any:
+        child = self._statuses.get(status)
+        if child is None:
+            child = self._statuses[status] = self._metrics.gateway_requests.labels(
+                self.model, self.deployment, str(status)
+            )
+        return child
+
+    def generations(self, outcome: str) -> Any:
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = self._metrics.generations.labels(self.model, outcome)
+        return child
 
 
 class DatabaseCollector:

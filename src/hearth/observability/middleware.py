@@ -6,10 +6,11 @@ and add a task per request on the hot path.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,11 +32,17 @@ class RequestMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                send = _freezing_after_startup(send)
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        incoming, length = "", None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"x-request-id":
+                incoming = value.decode("latin-1")
+        rid = incoming if incoming and _SAFE_ID.match(incoming) else os.urandom(16).hex()
         token = request_id.set(rid)
         started = time.perf_counter()
         # The arrival time, for the gateway's x-hearth-overhead-ms (uvicorn gives each
@@ -72,7 +79,6 @@ class RequestMiddleware:
             return message
 
         try:
-            length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 await self._too_large(scope, receive, send_wrapper, limit)
             else:
@@ -85,8 +91,9 @@ class RequestMiddleware:
             route = _route_path(scope)
             method = scope["method"]
             self.metrics.in_flight.dec()
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            requests, latency = self.metrics.http(method, route, status)
+            requests.inc()
+            latency.observe(elapsed)
             log.info(
                 "%s %s %s",
                 method,
@@ -99,6 +106,26 @@ class RequestMiddleware:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         message = f"Request body exceeds the limit of {limit} bytes."
         await error_response(413, message, code="request_too_large")(scope, receive, send)
+
+
+def _freezing_after_startup(send: Send) -> Send:
+    """`send` that, once start-up completes, moves every object alive then (modules,
+    routes, settings, models: what lives as long as the process) out of the garbage
+    collector's sight. A full collection walked all of them, about 180,000 objects and over
+    100 ms, stalling every request in flight several times a minute under load."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            # The young generations' garbage goes first (a millisecond). Not a full
+            # collection: it would stall for as long as the ones avoided, and the server
+            # has announced it is ready and is about to accept connections.
+            gc.collect(1)
+            gc.freeze()
+        elif message["type"] == "lifespan.shutdown.complete":
+            gc.unfreeze()  # several apps in one process (tests): let the next collect this
+        await send(message)
+
+    return wrapped
 
 
 def _route_path(scope: dict[str, Any]) -> str:
