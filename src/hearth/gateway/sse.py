@@ -18,16 +18,18 @@ async def sse_events(
     chunks: AsyncIterator[ChatCompletionChunk], *, include_usage: bool
 ) -> AsyncIterator[bytes]:
     """Chunks as server-sent events, OpenAI style: `data: {...}` each, `data: [DONE]` last."""
+    async for piece in sse_event_batches(_one_by_one(chunks), include_usage=include_usage):
+        yield piece
+
+
+async def _one_by_one(
+    chunks: AsyncIterator[ChatCompletionChunk],
+) -> AsyncIterator[list[ChatCompletionChunk]]:
     try:
         async for chunk in chunks:
-            if include_usage or not chunk.usage or chunk.choices:
-                yield _event(chunk)
-    except HearthError as exc:
-        yield _failed(exc)
-        return
+            yield [chunk]
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
-    yield DONE
 
 
 async def sse_event_batches(
