@@ -275,6 +275,8 @@ def test_an_upstream_404_is_neither_retried_nor_held_against_the_deployment(
             else:
                 client.chat.completions.create(model="m", messages=HELLO)
         assert info.value.body["code"] == "model_not_found"
+        # The public name, not the engine's own (`error-404`).
+        assert "'m'" in info.value.body["message"] and "error-404" not in str(info.value.body)
     assert a.chats + b.chats == 4  # one attempt per request
     assert metric(hearth, "hearth_gateway_retries_total") == 0
     for name in ("a", "b"):

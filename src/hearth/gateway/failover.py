@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from hearth.accounts.keys import Caller
-from hearth.errors import EngineTimeout, EngineUnavailable, HearthError
+from hearth.errors import EngineTimeout, EngineUnavailable, HearthError, ModelNotFound
 from hearth.gateway.balancer import Balancer
 from hearth.gateway.calls import RETRYABLE, Call
 from hearth.gateway.routing import Deployment, ModelRoutes, ServedModel
@@ -97,6 +97,17 @@ class Failover:
                     call.failed(exc)
                     call.detach()
                     last = exc
+                except ModelNotFound:
+                    # The engine does not know its upstream name: a configuration mistake
+                    # to log, and the public name (not the engine's) for the caller.
+                    log.warning(
+                        "deployment %s answered 404 for upstream model '%s'",
+                        deployment.id,
+                        deployment.upstream,
+                    )
+                    call.abandoned()
+                    call.detach()
+                    raise ModelNotFound(served.name) from None
                 except BaseException:
                     call.abandoned()
                     call.detach()
