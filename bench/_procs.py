@@ -4,8 +4,10 @@ process tree (from /proc, through psutil), and stopping it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,3 +79,24 @@ def wait_ready(url: str, proc: subprocess.Popen, started: float, timeout: float 
                     return time.monotonic() - started
             time.sleep(0.05)
     raise TimeoutError(url)
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def start_fast_upstream(work: Path) -> tuple[Service, int]:
+    """The tiny OpenAI-compatible upstream (`_fast_upstream.py`), ready, and its port."""
+    port = free_port()
+    service = spawn(
+        "upstream",
+        [sys.executable, str(Path(__file__).with_name("_fast_upstream.py")), "--port", str(port)],
+        dict(os.environ),
+        work / "upstream.log",
+    )
+    wait_ready(f"http://127.0.0.1:{port}/v1/models", service.popen, time.monotonic())
+    return service, port

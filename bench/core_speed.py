@@ -29,25 +29,11 @@ from pathlib import Path
 
 import httpx
 import psutil
-from _procs import free_port
+from _procs import free_port, wait_ready
 
 from hearth.engines.llamacpp import bundled_model_path
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
 
 
 def start_hearth(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
@@ -60,7 +46,7 @@ def start_hearth(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_http(f"http://127.0.0.1:{port}/readyz", proc)
+    wait_ready(f"http://127.0.0.1:{port}/readyz", proc, started, timeout=180)
     return proc, time.monotonic() - started
 
 
@@ -87,7 +73,7 @@ def start_llama_server(port: int, n_ctx: int) -> tuple[subprocess.Popen, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_http(f"http://127.0.0.1:{port}/v1/models", proc)
+    wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, started, timeout=180)
     return proc, time.monotonic() - started
 
 

@@ -33,7 +33,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,12 +41,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _openloop import OpenLoop, Result, post
-from _procs import Service
+from _procs import Service, free_port, pct, spawn, start_fast_upstream, wait_ready
 
 from hearth.db.embedded import EmbeddedPostgres
 
@@ -63,19 +61,6 @@ def body(model: str = "mock", *, stream: bool = False) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 @dataclass
 class Target:
     name: str
@@ -87,24 +72,6 @@ class Target:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{CHAT}"
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120, **kw) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, **kw).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(url)
-
-
-def spawn(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
-    with log.open("ab") as out:
-        popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return Service(name, popen.pid, popen)
 
 
 # --- wrk ---------------------------------------------------------------------------------
@@ -231,7 +198,7 @@ def start_hearth(
     }
     args = [sys.executable, "-m", "hearth", "serve", "--port", str(port)]
     service = spawn(name, args, env, work / f"{name}.log")
-    wait_http(f"http://127.0.0.1:{port}/readyz", service.popen)
+    wait_ready(f"http://127.0.0.1:{port}/readyz", service.popen, time.monotonic())
     return service, port
 
 
@@ -272,7 +239,9 @@ def start_litellm(work: Path, upstream: int, master: str) -> tuple[Service, int]
     binary = os.environ.get("LITELLM", "/work/peers/litellm/bin/litellm")
     args = [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     service = spawn("litellm", [*args, "--num_workers", "1"], env, work / "litellm.log")
-    wait_http(f"http://127.0.0.1:{port}/health/liveliness", service.popen, timeout=180)
+    wait_ready(
+        f"http://127.0.0.1:{port}/health/liveliness", service.popen, time.monotonic(), timeout=180
+    )
     return service, port
 
 
@@ -287,15 +256,8 @@ def run(args: argparse.Namespace) -> dict:
     report: dict = {"load_before": os.getloadavg(), "targets": {}}
     embedded = EmbeddedPostgres(work / "data")
     try:
-        upstream_port = free_port()
-        upstream = spawn(
-            "upstream",
-            [sys.executable, str(HERE / "_fast_upstream.py"), "--port", str(upstream_port)],
-            dict(os.environ),
-            work / "upstream.log",
-        )
+        upstream, upstream_port = start_fast_upstream(work)
         services.append(upstream)
-        wait_http(f"http://127.0.0.1:{upstream_port}/v1/models", upstream.popen)
         database_url = asyncio.run(embedded.start())
         services.append(postgres_service(work / "data" / "postgres"))
 

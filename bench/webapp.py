@@ -53,7 +53,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import Service, free_port, spawn, wait_ready
+from _procs import Service, free_port, pct, spawn, start_fast_upstream, wait_ready
 from _webapp_data import Conversation, conversations
 
 from hearth.db.embedded import EmbeddedPostgres
@@ -75,11 +75,6 @@ def log(*args: object) -> None:
 
 
 # --- processes ---------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def idle_rss(service: Service, settle: float) -> int:
@@ -483,13 +478,7 @@ def run(args: argparse.Namespace) -> dict:
     relays: dict[str, Relay] = {}
     embedded = EmbeddedPostgres(work / "pg")
     try:
-        upstream_port = free_port()
-        upstream = spawn(
-            "upstream",
-            [sys.executable, str(HERE / "_fast_upstream.py"), "--port", str(upstream_port)],
-            dict(os.environ),
-            work / "upstream.log",
-        )
+        upstream, upstream_port = start_fast_upstream(work)
         services.append(upstream)
         asyncio.run(embedded.start())
         socket_dir = work / "pg" / "postgres"
