@@ -29,11 +29,27 @@ $(VENV)/.torch:
 	$(PIP) install --quiet 'torch==2.13.0' $(TORCH_INDEX)
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+# llama.cpp (llama-cpp-python) is compiled here, and a default build uses -march=native:
+# on a virtual machine whose CPU reports AMX it cannot run (seen here: Xeon with amx_tile),
+# every prompt of more than a few tokens then dies of SIGILL in ggml's AMX kernels. So it
+# is built for AVX2 without AMX, once per machine and set of flags, into a wheel folder
+# kept outside the project (pip's own cache would hand back a wheel built with other flags).
+LLAMA_PIN   := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+LLAMA_FLAGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_WHEELS = $(HOME)/.cache/hearth-wheels/$(shell echo '$(LLAMA_PIN) $(LLAMA_FLAGS)' | sha256sum | cut -c1-16)
+
+$(VENV)/.llama: pyproject.toml $(VENV)/.torch
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	  echo "building $(LLAMA_PIN) ($(LLAMA_FLAGS)): about 5 minutes on two cores"; \
+	  CMAKE_ARGS='$(LLAMA_FLAGS)' $(PIP) wheel --quiet --no-cache-dir --no-deps '$(LLAMA_PIN)' -w $(LLAMA_WHEELS); }
+	$(PIP) install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch $(VENV)/.llama
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch $(VENV)/.llama
 	$(PIP) install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
