@@ -23,19 +23,19 @@ from hearth.config import Settings
 from hearth.engines.base import build_engine
 from hearth.errors import InvalidRequest, NotFound
 from hearth.gateway.routing import ModelRoutes
+from hearth.observability.metrics import Metrics
 from hearth.rag.parsers import is_supported
 from hearth.rag.schemas import CollectionCreate, DocumentPublic
 from hearth.rag.service import Documents
-from hearth.server import Services, open_database, open_services
+from hearth.server import Services, gateway_for, open_database, open_services
 
 
 @asynccontextmanager
 async def services(settings: Settings, *, run_worker: bool) -> AsyncIterator[Services]:
     engines = [build_engine(config) for config in settings.engines]
+    gateway = gateway_for(settings, ModelRoutes(engines), Metrics())
     async with AsyncExitStack() as stack:
-        yield await open_services(
-            settings, engines, ModelRoutes(engines), stack, run_worker=run_worker
-        )
+        yield await open_services(settings, engines, gateway, stack, run_worker=run_worker)
 
 
 async def run_worker(settings: Settings, concurrency: int) -> None:

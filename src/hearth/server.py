@@ -38,7 +38,7 @@ from hearth.gateway.api import router as gateway_router
 from hearth.gateway.limits import Limiter, LocalLimiter, RedisLimiter
 from hearth.gateway.ollama_api import router as ollama_router
 from hearth.gateway.routing import ModelRoutes
-from hearth.gateway.service import build_gateway
+from hearth.gateway.service import Gateway, build_gateway
 from hearth.gateway.usage import UsageRecorder
 from hearth.http_errors import install_error_handlers
 from hearth.jobs.queue import JobQueue
@@ -72,10 +72,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            stack.push_async_callback(app.state.gateway.limiter.close)
             try:
                 services = await open_services(
-                    settings, engines, routes, stack, run_worker=run_worker
+                    settings, engines, app.state.gateway, stack, run_worker=run_worker
                 )
             except (ConfigError, OSError, SQLAlchemyError) as exc:
                 # Kept for the CLI, which reports it in one readable line.
@@ -96,11 +95,6 @@ def create_app(
                 await app.state.site.secret(),
                 lifetime=timedelta(days=settings.session_days),
             )
-            app.state.gateway.start()  # health probes, in-flight sync: engines are up
-            stack.push_async_callback(app.state.gateway.close)
-            usage = app.state.gateway.usage
-            usage.start(services.database, retention_days=settings.usage_retention_days)
-            stack.push_async_callback(usage.close)  # flushes before the database closes
             app.state.answerer = Answerer(
                 services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
             )
@@ -121,9 +115,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.engines = engines
     app.state.routes = routes
-    app.state.gateway = build_gateway(
-        settings, routes, metrics, build_limiter(settings), UsageRecorder(metrics)
-    )
+    app.state.gateway = gateway_for(settings, routes, metrics)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(gateway_router)
@@ -154,20 +146,33 @@ class Services:
 async def open_services(
     settings: Settings,
     engines: list[Engine],
-    routes: ModelRoutes,
+    gateway: Gateway,
     stack: AsyncExitStack,
     *,
     run_worker: bool,
 ) -> Services:
-    """Everything a process needs besides HTTP: database, engines, documents, job queue.
-    Shared by the server's lifespan and the CLI commands that work without a server."""
+    """Everything a process needs besides HTTP: database, engines and the gateway over them
+    (retrieval embeds through it), documents, job queue. Shared by the server's lifespan
+    and the CLI commands that work without a server."""
+    stack.push_async_callback(gateway.limiter.close)
     database = await open_database(settings, stack)
     for engine in engines:
         await engine.start()
         stack.push_async_callback(engine.close)
-    routes.refresh()
-    documents, jobs = await open_documents(settings, database, routes, stack, run_worker=run_worker)
+    gateway.routes.refresh()
+    gateway.start()  # health probes, in-flight sync: engines are up
+    stack.push_async_callback(gateway.close)
+    gateway.usage.start(database, retention_days=settings.usage_retention_days)
+    stack.push_async_callback(gateway.usage.close)  # flushes before the database closes
+    documents, jobs = await open_documents(
+        settings, database, gateway, stack, run_worker=run_worker
+    )
     return Services(database, documents, jobs, ApiKeys(database))
+
+
+def gateway_for(settings: Settings, routes: ModelRoutes, metrics: Metrics) -> Gateway:
+    """The gateway over `routes`, with the limiter and usage recorder the settings ask for."""
+    return build_gateway(settings, routes, metrics, build_limiter(settings), UsageRecorder(metrics))
 
 
 def build_oidc(settings: Settings) -> OidcClient | None:

@@ -20,6 +20,8 @@ Whatever the model, these attributes change how the server behaves (for failover
     report        what load the server reports at its root, beside /v1: "vllm" (/metrics
                   with vLLM's gauges), "slots" (llama.cpp's /slots); None: both 404
     running, waiting, kv_cache   the numbers reported
+    embedding_dimensions   length of each embedding: 3 (length of the text, index, 0.5) or
+                  more, padded with numbers that depend on the text only
 
 `kill()` stops the server (its port refuses connections) and `revive()` starts it again on
 the same port. The server itself (thread, recording, disconnects) is
@@ -28,6 +30,8 @@ the same port. The server itself (thread, recording, disconnects) is
 
 from __future__ import annotations
 
+import hashlib
+import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,6 +53,7 @@ class FakeOpenAIUpstream(FakeServer):
     running: int = 0
     waiting: int = 0
     kv_cache: float = 0.0
+    embedding_dimensions: int = 3
 
     def reset(self) -> None:
         super().reset()
@@ -83,7 +88,7 @@ class FakeOpenAIUpstream(FakeServer):
             data = [{"id": i, "object": "model", "owned_by": "fake"} for i in self.model_ids]
             await self._send_json(send, 200, {"object": "list", "data": data})
         elif request.path == "/v1/embeddings":
-            await self._send_json(send, 200, _embeddings(request.json))
+            await self._send_json(send, 200, _embeddings(request.json, self.embedding_dimensions))
         elif request.path == "/v1/chat/completions":
             await self._chat(request.json, receive, send)
         else:
@@ -187,11 +192,19 @@ def _chunk(
     }
 
 
-def _embeddings(request: dict[str, Any]) -> dict[str, Any]:
+def _vector(text: str, index: int, dimensions: int) -> list[float]:
+    if dimensions <= 3:
+        return [float(len(text)), float(index), 0.5]
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    return [1.0, 0.0, 0.5] + [rng.uniform(-1, 1) for _ in range(dimensions - 3)]
+
+
+def _embeddings(request: dict[str, Any], dimensions: int) -> dict[str, Any]:
     texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
     # Reversed on purpose: clients must order by `index`, not by position.
     data = [
-        {"object": "embedding", "index": i, "embedding": [float(len(text)), float(i), 0.5]}
+        {"object": "embedding", "index": i, "embedding": _vector(text, i, dimensions)}
         for i, text in reversed(list(enumerate(texts)))
     ]
     tokens = sum(len(text.split()) for text in texts)

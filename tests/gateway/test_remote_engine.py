@@ -148,3 +148,35 @@ def test_readiness_names_the_engine_that_is_down(gateway_url: str) -> None:
     checks = ready.json()["checks"]
     assert checks["engine:gpu"] == "ok" and checks["database"] == "ok"
     assert checks["engine:down"].startswith("unavailable")
+
+
+def test_an_engine_that_comes_up_late_serves_its_models_without_a_restart(
+    postgres, tmp_path
+) -> None:
+    port = free_port()
+    settings = Settings(
+        database_url=postgres.new_database(),
+        data_dir=tmp_path,
+        health_check_interval=0.2,
+        engines=[
+            OpenAIEngineConfig(
+                name="late", base_url=f"http://127.0.0.1:{port}/v1", connect_timeout=0.5
+            )
+        ],
+    )
+    with running(create_app(settings)) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list()] == []  # nothing discovered yet
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(
+                model="fake-chat", messages=[{"role": "user", "content": "hi"}]
+            )
+        with FakeOpenAIUpstream(port=port):
+            deadline = time.monotonic() + 10
+            while "fake-chat" not in {m.id for m in client.models.list()}:
+                assert time.monotonic() < deadline, "the late engine's models never appeared"
+                time.sleep(0.1)
+            reply = client.chat.completions.create(
+                model="fake-chat", messages=[{"role": "user", "content": "hi"}]
+            )
+    assert reply.model == "fake-chat" and reply.choices[0].message.content

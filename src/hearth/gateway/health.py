@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hearth.engines.base import Engine, EngineLoad
-from hearth.errors import HearthError
+from hearth.errors import ConfigError, HearthError
+from hearth.gateway.routing import ModelRoutes
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,17 @@ class Health:
 
 
 class HealthChecker:
-    """The background task that probes every engine every `interval` seconds."""
+    """The background task that probes every engine every `interval` seconds.
 
-    def __init__(self, health: Health, engines: list[Engine], interval: float) -> None:
+    A probe also re-reads the model list of an engine that discovers its models (no
+    `models` configured): when one came up after Hearth, or now serves other models, the
+    routes are rebuilt, so a model appears in /v1/models and takes requests within one
+    interval, without a restart."""
+
+    def __init__(self, health: Health, routes: ModelRoutes, interval: float) -> None:
         self.health = health
-        self.engines = engines
+        self.routes = routes
+        self.engines = routes.engines
         self.interval = interval
         self._failures: dict[str, int] = {}  # engine → consecutive failed probes
         self._task: asyncio.Task[None] | None = None
@@ -163,8 +170,22 @@ class HealthChecker:
             self._task = None
 
     async def check(self) -> None:
-        """Probe every engine once, concurrently."""
+        """Probe every engine once, concurrently; rebuild the routes if what they serve
+        changed."""
+        before = self._served()
         await asyncio.gather(*(self._probe(engine) for engine in self.engines))
+        if self._served() != before:
+            try:
+                self.routes.refresh()
+            except ConfigError as exc:
+                # Say, for instance, a discovered name that a configured embedding model
+                # already uses: keep serving the table that worked.
+                log.error("models changed, but the routes were kept as they were: %s", exc)
+            else:
+                log.info("models changed; now serving %s", [m.name for m in self.routes.models()])
+
+    def _served(self) -> list[tuple[str, ...]]:
+        return [tuple(m.name for m in engine.models()) for engine in self.engines]
 
     async def _probe(self, engine: Engine) -> None:
         models = [m.name for m in engine.models()]

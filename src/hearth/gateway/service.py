@@ -71,7 +71,7 @@ class Gateway:
         self.failover = Failover(
             routes, self.balancer, metrics, retries=retries, retry_backoff=retry_backoff
         )
-        self.checker = HealthChecker(self.balancer.health, routes.engines, health_interval)
+        self.checker = HealthChecker(self.balancer.health, routes, health_interval)
         metrics.registry.register(DeploymentCollector(routes, self.balancer))
 
     def start(self) -> None:
@@ -258,10 +258,38 @@ class Gateway:
         *,
         timing: Timing | None = None,
     ) -> EmbeddingResponse:
-        served = self.routes.model(request.model, "embedding")
-        texts = request.texts
+        result, served = await self.embed_texts(
+            request.model, request.texts, caller, timing=timing, dimensions=request.dimensions
+        )
+        data = [
+            EmbeddingData(index=i, embedding=_encode(vector, request.encoding_format))
+            for i, vector in enumerate(result.vectors)
+        ]
+        return EmbeddingResponse(
+            data=data,
+            model=served,
+            usage=EmbeddingUsage(
+                prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
+            ),
+        )
+
+    async def embed_texts(
+        self,
+        model: str,
+        texts: list[str],
+        caller: Caller | None = None,
+        *,
+        endpoint: str = "embeddings",
+        timing: Timing | None = None,
+        dimensions: int | None = None,
+    ) -> tuple[Embeddings, str]:
+        """Vectors for `texts` from the model's best deployment, failing over like chat;
+        with the model that answered (a fallback's name, perhaps). Hearth's own callers
+        (retrieval: `endpoint` "documents" or "search") pass no key and are recorded in
+        usage as such."""
+        served = self.routes.model(model, "embedding")
         call = await self._begin(
-            caller, served.name, "embeddings", sum(len(t) for t in texts) // 4, timing
+            caller, served.name, endpoint, sum(len(t) for t in texts) // 4, timing
         )
 
         async def attempt(deployment: Deployment) -> Embeddings:
@@ -271,26 +299,16 @@ class Gateway:
             result = await self.failover.run(call, served, None, attempt)
             call.succeeded()
             native = len(result.vectors[0])
-            if request.dimensions is not None and request.dimensions != native:
+            if dimensions is not None and dimensions != native:
                 raise InvalidRequest(
-                    f"'{request.model}' has {native} dimensions and cannot shorten them",
+                    f"'{model}' has {native} dimensions and cannot shorten them",
                     param="dimensions",
                 )
         except BaseException as exc:
             await call.finish(status_of(exc), None)
             raise
         await call.finish(200, None, result.prompt_tokens, 0)
-        data = [
-            EmbeddingData(index=i, embedding=_encode(vector, request.encoding_format))
-            for i, vector in enumerate(result.vectors)
-        ]
-        return EmbeddingResponse(
-            data=data,
-            model=call.served,
-            usage=EmbeddingUsage(
-                prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
-            ),
-        )
+        return result, call.served
 
 
 def estimate_tokens(request: ChatCompletionRequest) -> int:

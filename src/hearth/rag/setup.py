@@ -7,8 +7,8 @@ from contextlib import AsyncExitStack
 
 from hearth.config import Settings
 from hearth.db.session import Database
-from hearth.errors import ConfigError, EngineUnavailable
-from hearth.gateway.routing import ModelRoutes
+from hearth.errors import ConfigError, EngineUnavailable, InvalidRequest
+from hearth.gateway.service import Gateway
 from hearth.jobs.queue import JobQueue
 from hearth.rag.embedding import Embedder
 from hearth.rag.files import FileStore
@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 async def open_documents(
     settings: Settings,
     database: Database,
-    routes: ModelRoutes,
+    gateway: Gateway,
     stack: AsyncExitStack,
     *,
     run_worker: bool,
 ) -> tuple[Documents, JobQueue]:
     """The documents service and its job queue, open (with a worker running if asked)."""
-    embedder = Embedder(routes, settings.rag_embedding_model)
+    embedder = Embedder(gateway, settings.rag_embedding_model)
     await check_embedder(embedder)
     files = FileStore(settings.data_dir / "files")
     ingestor = Ingestor(
@@ -64,10 +64,12 @@ async def check_embedder(embedder: Embedder) -> None:
     """The chunk index is built at one dimension; a different embedder needs a re-index.
     With no embedding model at all (a gateway-only deployment) documents are unavailable."""
     try:
-        embedder.resolve()
+        embedder.check_served()
     except EngineUnavailable as exc:
         log.warning("documents are unavailable: %s", exc.message)
         return
+    except InvalidRequest as exc:
+        raise ConfigError(f"HEARTH_RAG_EMBEDDING_MODEL: {exc.message}") from exc
     try:
         vector = await embedder.embed_query("dimension check")
     except Exception as exc:
