@@ -7,6 +7,7 @@ is documented in the README's table; `tests/test_config.py` keeps the two in ste
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -407,7 +408,10 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=16)
 def is_loopback(host: str) -> bool:
+    # Cached: `api_keys_required` asks on every /v1 request, and parsing an address is
+    # a few microseconds each time for the same one or two hosts.
     if host == "localhost":
         return True
     try:
