@@ -320,6 +320,9 @@ async def _load(
     await conn.execute("VACUUM ANALYZE document_chunk")
     await conn.execute("VACUUM ANALYZE collection")
     await conn.execute("VACUUM ANALYZE document")
+    # The full-text side's lexeme counts (kept by triggers during the COPY): the search
+    # reads them index-only, which needs the visibility map a VACUUM sets.
+    await conn.execute("VACUUM ANALYZE collection_lexeme")
     await conn.execute("CHECKPOINT")
     return Load(
         ids,

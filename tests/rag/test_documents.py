@@ -17,6 +17,7 @@ from hearth.rag.schemas import CollectionCreate, GrantCreate
 from hearth.rag.service import Documents
 from tests._accounts import api_key, create_user
 from tests._server import Running
+from tests.rag.test_text_idf import MISMATCHES
 
 GUIDE = b"""# Hearth guide
 
@@ -148,6 +149,47 @@ def test_delete_and_reindex(api: httpx.Client, hearth: Running) -> None:
     assert chunk_count(hearth, document["id"]) == 0
     found = api.post(f"/collections/{collection}/search", json={"query": "lighthouse"})
     assert found.json()["results"] == []
+
+
+def test_lexeme_counts_follow_the_documents(api: httpx.Client, hearth: Running) -> None:
+    """The per-collection counts behind the full-text IDF match a recount of the chunks
+    after upload, re-index, the copy of a twin, deletion, and the collection's deletion."""
+
+    def wrong(*collections: str) -> list:
+        async def check() -> list:
+            async with hearth.app.state.database.session() as session:
+                rows = await session.execute(
+                    text(MISMATCHES), {"collections": [uuid.UUID(c) for c in collections]}
+                )
+                return list(rows)
+
+        return hearth.call(check())
+
+    def lexemes(collection: str) -> set[str]:
+        async def read() -> set[str]:
+            async with hearth.app.state.database.session() as session:
+                rows = await session.scalars(
+                    text("SELECT lexeme FROM collection_lexeme WHERE collection_id = :c"),
+                    {"c": collection},
+                )
+                return set(rows)
+
+        return hearth.call(read())
+
+    collection, twin = new_collection(api), new_collection(api)
+    guide = wait_done(api, upload(api, collection, "g.md", GUIDE + b"\ncounted").json()["id"])
+    extra = upload(api, collection, "x.md", b"# Extra\n\nQuokkas nap under wattle.").json()
+    wait_done(api, extra["id"])
+    assert wrong(collection) == [] and {"lighthous", "quokka"} <= lexemes(collection)
+    assert api.post(f"/documents/{guide['id']}/reindex").status_code == 200
+    assert wait_done(api, guide["id"])["status"] == "ready"
+    copied = wait_done(api, upload(api, twin, "g.md", GUIDE + b"\ncounted").json()["id"])
+    assert copied["embedded_tokens"] == 0  # copied from the first collection's chunks
+    assert wrong(collection, twin) == [] and "lighthous" in lexemes(twin)
+    assert api.delete(f"/documents/{extra['id']}").status_code == 204
+    assert wrong(collection) == [] and "quokka" not in lexemes(collection)
+    assert api.delete(f"/collections/{collection}").status_code == 204
+    assert lexemes(collection) == set() and wrong(twin) == []
 
 
 def test_ingesting_twice_never_duplicates_chunks(

@@ -24,6 +24,7 @@ from hearth.rag.parsers import ParseError, parse_document
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY = 256  # chunks embedded between progress updates
+_INSERT_BATCH = 1000  # chunks per INSERT: 6 parameters each (asyncpg sends at most 32,767)
 
 _COPY_CHUNKS = text("""
 INSERT INTO document_chunk (collection_id, document_id, ordinal, text, embedding, metadata)
@@ -118,8 +119,12 @@ class Ingestor:
             await session.execute(
                 delete(DocumentChunk).where(DocumentChunk.document_id == document_id)
             )
-            if rows:
-                await session.execute(insert(DocumentChunk), rows)
+            # One multi-row INSERT per batch, not executemany's statement per chunk: the
+            # lexeme counts (migration 0008) are kept by a trigger per statement.
+            for start in range(0, len(rows), _INSERT_BATCH):
+                await session.execute(
+                    insert(DocumentChunk).values(rows[start : start + _INSERT_BATCH])
+                )
             await session.execute(
                 update(Document)
                 .where(Document.id == document_id)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -117,3 +118,26 @@ class DocumentChunk(Base):
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}', text)", persisted=True)
     )
+
+
+class CollectionLexeme(Base):
+    """How many of a collection's chunks contain each lexeme: the document frequencies
+    behind the full-text side's IDF (search.py). The row with the empty lexeme counts
+    all of the collection's chunks. Kept by triggers on `document_chunk` (migration 0008),
+    so that every way chunks come and go (ingestion, re-indexing, deletion, the copy of a
+    twin's chunks, bulk loads) keeps it right."""
+
+    __tablename__ = "collection_lexeme"
+    # Keyed by lexeme first, with the count in the index: a search reads each query word's
+    # rows for all the searched collections from one range of the index, without visiting
+    # the table (0.28 ms for 4 lexemes over 100 collections, where (collection, lexeme)
+    # took 1.8 ms). A collection's deletion then scans the table for its rows; rare.
+    __table_args__ = (
+        PrimaryKeyConstraint("lexeme", "collection_id", postgresql_include=["chunks"]),
+    )
+
+    lexeme: Mapped[str] = mapped_column(Text)
+    collection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE")
+    )
+    chunks: Mapped[int] = mapped_column(Integer)
