@@ -48,6 +48,7 @@ from hearth.observability.middleware import RequestMiddleware
 from hearth.rag.answer import Answerer
 from hearth.rag.api import router as rag_router
 from hearth.rag.search import SESSION_SETTINGS as SEARCH_SESSION_SETTINGS
+from hearth.rag.search import on_connect as search_on_connect
 from hearth.rag.service import Documents
 from hearth.rag.setup import open_documents
 from hearth.web import install_web
@@ -208,7 +209,10 @@ async def open_database(
         url = await embedded.start()
         stack.push_async_callback(embedded.stop)
     database = Database(
-        url, pool_size=settings.database_pool_size, server_settings=SEARCH_SESSION_SETTINGS
+        url,
+        pool_size=settings.database_pool_size,
+        server_settings=SEARCH_SESSION_SETTINGS,
+        on_connect=search_on_connect,
     )
     stack.push_async_callback(database.close)
     if run_migrations:

@@ -15,7 +15,14 @@ from sqlalchemy import text
 
 from hearth.accounts.principal import Principal
 from hearth.db.session import Database
-from hearth.rag.search import STATEMENTS, search_chunks, search_parameters
+from hearth.rag.search import (
+    SESSION_SETTINGS,
+    STATEMENTS,
+    ef_search_for,
+    on_connect,
+    search_chunks,
+    search_parameters,
+)
 
 T = TypeVar("T")
 DIMENSIONS = 384
@@ -291,3 +298,28 @@ def test_few_permitted_chunks_are_scanned_exactly(database_url: str) -> None:
     assert big_plan == {"exact": False, "index": True}
     assert found_small[0].text == "A passage about the volcano, number 4."
     assert found_both[0].text == "A passage about the volcano, number 4."
+
+
+def test_larger_tables_get_a_longer_hnsw_candidate_list(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ef_search_for(10_000) == 200 and ef_search_for(1_000_000) == 300
+
+    async def ef_search(connect_hook: bool) -> str:
+        db = Database(
+            database_url,
+            pool_size=1,
+            server_settings=SESSION_SETTINGS,
+            on_connect=on_connect if connect_hook else None,
+        )
+        try:
+            async with db.session() as session:
+                return (await session.execute(text("SHOW hnsw.ef_search"))).scalar_one()
+        finally:
+            await db.close()
+
+    assert asyncio.run(ef_search(True)) == "200"  # a small table keeps the session's value
+    # From the table's statistics (this one counts no rows yet): lower the threshold to it.
+    monkeypatch.setattr("hearth.rag.search.EF_SEARCH_FROM", ((0, 250),))
+    assert asyncio.run(ef_search(True)) == "250"
+    assert asyncio.run(ef_search(False)) == "200"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
@@ -29,8 +30,15 @@ def async_url(url: str) -> str:
 
 class Database:
     def __init__(
-        self, url: str, *, pool_size: int = 10, server_settings: dict[str, str] | None = None
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        server_settings: dict[str, str] | None = None,
+        on_connect: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
+        """`server_settings` go with each new connection's start-up packet; `on_connect`
+        (given the asyncpg connection) runs once on it, for settings that need a query."""
         self.url = async_url(url)
         self.engine: AsyncEngine = create_async_engine(
             self.url,
@@ -53,6 +61,12 @@ class Database:
         # few round trips each; the web benchmark reads this).
         self.statements = 0
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
+        if on_connect is not None:
+            event.listen(
+                self.engine.sync_engine,
+                "connect",
+                lambda dbapi_connection, _record: dbapi_connection.run_async(on_connect),
+            )
 
     def _count(self, *_args: object) -> None:
         self.statements += 1

@@ -31,7 +31,7 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
 SESSION_SETTINGS = {
     "hnsw.iterative_scan": "relaxed_order",
     # 100 sat at the edge of recall@10 0.98 on 100k clustered vectors; 200 gave 0.994
-    # (bench/search_speed.py) for a few ms more.
+    # (bench/search_speed.py) for a few ms more. Larger tables get more: `on_connect`.
     "hnsw.ef_search": "200",
     # asyncpg prepares each statement; after five runs PostgreSQL may switch to a generic
     # plan made without the parameters, which for this query was a sequential scan of every
@@ -42,6 +42,32 @@ SESSION_SETTINGS = {
     # to take a few. The embedded server has no JIT; external ones often do.
     "jit": "off",
 }
+
+# The HNSW candidate list by the size of the chunk table: at 1M chunks, 200 gave recall@10
+# 0.972 and 300 gave 0.987 (400: no better), for about 10% more time on the vector side
+# (bench/RESULTS.md). Read from the table's statistics when a pooled connection opens
+# (they are recycled every 5 minutes, so a growing table is followed).
+EF_SEARCH_FROM = ((300_000, 300),)  # (chunks at least, ef_search), largest last
+
+
+def ef_search_for(chunks: float) -> int:
+    ef = int(SESSION_SETTINGS["hnsw.ef_search"])
+    for least, value in EF_SEARCH_FROM:
+        if chunks >= least:
+            ef = value
+    return ef
+
+
+async def on_connect(connection: Any) -> None:
+    """Per-connection search settings that depend on the data (an asyncpg connection).
+    Before the migrations have made the table, there is nothing to adjust."""
+    chunks = await connection.fetchval(
+        "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass('document_chunk')"
+    )
+    ef = ef_search_for(chunks or 0)
+    if ef != int(SESSION_SETTINGS["hnsw.ef_search"]):
+        await connection.execute(f"SET hnsw.ef_search = {ef}")
+
 
 # NOT MATERIALIZED: referenced twice in hybrid mode, the CTE would otherwise be computed
 # once and scanned, and the planner then prices a full scan-and-sort of the chunks below the
