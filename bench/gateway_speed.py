@@ -263,6 +263,18 @@ def run(args: argparse.Namespace) -> dict:
 
         chosen = set(args.targets.split(","))
         targets = [Target("direct", upstream_port, None)] if "direct" in chosen else []
+        if "relay" in chosen:
+            # The floor under any gateway: bytes relayed by a bare Python process.
+            port = free_port()
+            relay = spawn(
+                "relay",
+                [sys.executable, str(HERE / "_tcp_relay.py"), str(port), str(upstream_port)],
+                dict(os.environ),
+                work / "relay.log",
+            )
+            services.append(relay)
+            time.sleep(0.5)
+            targets.append(Target("relay", port, relay))
         if "hearth" in chosen:
             hearth, port = start_hearth("hearth", work, upstream_port, database_url, {})
             services.append(hearth)
@@ -429,7 +441,8 @@ def main() -> None:
     parser.add_argument(
         "--targets",
         default="direct,hearth,hearth+key,litellm",
-        help="which of direct, hearth, hearth+key (API key, Redis limiter), litellm",
+        help="which of direct, relay (a bare byte relay: the floor of one more process),"
+        " hearth, hearth+key (API key, Redis limiter), litellm",
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     parser.add_argument(
