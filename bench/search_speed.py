@@ -588,6 +588,11 @@ async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
         settings = Settings(data_dir=data_dir, log_level="warning")
         async with AsyncExitStack() as stack:
             database = await open_database(settings, stack)
+            workers = max(0, (os.cpu_count() or 1) - 1)
+            loaded = await load(database, corpus, maintenance_work_mem=_mwm(n), workers=workers)
+            # Pooled connections size hnsw.ef_search by the table when they open (search.py's
+            # on_connect): open them again now that it is loaded.
+            await database.engine.dispose()
             async with database.session() as session:
                 server = (
                     await session.execute(
@@ -595,13 +600,12 @@ async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
                             "SELECT current_setting('server_version') || ', pgvector ' || "
                             "extversion || ', shared_buffers ' || "
                             "current_setting('shared_buffers') || ', random_page_cost ' || "
-                            "current_setting('random_page_cost') FROM pg_extension "
+                            "current_setting('random_page_cost') || ', hnsw.ef_search ' || "
+                            "current_setting('hnsw.ef_search') FROM pg_extension "
                             "WHERE extname = 'vector'"
                         )
                     )
                 ).scalar_one()
-            workers = max(0, (os.cpu_count() or 1) - 1)
-            loaded = await load(database, corpus, maintenance_work_mem=_mwm(n), workers=workers)
             _progress(
                 f"[{n}] loaded: copy {loaded.copy_s:.0f} s, HNSW {loaded.hnsw_s:.1f} s, "
                 f"GIN {loaded.gin_s:.1f} s" + (" (kept database)" if loaded.reused else "")

@@ -303,7 +303,7 @@ def test_few_permitted_chunks_are_scanned_exactly(database_url: str) -> None:
 def test_larger_tables_get_a_longer_hnsw_candidate_list(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert ef_search_for(10_000) == 200 and ef_search_for(1_000_000) == 300
+    assert [ef_search_for(n) for n in (10_000, 100_000, 1_000_000)] == [100, 200, 300]
 
     async def ef_search(connect_hook: bool) -> str:
         db = Database(
@@ -318,8 +318,7 @@ def test_larger_tables_get_a_longer_hnsw_candidate_list(
         finally:
             await db.close()
 
-    assert asyncio.run(ef_search(True)) == "200"  # a small table keeps the session's value
-    # From the table's statistics (this one counts no rows yet): lower the threshold to it.
+    assert asyncio.run(ef_search(True)) == "100"  # from the statistics: no rows yet
     monkeypatch.setattr("hearth.rag.search.EF_SEARCH_FROM", ((0, 250),))
     assert asyncio.run(ef_search(True)) == "250"
-    assert asyncio.run(ef_search(False)) == "200"
+    assert asyncio.run(ef_search(False)) == "200"  # the session's value, without the hook

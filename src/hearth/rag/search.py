@@ -44,10 +44,11 @@ SESSION_SETTINGS = {
 }
 
 # The HNSW candidate list by the size of the chunk table: at 1M chunks, 200 gave recall@10
-# 0.972 and 300 gave 0.987 (400: no better), for about 10% more time on the vector side
-# (bench/RESULTS.md). Read from the table's statistics when a pooled connection opens
-# (they are recycled every 5 minutes, so a growing table is followed).
-EF_SEARCH_FROM = ((300_000, 300),)  # (chunks at least, ef_search), largest last
+# 0.972 and 300 gave 0.987 (400: no better), for about 10% more time on the vector side;
+# at 10k, 60 and 100 still gave 1.000, and 100 cut the vector side's p50 from 6.9 to
+# 4.9 ms (bench/RESULTS.md). Read from the table's statistics when a pooled connection
+# opens (they are recycled every 5 minutes, so a growing table is followed).
+EF_SEARCH_FROM = ((0, 100), (20_000, 200), (300_000, 300))  # (chunks at least, ef_search)
 
 
 def ef_search_for(chunks: float) -> int:
