@@ -11,6 +11,7 @@ from sqlalchemy import Connection, text
 
 from hearth.db.migrate import alembic_config, upgrade
 from hearth.db.session import Database
+from tests._rows import add_collection_with_document
 
 DIMENSIONS = 384
 
@@ -23,23 +24,8 @@ def _vector(seed: int) -> str:
 async def _insert_chunks(db: Database, count: int, text_chars: int) -> None:
     collection, document = uuid.uuid4(), uuid.uuid4()
     async with db.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO collection (id, name, owner_id, embedding_model) "
-                "VALUES (:c, 'storage', 'tester', 'test-384')"
-            ),
-            {"c": collection},
-        )
-        await conn.execute(
-            text("INSERT INTO stored_file (sha256, size) VALUES (:s, 1) ON CONFLICT DO NOTHING"),
-            {"s": "0" * 64},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO document (id, collection_id, file_sha256, filename) "
-                "VALUES (:d, :c, :s, 'storage.txt')"
-            ),
-            {"d": document, "c": collection, "s": "0" * 64},
+        await add_collection_with_document(
+            conn, collection, document, owner="tester", name="storage", filename="storage.txt"
         )
         words = " ".join(f"word{i}" for i in range(text_chars // 8))[:text_chars]
         await conn.execute(

@@ -23,6 +23,7 @@ from hearth.rag.search import (
     search_chunks,
     search_parameters,
 )
+from tests._rows import STORED_FILE, add_collection_with_document
 
 T = TypeVar("T")
 DIMENSIONS = 384
@@ -52,23 +53,14 @@ async def fill(db: Database) -> tuple[uuid.UUID, list[int]]:
     """Alice's collection: one document, a chunk per word (chunk i near axis i)."""
     collection, document = uuid.uuid4(), uuid.uuid4()
     async with db.session() as session, session.begin():
-        await session.execute(
-            text(
-                "INSERT INTO collection (id, name, owner_id, embedding_model) "
-                "VALUES (:c, 'notes', 'alice', 'test-384')"
-            ),
-            {"c": collection},
-        )
-        await session.execute(
-            text("INSERT INTO stored_file (sha256, size) VALUES (:s, 1) ON CONFLICT DO NOTHING"),
-            {"s": "1" * 64},
-        )
-        await session.execute(
-            text(
-                "INSERT INTO document (id, collection_id, file_sha256, filename, title) "
-                "VALUES (:d, :c, :s, 'notes.md', 'Notes')"
-            ),
-            {"d": document, "c": collection, "s": "1" * 64},
+        await add_collection_with_document(
+            session,
+            collection,
+            document,
+            owner="alice",
+            name="notes",
+            filename="notes.md",
+            title="Notes",
         )
         ids = []
         for i, word in enumerate(WORDS):
@@ -217,7 +209,7 @@ async def scatter(db: Database, collection: uuid.UUID, chunks: int, seed: float)
                 "INSERT INTO document (id, collection_id, file_sha256, filename, title, chunks) "
                 "VALUES (:d, :c, :s, 'random.txt', 'Random', :n)"
             ),
-            {"d": document, "c": collection, "s": "1" * 64, "n": chunks},
+            {"d": document, "c": collection, "s": STORED_FILE, "n": chunks},
         )
         await session.execute(
             text(

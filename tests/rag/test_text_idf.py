@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hearth.db.session import Database
+from tests._rows import add_collection_with_document
 from tests.rag.test_search import ALICE, BOB, run, search
 
 # Rows where the kept counts differ from a recount of the chunks (both ways).
@@ -33,23 +34,8 @@ async def add_collection(db: Database, owner: str, texts: list[str]) -> uuid.UUI
     """A collection of `owner` with one document holding a chunk per text."""
     collection, document = uuid.uuid4(), uuid.uuid4()
     async with db.session() as session, session.begin():
-        await session.execute(
-            text(
-                "INSERT INTO collection (id, name, owner_id, embedding_model) "
-                "VALUES (:c, :n, :o, 'test-384')"
-            ),
-            {"c": collection, "n": f"c-{collection.hex[:8]}", "o": owner},
-        )
-        await session.execute(
-            text("INSERT INTO stored_file (sha256, size) VALUES (:s, 1) ON CONFLICT DO NOTHING"),
-            {"s": "2" * 64},
-        )
-        await session.execute(
-            text(
-                "INSERT INTO document (id, collection_id, file_sha256, filename, title) "
-                "VALUES (:d, :c, :s, 'doc.md', 'Doc')"
-            ),
-            {"d": document, "c": collection, "s": "2" * 64},
+        await add_collection_with_document(
+            session, collection, document, owner=owner, filename="doc.md", title="Doc"
         )
         await add_chunks(session, collection, document, texts)
     return collection
