@@ -19,12 +19,12 @@ microseconds, and a replica that cannot reach an engine stops using it even when
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hearth.background import BackgroundTask
 from hearth.engines.base import Engine, EngineLoad
 from hearth.errors import ConfigError, HearthError
 from hearth.gateway.routing import ModelRoutes
@@ -156,18 +156,14 @@ class HealthChecker:
         self.engines = routes.engines
         self.interval = interval
         self._failures: dict[str, int] = {}  # engine → consecutive failed probes
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("hearth-health")
 
     def start(self) -> None:
         if self.interval > 0:
-            self._task = asyncio.create_task(self._run(), name="hearth-health")
+            self._task.start(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     async def check(self) -> None:
         """Probe every engine once, concurrently; rebuild the routes if what they serve

@@ -25,6 +25,8 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
+from hearth.background import BackgroundTask
+
 log = logging.getLogger(__name__)
 
 # KEYS[1]: the hash. ARGV: this replica, its TTL in ms, then engine, count pairs.
@@ -118,17 +120,13 @@ class SharedInFlight(InFlight):
         self.replica = uuid.uuid4().hex[:12]
         self.sync_interval = sync_interval
         self._script = redis.register_script(_SYNC_LUA)
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("hearth-inflight-sync")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hearth-inflight-sync")
+        self._task.start(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         with contextlib.suppress(Exception):  # leaving: our entry would expire anyway
             await self.redis.hdel(self.key, self.replica, *(self._field(e) for e in self.local))
         await self.redis.aclose()

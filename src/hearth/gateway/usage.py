@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
 
+from hearth.background import BackgroundTask
 from hearth.db.session import Database
 from hearth.gateway.models import UsageRecord
 from hearth.observability.metrics import Metrics
@@ -55,7 +56,7 @@ class UsageRecorder:
         self.capacity = capacity
         self._rows: deque[tuple[object, ...]] = deque()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("hearth-usage")
         self._database: Database | None = None
 
     def record(self, usage: Usage) -> None:
@@ -71,14 +72,10 @@ class UsageRecorder:
 
     def start(self, database: Database, *, retention_days: int) -> None:
         self._database = database
-        self._task = asyncio.create_task(self._run(retention_days), name="hearth-usage")
+        self._task.start(self._run(retention_days))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         await self.flush()
 
     async def flush(self) -> int:

@@ -18,6 +18,8 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.engine import make_url
 
+from hearth.background import BackgroundTask
+
 log = logging.getLogger(__name__)
 
 INGEST_QUEUE = "ingest"
@@ -37,7 +39,7 @@ def libpq_url(database_url: str) -> str:
 class JobQueue:
     def __init__(self, database_url: str, ingest: IngestFn, *, stalled_after: float = 30.0) -> None:
         self.app = App(connector=PsycopgConnector(conninfo=libpq_url(database_url)))
-        self._worker: asyncio.Task[None] | None = None
+        self._worker = BackgroundTask("hearth-worker")
         # A worker that sent no heartbeat for `stalled_after` seconds is dead: its job goes
         # back in the queue. Heartbeats come three times in that span, checks once.
         self.stalled_after = stalled_after
@@ -104,13 +106,7 @@ class JobQueue:
             await asyncio.sleep(min(self.stalled_after, 60.0))
 
     def start_worker(self, *, concurrency: int = 1) -> None:
-        self._worker = asyncio.create_task(
-            self.run_worker(concurrency=concurrency), name="hearth-worker"
-        )
+        self._worker.start(self.run_worker(concurrency=concurrency))
 
     async def stop_worker(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+        await self._worker.stop()
