@@ -113,3 +113,33 @@ def test_the_chat_route_documents_its_body(hearth: Running) -> None:
     role = schema["properties"]["messages"]["items"]["properties"]["role"]
     assert "assistant" in role["enum"]  # definitions inlined, no dangling $ref
     assert "$ref" not in json.dumps(schema)
+
+
+def test_chat_completions_skip_the_middleware_stack_and_keep_their_errors(
+    hearth: Running,
+) -> None:
+    app = hearth.app
+    stack = app.middleware_stack
+    assert stack is not None  # built at start-up
+    passed: list[str] = []
+
+    async def recording(scope, receive, send):  # type: ignore[no-untyped-def]
+        passed.append(f"{scope.get('method')} {scope.get('path')}")
+        await stack(scope, receive, send)
+
+    app.middleware_stack = recording
+    try:
+        url = f"{hearth.url}/v1/chat/completions"
+        ok = httpx.post(url, json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        bad = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+        unknown = httpx.post(url, json={"model": "nope", "messages": []})
+        wrong_method = httpx.get(url)
+        models = httpx.get(f"{hearth.url}/v1/models")
+    finally:
+        app.middleware_stack = stack
+    assert ok.status_code == 200 and ok.headers["x-request-id"]
+    # The app's exception handlers still answer, in OpenAI's shape.
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert unknown.status_code in (400, 404) and "error" in unknown.json()
+    assert wrong_method.status_code == 405 and models.status_code == 200
+    assert passed == ["GET /v1/chat/completions", "GET /v1/models"]

@@ -28,6 +28,7 @@ from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
 from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_event_batches
+from hearth.hot_path import HotRoute
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -130,6 +131,9 @@ router.add_api_route(
     openapi_extra=_body_schema(ChatCompletionRequest),
     route_class_override=_RawRoute,
 )
+
+# Served directly by the app as well (hearth.hot_path), outside Starlette's stack.
+HOT_ROUTES = [HotRoute(router.prefix + "/chat/completions", chat_completions)]
 
 
 async def _body(request: Request) -> bytes:
