@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -85,10 +86,14 @@ def test_probes_eject_at_once_and_readmit_after_the_cooldown() -> None:
 def test_retries_back_off_with_jitter_up_to_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
     original = asyncio.sleep
+    here = threading.get_ident()
 
     async def sleep(delay: float) -> None:
-        slept.append(delay)
-        await original(0)
+        # The patch is process-wide: servers other tests left running in their threads
+        # (uvicorn ticks every 0.1 s) call it too, and are not this test's retries.
+        if threading.get_ident() == here:
+            slept.append(delay)
+        await original(0 if threading.get_ident() == here else delay)
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
     failover = Failover(None, None, None, retries=8, rng=random.Random(1))  # type: ignore[arg-type]
