@@ -33,10 +33,6 @@ class Deployment:
         return self.model.upstream_name
 
 
-# The name retrieval (rag/) uses for a deployment.
-Route = Deployment
-
-
 @dataclass(frozen=True)
 class ServedModel:
     name: str

@@ -31,7 +31,7 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
 SESSION_SETTINGS = {
     "hnsw.iterative_scan": "relaxed_order",
     # 100 sat at the edge of recall@10 0.98 on 100k clustered vectors; 200 gave 0.994
-    # (bench/search_speed.py) for a few ms more. Larger tables get more: `on_connect`.
+    # (bench/search_speed.py) for a few ms more. `on_connect` sets it by the table's size.
     "hnsw.ef_search": "200",
     # asyncpg prepares each statement; after five runs PostgreSQL may switch to a generic
     # plan made without the parameters, which for this query was a sequential scan of every
