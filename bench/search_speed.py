@@ -31,8 +31,7 @@ Each case (hybrid, vector, text over all 100 collections; hybrid and vector over
 collection) runs its warm-up queries, then its measured ones, one at a time through
 `search_chunks` with a real `Principal` and Hearth's `Database`. Also reported: recall@10
 of vector search against numpy's exact top 10, the fewest results a filtered query got,
-how many executions ran PostgreSQL's generic plan for the prepared statement
-(pg_prepared_statements), and the cost of a pooled session around `SELECT 1`. A
+and the cost of a pooled session around `SELECT 1`. A
 `--variant` (and `--passes 2`, Hearth's settings again) is measured after Hearth's
 settings, so on the same database it also sees warmer caches.
 """
@@ -62,7 +61,14 @@ from sqlalchemy import text
 from hearth.accounts.principal import Principal
 from hearth.config import Settings
 from hearth.db.session import Database
-from hearth.rag.search import SESSION_SETTINGS, STATEMENTS, search_chunks, search_parameters
+from hearth.rag.search import (
+    IDF_POWER,
+    MIN_GAP,
+    SESSION_SETTINGS,
+    case_sql,
+    on_connect,
+    search_chunks,
+)
 from hearth.server import open_database
 
 DIM = 384
@@ -354,8 +360,6 @@ class Case:
     latencies: list[float] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     recalls: list[float] = field(default_factory=list)
-    generic: int = 0  # executions of the prepared statement that ran PostgreSQL's generic plan
-    custom: int = 0
 
     def pct(self, q: float) -> float:
         return float(np.percentile(self.latencies, q)) * 1000
@@ -363,29 +367,6 @@ class Case:
     @property
     def recall(self) -> float | None:
         return float(np.mean(self.recalls)) if self.recalls else None
-
-
-async def _plan_counts(database: Database, mode: str) -> tuple[int, int]:
-    """Generic and custom plans so far of the statement `mode` runs, on the pooled
-    connection (one connection serves these sequential queries): asyncpg prepares each
-    statement once per connection, and after five executions PostgreSQL may switch it to a
-    generic plan, made without the parameter values."""
-    async with database.session() as session:
-        row = (
-            await session.execute(
-                text(
-                    "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) "
-                    "FROM pg_prepared_statements WHERE statement = :statement"
-                ),
-                {"statement": _prepared_text(mode)},
-            )
-        ).one()
-        return int(row[0]), int(row[1])
-
-
-def _prepared_text(mode: str) -> str:
-    """The statement as asyncpg prepares it."""
-    return STATEMENTS[mode].sql
 
 
 def exact_truth(corpus: Corpus, queries: int) -> dict[bool, np.ndarray]:
@@ -441,15 +422,12 @@ async def measure(
         # Held-out queries not measured: the last WARMUP of the generated ones.
         for qi in range(len(corpus.queries) - WARMUP, len(corpus.queries)):
             await one(qi, mode, filtered)
-        generic, custom = await _plan_counts(database, mode)
         for qi in range(queries):
             elapsed, found = await one(qi, mode, filtered)
             case.latencies.append(elapsed)
             case.counts.append(len(found))
             if mode == "vector":
                 case.recalls.append(len(set(found) & set(truth[filtered][qi].tolist())) / K)
-        after = await _plan_counts(database, mode)
-        case.generic, case.custom = after[0] - generic, after[1] - custom
     return cases
 
 
@@ -459,78 +437,75 @@ def _shorten(line: str) -> str:
     return re.sub(r"'\{[0-9a-f,-]{100,}\}'", "'{...}'", line)
 
 
-async def explain(
-    database: Database, corpus: Corpus, collection_ids: list[uuid.UUID], candidates: int
-) -> None:
-    """EXPLAIN (ANALYZE, BUFFERS) of the statement `search_chunks` runs, for each case, with
-    the parameter values known to the planner (a custom plan); then, per mode, the generic
-    plan PostgreSQL may switch a prepared statement to, made without the values."""
-    principal = Principal(user_id=OWNER)
-    for label, mode, filtered in CASES:
-        arguments = search_parameters(
-            principal,
-            collection_ids[:1] if filtered else collection_ids,
-            corpus.query_texts[0],
-            corpus.queries[0].tolist(),
-            k=K,
-            mode=mode,  # type: ignore[arg-type]
-            candidates=candidates,
-        )
-        statement = "EXPLAIN (ANALYZE, BUFFERS) " + STATEMENTS[mode].sql
-        async with database.session() as session:
-            conn = (await (await session.connection()).get_raw_connection()).driver_connection
-            for _ in range(3):  # warm, then show the last
-                plan = [row[0] for row in await conn.fetch(statement, *arguments)]
-        print(f"\n-- EXPLAIN ANALYZE, {label}:\n" + "\n".join(map(_shorten, plan)))
-    # The generic plan, analysed: PREPARE with typed parameters, then EXECUTE with literals.
-    conn = await asyncpg.connect(_dsn(database))
-    try:
-        await conn.execute(
-            "SET hnsw.iterative_scan = relaxed_order; SET hnsw.ef_search = "
-            f"{SESSION_SETTINGS['hnsw.ef_search']}; SET plan_cache_mode = force_generic_plan"
-        )
-        for label, mode, filtered in CASES:
-            if filtered:
-                continue
-            names = STATEMENTS[mode].names
-            literals = {
-                "collections": "'{" + ",".join(map(str, collection_ids)) + "}'",
-                "user_id": _quote(OWNER),
-                "principals": _quote("{" + OWNER + "}"),
-                "query": _quote(corpus.query_texts[0]),
-                "k": str(K),
-                "candidates": str(candidates),
-                "exact": "false",
-                "vector": _quote("{" + ",".join(map(str, corpus.queries[0].tolist())) + "}"),
-            }
-            types = ", ".join(_PARAMETER_TYPES[name] for name in names)
-            await conn.execute(f"PREPARE generic_{mode} ({types}) AS {STATEMENTS[mode].sql}")
-            call = f"EXECUTE generic_{mode} ({', '.join(literals[n] for n in names)})"
-            for _ in range(2):
-                await conn.fetch(call)
-            rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + call)
-            print(
-                f"\n-- EXPLAIN ANALYZE of the generic plan, {label}:\n"
-                + "\n".join(_shorten(r[0]) for r in rows)
+async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.UUID]) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statement the search function runs for each case,
+    as the function plans it: without the values (a generic plan), which are worked out
+    first as the function does and passed as parameters."""
+    variables = {  # the function's variables in the case statements, and their types
+        "allowed": "uuid[]",
+        "v": "vector",
+        "q": "tsquery",
+        "w.weights": "real[]",
+        "w.c": "text[]",
+        "w.b": "text[]",
+        "w.a": "text[]",
+        "p_candidates": "int",
+        "p_k": "int",
+    }
+    async with database.session() as session:
+        conn = (await (await session.connection()).get_raw_connection()).driver_connection
+        await conn.execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
+        for index, (label, mode, filtered) in enumerate(CASES):
+            allowed = collection_ids[:1] if filtered else collection_ids
+            few = await conn.fetchval(
+                "SELECT (SELECT coalesce(sum(chunks), 0) FROM document "
+                "WHERE collection_id = ANY($1)) ^ 2 < 400 * (SELECT reltuples FROM pg_class "
+                "WHERE oid = 'document_chunk'::regclass)",
+                allowed,
             )
-    finally:
-        await conn.close()
-
-
-_PARAMETER_TYPES = {
-    "collections": "uuid[]",
-    "user_id": "text",
-    "principals": "text[]",
-    "query": "text",
-    "k": "int",
-    "candidates": "int",
-    "exact": "boolean",
-    "vector": "real[]",
-}
+            sql = case_sql(mode, few)
+            for i, name in enumerate(variables):
+                sql = re.sub(rf"(?<![\w.]){re.escape(name)}(?!\w)", f"${i + 1}", sql)
+            query = corpus.query_texts[0]
+            q = await conn.fetchval(
+                "SELECT replace(websearch_to_tsquery('english', $1)::text, ' & ', ' | ')",
+                query,
+            )
+            w = await conn.fetchrow(
+                "SELECT * FROM text_weighting(tsvector_to_array(to_tsvector('english', $1)), "
+                f"$2, {IDF_POWER}, {MIN_GAP})",
+                query,
+                allowed,
+            )
+            vector = "[" + ",".join(map(str, corpus.queries[0].tolist())) + "]"
+            values = [allowed, vector, q, w["weights"], w["c"], w["b"], w["a"], 100, K]
+            types = ", ".join(variables.values())
+            await conn.execute(f"PREPARE case_{index} ({types}) AS {sql}")
+            literals = ", ".join(
+                _literal(x, t) for x, t in zip(values, variables.values(), strict=True)
+            )
+            for _ in range(3):  # warm, then show the last
+                plan = await conn.fetch(
+                    f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE case_{index} ({literals})"
+                )
+            path = "few permitted" if few else "many permitted"
+            print(
+                f"\n-- EXPLAIN ANALYZE, {label} ({path}, generic plan):\n"
+                + "\n".join(_shorten(r[0]) for r in plan)
+            )
+        await conn.execute("RESET plan_cache_mode; RESET enable_seqscan; DEALLOCATE ALL")
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _literal(value: object, sql_type: str) -> str:
+    if value is None:
+        return f"NULL::{sql_type}"
+    if isinstance(value, list):
+        return f"ARRAY[{', '.join(_quote(str(x)) for x in value)}]::{sql_type}"
+    return f"{_quote(str(value))}::{sql_type}"
 
 
 # -- running ---------------------------------------------------------------------------
@@ -611,7 +586,7 @@ async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
                 f"GIN {loaded.gin_s:.1f} s" + (" (kept database)" if loaded.reused else "")
             )
             if args.explain:
-                await explain(database, corpus, loaded.collection_ids, args.candidates)
+                await explain(database, corpus, loaded.collection_ids)
             truth = exact_truth(corpus, args.queries)
             cases = await measure(
                 database,
@@ -635,7 +610,10 @@ async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
             for variant in args.variant:
                 overrides = dict(item.split("=", 1) for item in variant.split(","))
                 tuned = Database(
-                    database.url, pool_size=2, server_settings={**SESSION_SETTINGS, **overrides}
+                    database.url,
+                    pool_size=2,
+                    server_settings={**SESSION_SETTINGS, **overrides},
+                    on_connect=on_connect,
                 )
                 try:
                     variants[variant] = await measure(
@@ -658,12 +636,11 @@ def _ms(case: Case) -> str:
 
 
 def _search_cells(c: dict[str, Case]) -> str:
-    generic = "/".join(str(c[label].generic) for label, _, _ in CASES)
     return (
         f"{_ms(c['hybrid'])} | {_ms(c['vector'])} | {_ms(c['text'])} | "
         f"{_ms(c['hybrid 1%'])} | {_ms(c['vector 1%'])} | "
         f"{min(c['hybrid 1%'].counts)} / {min(c['vector 1%'].counts)} | "
-        f"{c['vector'].recall:.3f} | {c['vector 1%'].recall:.3f} | {generic} | "
+        f"{c['vector'].recall:.3f} | {c['vector 1%'].recall:.3f} | "
         f"{_ms(c['SELECT 1'])} |"
     )
 
@@ -671,7 +648,7 @@ def _search_cells(c: dict[str, Case]) -> str:
 SEARCH_HEADER = (
     "hybrid p50/p95 ms | vector p50/p95 | text p50/p95 | hybrid 1% p50/p95 | "
     "vector 1% p50/p95 | results 1% hybrid/vector (min) | recall@10 | recall@10 1% | "
-    "generic plans h/v/t/h1%/v1% | SELECT 1 in a session p50/p95 |"
+    "SELECT 1 in a session p50/p95 |"
 )
 
 

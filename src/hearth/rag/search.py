@@ -1,9 +1,10 @@
-"""Retrieval in one SQL statement: HNSW cosine search restricted to the collections the
+"""Retrieval in one SQL call: HNSW cosine search restricted to the collections the
 caller may read, fused with PostgreSQL full-text search by reciprocal rank fusion.
 
 The permission filter is part of the query, not applied afterwards, and pgvector's
 iterative index scan (0.8+) keeps walking the graph until enough rows pass it, so a filter
-matching 1% of the rows still returns k neighbours.
+matching 1% of the rows still returns k neighbours. The SQL is a function each pooled
+connection defines for itself (`FUNCTION_SQL`, by `on_connect`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,7 @@ from hearth.accounts.principal import Principal
 from hearth.rag.models import TEXT_SEARCH_CONFIG
 from hearth.rag.schemas import Citation
 
-EXACT_SCAN_RATIO = 400  # exact vector scan when permitted chunks² < this * all chunks (below)
+EXACT_SCAN_RATIO = 400  # "few" permitted chunks: their number² < this * all chunks (below)
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
 # Full-text relevance: ts_rank with normalisation 1 (divided by 1 + log(length)), which
 # ranked best of PostgreSQL's built-in functions on the labelled sets (bench/RESULTS.md);
@@ -33,10 +33,6 @@ SESSION_SETTINGS = {
     # 100 sat at the edge of recall@10 0.98 on 100k clustered vectors; 200 gave 0.994
     # (bench/search_speed.py) for a few ms more. `on_connect` sets it by the table's size.
     "hnsw.ef_search": "200",
-    # asyncpg prepares each statement; after five runs PostgreSQL may switch to a generic
-    # plan made without the parameters, which for this query was a sequential scan of every
-    # chunk (56 ms instead of 10 at 10k chunks). Planning each time costs about 1 ms.
-    "plan_cache_mode": "force_custom_plan",
     # A plan's estimated cost above jit_above_cost (100,000, which the exact paths over large
     # tables reach) makes servers built with LLVM compile it: tens of ms, for a query meant
     # to take a few. The embedded server has no JIT; external ones often do.
@@ -60,8 +56,13 @@ def ef_search_for(chunks: float) -> int:
 
 
 async def on_connect(connection: Any) -> None:
-    """Per-connection search settings that depend on the data (an asyncpg connection).
-    Before the migrations have made the table, there is nothing to adjust."""
+    """Prepare a new pooled connection (asyncpg's) for searching: define the search
+    function, and set what depends on the data. Before the migrations have made the
+    tables (and the `vector` type), there is nothing to adjust, and the function's body is
+    not checked until it first runs."""
+    await connection.execute(
+        f"SET check_function_bodies = off; {FUNCTION_SQL}; RESET check_function_bodies"
+    )
     chunks = await connection.fetchval(
         "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass('document_chunk')"
     )
@@ -70,52 +71,59 @@ async def on_connect(connection: Any) -> None:
         await connection.execute(f"SET hnsw.ef_search = {ef}")
 
 
-# NOT MATERIALIZED: referenced twice in hybrid mode, the CTE would otherwise be computed
-# once and scanned, and the planner then prices a full scan-and-sort of the chunks below the
-# HNSW index (51 ms instead of 6 at 10k chunks, bench/RESULTS.md); inlined, each side plans
-# with the real filter.
-_ALLOWED = """
-allowed AS NOT MATERIALIZED (
-    SELECT c.id FROM collection c
-    WHERE c.id = ANY(:collections)
-      AND (c.owner_id = :user_id OR EXISTS (
-            SELECT 1 FROM collection_grant g
-            WHERE g.collection_id = c.id AND g.principal = ANY(:principals)))
-)"""
+# The search runs as a function that each pooled connection defines for itself (in
+# `pg_temp`, from this module, so code and SQL never drift apart, and no migration is
+# needed to change it). A function because of planning: the one statement it replaced
+# was planned anew at every call (1.2 ms of a 4 ms hybrid search at 100k chunks, half the
+# query's own work at 10k), since a plan made without the parameter values went wrong.
+# Inside the function, the permitted collections, the query's tsquery, its IDF tiers and
+# which vector path to take are worked out first, as values; then each case (mode and
+# path) is its own simple statement, planned once per connection without the values
+# (plan_cache_mode is the function's own setting) and reused. Each statement is written
+# so that its plan does not depend on the values:
+#
+# - Many permitted chunks: the permission test is written `(collection_id = ANY(allowed))
+#   IS TRUE`, which cannot use the collection index. So the planner cannot trade the HNSW
+#   walk for "all chunks of ~10 collections, sorted" (its guess for an array it does not
+#   know), nor AND the full-text side's GIN bitmap with a bitmap of most of the table
+#   (4 ms at 100k chunks, for nothing); pgvector's iterative scan keeps walking the graph
+#   until enough rows pass the filter.
+# - Few permitted chunks (against the whole table): the vector side computes their
+#   distances exactly, and the full-text side ANDs the GIN bitmap with the collection
+#   index's. Over a few permitted chunks in a large table (one small collection), the
+#   filtered HNSW walk must visit about candidates * total / permitted tuples and can stop
+#   short of them (hnsw.max_scan_tuples): at 1M chunks and a 1% collection, 53 ms at recall
+#   0.89-0.93, where scanning the collection's 10,000 vectors exactly takes 12 ms at recall
+#   1 (bench/RESULTS.md). Measured costs, ~4.4 µs per walked tuple and ~1.2 µs per exact
+#   distance, put the break-even near permitted² = 400 * total. `+ 0` keeps the exact
+#   path off the HNSW index; the function's `enable_seqscan = off` keeps it on the
+#   collection index (never a scan of the whole table). Permitted chunks come from the
+#   documents' counts (of at most 5,000 documents, so the test stays cheap: past that the
+#   sum is a lower bound), the total from the table's statistics.
+# - Full-text side: the tsquery and the tiers are values, not expressions over the
+#   parameters (those, not folded in a generic plan, were worked out again for every
+#   matching row: 2 ms instead of 0.8 for 1,000 rows).
+FUNCTION = "pg_temp.hearth_search"
 
-# The vector side has two paths, and a one-time test at run time takes one of them (the
-# other never runs). Over a few permitted chunks in a large table (one small collection),
-# the filtered HNSW walk must visit about candidates * total / permitted tuples and can stop
-# short of them (hnsw.max_scan_tuples): at 1M chunks and a 1% collection, 53 ms at recall
-# 0.89-0.93, where scanning the collection's 10,000 vectors exactly takes 12 ms at recall 1
-# (bench/RESULTS.md). Measured costs, ~4.4 µs per walked tuple and ~1.2 µs per exact
-# distance, put the break-even near permitted² = 400 * total. `+ 0` keeps the exact path
-# off the index. Permitted chunks come from the documents' counts (of at most 5,000
-# documents, so the test stays cheap: past that the sum is a lower bound), the total from
-# the table's statistics.
-_VECTOR = f"""
-scope AS (
-    SELECT (SELECT coalesce(sum(chunks), 0) FROM (
-                SELECT d.chunks FROM document d
-                WHERE d.collection_id IN (SELECT id FROM allowed) LIMIT 5000) few) ^ 2
-           < {EXACT_SCAN_RATIO} * (SELECT greatest(reltuples, 0) FROM pg_class
-                                    WHERE oid = 'document_chunk'::regclass) AS exact
-),
+_FEW = "collection_id = ANY(allowed)"
+_MANY = "(collection_id = ANY(allowed)) IS TRUE"
+
+_VECTOR = {
+    False: f"""
 vec AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
-        (SELECT id, embedding <=> CAST(CAST(:vector AS real[]) AS vector) AS distance
-         FROM document_chunk
-         WHERE collection_id IN (SELECT id FROM allowed) AND NOT (SELECT exact FROM scope)
-         ORDER BY distance
-         LIMIT :candidates)
-        UNION ALL
-        (SELECT id, (embedding <=> CAST(CAST(:vector AS real[]) AS vector)) + 0 AS distance
-         FROM document_chunk
-         WHERE collection_id IN (SELECT id FROM allowed) AND (SELECT exact FROM scope)
-         ORDER BY distance
-         LIMIT :candidates)
-    ) nearest
-)"""
+        SELECT id, embedding <=> v AS distance FROM document_chunk
+        WHERE {_MANY}
+        ORDER BY distance LIMIT p_candidates) nearest
+)""",
+    True: f"""
+vec AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+        SELECT id, (embedding <=> v) + 0 AS distance FROM document_chunk
+        WHERE {_FEW}
+        ORDER BY distance LIMIT p_candidates) nearest
+)""",
+}
 
 # The full-text side's IDF. ts_rank weighs every query word alike, so the common words of a
 # question ("effect", "cell", "use") counted as much as its rare ones. Each query lexeme's
@@ -135,32 +143,22 @@ vec AS (
 IDF_POWER = 1.5
 MIN_GAP = 0.1
 
-_WEIGHTING = f"""
-weighting AS (
-    SELECT * FROM text_weighting(
-        tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', :query)),
-        ARRAY(SELECT id FROM allowed), {IDF_POWER}, {MIN_GAP})
-)"""
-
-_TEXT = f"""
+_TEXT = """
 txt AS (
     SELECT id, row_number() OVER (ORDER BY relevance DESC, id) AS rank FROM (
         SELECT id,
-               CASE WHEN w.c IS NULL THEN ts_rank(tsv, query, 1)  -- one tier: all alike
+               CASE WHEN w.c IS NULL THEN ts_rank(tsv, q, 1)  -- one tier: all alike
                     ELSE ts_rank(w.weights,
                                  CASE WHEN w.b IS NULL THEN setweight(tsv, 'C', w.c)
                                       WHEN w.a IS NULL
                                       THEN setweight(setweight(tsv, 'C', w.c), 'B', w.b)
                                       ELSE setweight(setweight(setweight(tsv, 'C', w.c),
                                                                'B', w.b), 'A', w.a) END,
-                                 query, 1) END AS relevance
-        FROM document_chunk, weighting w,
-             (SELECT CASE WHEN :exact THEN q
-                          ELSE replace(q::text, ' & ', ' | ')::tsquery END
-              FROM websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', :query) q) AS t(query)
-        WHERE collection_id IN (SELECT id FROM allowed) AND tsv @@ query
+                                 q, 1) END AS relevance
+        FROM document_chunk
+        WHERE {permitted} AND tsv @@ q
         ORDER BY relevance DESC, id
-        LIMIT :candidates) matching
+        LIMIT p_candidates) matching
 )"""
 
 _FUSED = {
@@ -179,40 +177,94 @@ fused AS (
 # side, so the order does not depend on where rows happen to sit in the table.
 # Cut to k before fetching the rows' text and documents, not after.
 _SELECT = """,
-best AS (SELECT id, score FROM fused ORDER BY score DESC, id LIMIT :k)
-SELECT ch.id, ch.document_id, ch.collection_id, ch.text, ch.metadata::text AS metadata,
-       d.filename, d.title, best.score
+best AS (SELECT id, score FROM fused ORDER BY score DESC, id LIMIT p_k)
+SELECT ch.id, ch.document_id, ch.collection_id, ch.text, ch.metadata::text,
+       d.filename::text, d.title::text, best.score::float8
 FROM best
 JOIN document_chunk ch ON ch.id = best.id
 JOIN document d ON d.id = ch.document_id
 ORDER BY best.score DESC, ch.id"""
 
 
-@dataclass(frozen=True)
-class Statement:
-    """One mode's SQL, with its parameters as asyncpg takes them: `$1`, `$2`, ... in the
-    order of `names`."""
-
-    sql: str
-    names: tuple[str, ...]
-
-
-_PARAMETER = re.compile(r"(?<!:):(\w+)")
-
-
-def _statement(mode: str) -> Statement:
-    parts = [_ALLOWED]
+def case_sql(mode: str, few: bool) -> str:
+    """The statement the function runs for one case (`few`: few chunks are permitted)."""
+    parts = []
     if mode in ("hybrid", "vector"):
-        parts.append(_VECTOR)
+        parts.append(_VECTOR[few])
     if mode in ("hybrid", "text"):
-        parts += [_WEIGHTING, _TEXT]
+        parts.append(_TEXT.replace("{permitted}", _FEW if few else _MANY))
     parts.append(_FUSED[mode])
-    named = "WITH " + ",".join(parts) + _SELECT
-    names = tuple(dict.fromkeys(_PARAMETER.findall(named)))
-    return Statement(_PARAMETER.sub(lambda m: f"${names.index(m.group(1)) + 1}", named), names)
+    return "WITH " + ",".join(parts) + _SELECT
 
 
-STATEMENTS = {mode: _statement(mode) for mode in _FUSED}
+def _cases() -> str:
+    branches = []
+    for mode in _FUSED:
+        for few in (True, False):
+            test = f"p_mode = '{mode}' AND {'' if few else 'NOT '}few"
+            branches.append(f"{test} THEN\n        RETURN QUERY {case_sql(mode, few)};")
+    return "IF " + "\n    ELSIF ".join(branches) + "\n    END IF;"
+
+
+# Named as in `search_parameters`, in this order.
+PARAMETERS = (
+    "mode",
+    "collections",
+    "user_id",
+    "principals",
+    "query",
+    "strict",
+    "vector",
+    "k",
+    "candidates",
+)
+
+FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION {FUNCTION}(
+    p_mode text, p_collections uuid[], p_user_id text, p_principals text[], p_query text,
+    p_strict boolean, p_vector real[], p_k integer, p_candidates integer)
+RETURNS TABLE (id bigint, document_id uuid, collection_id uuid, text text, metadata text,
+               filename text, title text, score float8)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    allowed uuid[];
+    v vector;
+    q tsquery;
+    w record;
+    few boolean;
+BEGIN
+    allowed := ARRAY(
+        SELECT c.id FROM collection c
+        WHERE c.id = ANY(p_collections)
+          AND (c.owner_id = p_user_id OR EXISTS (
+                SELECT 1 FROM collection_grant g
+                WHERE g.collection_id = c.id AND g.principal = ANY(p_principals))));
+    few := (SELECT coalesce(sum(chunks), 0) FROM (
+                SELECT d.chunks FROM document d
+                WHERE d.collection_id = ANY(allowed) LIMIT 5000) permitted) ^ 2
+           < {EXACT_SCAN_RATIO} * (SELECT greatest(reltuples, 0) FROM pg_class
+                                   WHERE oid = 'document_chunk'::regclass);
+    IF p_mode <> 'text' THEN
+        v := p_vector::vector;
+    END IF;
+    IF p_mode <> 'vector' THEN
+        q := websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', p_query);
+        IF NOT p_strict THEN
+            q := replace(q::text, ' & ', ' | ')::tsquery;
+        END IF;
+        SELECT * INTO w FROM text_weighting(
+            tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', p_query)), allowed,
+            {IDF_POWER}, {MIN_GAP});
+    END IF;
+    {_cases()}
+END
+$fn$"""
+
+CALL_SQL = f"SELECT * FROM {FUNCTION}({', '.join(f'${i + 1}' for i in range(len(PARAMETERS)))})"
 
 
 _EXCLUSION = re.compile(r"(^|\s)-\w")
@@ -239,23 +291,23 @@ def search_parameters(
     mode: Literal["hybrid", "vector", "text"],
     candidates: int,
 ) -> list[Any]:
-    """The arguments of `STATEMENTS[mode]`, in order."""
+    """The arguments of `CALL_SQL`, in order (`PARAMETERS`)."""
+    if mode != "text":
+        assert vector is not None
     values: dict[str, Any] = {
+        "mode": mode,
         "collections": collections,
         "user_id": principal.user_id,
         "principals": principal.principals,
         "query": query,
+        "strict": uses_search_syntax(query),
+        # Sent as float4[] in asyncpg's binary format and cast to `vector` by the server:
+        # no 384-number text literal to format here and parse there.
+        "vector": vector if mode != "text" else None,
         "k": k,
         "candidates": max(candidates, k),
     }
-    if mode != "vector":
-        values["exact"] = uses_search_syntax(query)
-    if mode != "text":
-        assert vector is not None
-        # Sent as float4[] in asyncpg's binary format and cast to `vector` by the server:
-        # no 384-number text literal to format here and parse there.
-        values["vector"] = vector
-    return [values[name] for name in STATEMENTS[mode].names]
+    return [values[name] for name in PARAMETERS]
 
 
 async def search_chunks(
@@ -273,12 +325,12 @@ async def search_chunks(
     arguments = search_parameters(
         principal, collections, query, vector, k=k, mode=mode, candidates=candidates
     )
-    # This statement runs on the session's asyncpg connection directly (still prepared
-    # once per connection, by asyncpg's statement cache): through SQLAlchemy it cost a
-    # BEGIN and a ROLLBACK round trip around it, and result processing, for one read.
-    # Inside a transaction the session already began, it runs in that transaction.
+    # This call runs on the session's asyncpg connection directly (still prepared once per
+    # connection, by asyncpg's statement cache): through SQLAlchemy it cost a BEGIN and a
+    # ROLLBACK round trip around it, and result processing, for one read. Inside a
+    # transaction the session already began, it runs in that transaction.
     connection = await session.connection()
-    sql = STATEMENTS[mode].sql
+    sql = CALL_SQL
     # SQLAlchemy's cursor is bypassed: tell its listeners (the statement counter behind
     # `hearth_db_statements_total`) that a statement goes out all the same.
     sync = connection.sync_connection
