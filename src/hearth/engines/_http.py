@@ -14,11 +14,18 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from hearth.config import ModelConfig
+from hearth.engines._wire import (
+    ConnectTimeout,
+    ProtocolError,
+    ReadTimeout,
+    Response,
+    Unreachable,
+    WireClient,
+)
 from hearth.engines.base import Engine
 from hearth.errors import (
     ContextLengthExceeded,
@@ -58,12 +65,11 @@ class HttpReply:
 class HttpStream:
     """A successful streamed reply, read line by line as the bytes arrive."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
 
     async def aiter_lines(self) -> AsyncIterator[str]:
-        """Lines without their ending. Split here rather than with aiohttp's readline,
-        which refuses lines longer than its buffer (a large tool call, say)."""
+        """Lines without their ending, however long (a large tool call, say)."""
         batches = self.aiter_line_batches()
         try:
             async for lines in batches:
@@ -76,27 +82,26 @@ class HttpStream:
         """The complete lines that have arrived, as soon as they arrive: a list per wait
         for the network (an event alone when the engine sends them apart; several when
         they came together, to be passed on together)."""
-        content = self._response.content
         pending = b""
-        async for data in content.iter_any():
-            # aiohttp hands over one HTTP chunk at a time (an event each, for most
-            # engines); take whatever else has arrived too, without waiting.
-            while more := content.read_nowait():
-                data += more
+        chunks = self._response.chunks()
+        try:
+            async for data in chunks:  # all that has arrived, each time
+                if pending:
+                    data = pending + data
+                    pending = b""
+                if data.endswith(b"\n"):
+                    # The usual case, whole lines only: nothing is kept back.
+                    lines = data[:-1].split(b"\n")
+                elif b"\n" in data:
+                    *lines, pending = data.split(b"\n")
+                else:
+                    pending = data
+                    continue
+                yield [line.removesuffix(b"\r").decode(errors="replace") for line in lines]
             if pending:
-                data = pending + data
-                pending = b""
-            if data.endswith(b"\n"):
-                # The usual case, whole lines only: nothing is kept back.
-                lines = data[:-1].split(b"\n")
-            elif b"\n" in data:
-                *lines, pending = data.split(b"\n")
-            else:
-                pending = data
-                continue
-            yield [line.removesuffix(b"\r").decode(errors="replace") for line in lines]
-        if pending:
-            yield [pending.removesuffix(b"\r").decode(errors="replace")]
+                yield [pending.removesuffix(b"\r").decode(errors="replace")]
+        finally:
+            await chunks.aclose()
 
 
 class ErrorInfo(NamedTuple):
@@ -147,28 +152,26 @@ class HttpEngine(Engine, Generic[_C]):
         self.config = config
         self._discover = not config.models
         self._models: list[ModelConfig] = list(config.models)
-        self._client: aiohttp.ClientSession | None = None
+        self._client: WireClient | None = None
         self._base = config.base_url.rstrip("/") + "/"
 
     def models(self) -> list[ModelConfig]:
         return list(self._models)
 
     async def start(self) -> None:
-        # aiohttp rather than httpx: on the gateway's hot path httpx cost about 1.5 ms of
-        # CPU per request here (its pool polls every idle connection's socket on each
-        # request), aiohttp about 0.17 ms; see bench/RESULTS.md, "Gateway".
-        self._client = aiohttp.ClientSession(
+        # Our own client (_wire.py) rather than a library. httpx cost about 1.5 ms of CPU
+        # per request on the gateway's hot path (its pool polls every idle connection's
+        # socket on each request; see bench/RESULTS.md, "Gateway"); aiohttp, which
+        # replaced it, about 0.17 ms. aiohttp in turn cost ~0.11 ms more CPU per request
+        # than a minimal asyncio Protocol + httptools client and added ~0.4 ms of latency
+        # at 50 req/s, where the gateway's whole budget is 1 ms at p50. No cap on
+        # connections (streams hold one for a whole generation, and a cap would queue
+        # requests invisibly): concurrency is the gateway's limiter's job.
+        self._client = WireClient(
             headers=self._headers(),
-            # Streams hold a connection for a whole generation; a cap on connections would
-            # queue requests invisibly. Concurrency is the gateway's limiter's job.
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=self.config.connect_timeout,
-                # Between two reads: a stream may last long, but never stall this long.
-                sock_read=self.config.read_timeout,
-            ),
-            raise_for_status=False,
+            connect_timeout=self.config.connect_timeout,
+            # Between two reads: a stream may last long, but never stall this long.
+            read_timeout=self.config.read_timeout,
         )
         if self._discover:
             try:
@@ -214,7 +217,7 @@ class HttpEngine(Engine, Generic[_C]):
     # --- HTTP plumbing -------------------------------------------------------------------
 
     @property
-    def _http(self) -> aiohttp.ClientSession:
+    def _http(self) -> WireClient:
         if self._client is None:
             raise RuntimeError(f"engine '{self.name}' is not started")
         return self._client
@@ -233,8 +236,8 @@ class HttpEngine(Engine, Generic[_C]):
     async def _get(self, path: str, *, quick: bool = False) -> HttpReply:
         """GET and read the whole reply, whatever its status. `quick`: a probe, which
         must answer within the connect timeout rather than wait out a busy engine."""
-        limit = aiohttp.ClientTimeout(total=self.config.connect_timeout) if quick else None
-        return await self._request("GET", path, None, limit=limit)
+        total = self.config.connect_timeout if quick else None
+        return await self._request("GET", path, None, total=total)
 
     async def _get_json(self, path: str, *, what: str, quick: bool = False) -> Any:
         response = await self._get(path, quick=quick)
@@ -256,19 +259,14 @@ class HttpEngine(Engine, Generic[_C]):
         path: str,
         body: bytes | None,
         *,
-        limit: aiohttp.ClientTimeout | None = None,
+        total: float | None = None,
     ) -> HttpReply:
-        url = self._url(path)
         with self._transport_errors():
-            async with self._http.request(
-                method,
-                url,
-                data=body,
-                headers=_JSON_HEADERS,
-                timeout=limit or self._http.timeout,
-            ) as response:
-                content = await response.read()
-                return HttpReply(response.status, response.reason or "", content, response.url.path)
+            response = await self._http.request(
+                method, self._url(path), body, _JSON_HEADERS, total=total
+            )
+            content = await response.read()  # releases the connection, whatever happens
+        return HttpReply(response.status, response.reason, content, response.path)
 
     @asynccontextmanager
     async def _stream(
@@ -288,30 +286,30 @@ class HttpEngine(Engine, Generic[_C]):
             "Accept-Encoding": "identity",
         }
         with self._transport_errors():
-            async with self._http.post(
-                self._url(path), data=orjson.dumps(payload), headers=headers
-            ) as response:
+            response = await self._http.request(
+                "POST", self._url(path), orjson.dumps(payload), headers, stream=True
+            )
+            try:
                 if not 200 <= response.status < 300:
-                    reply = HttpReply(
-                        response.status,
-                        response.reason or "",
-                        await response.read(),
-                        response.url.path,
-                    )
+                    content = await response.read()
+                    reply = HttpReply(response.status, response.reason, content, response.path)
                     self._raise_for_status(reply, model=model)
                 yield HttpStream(response)
+            finally:
+                # Unless read to its end, this closes the connection: the engine stops.
+                response.release()
 
     @contextmanager
     def _transport_errors(self) -> Iterator[None]:
         try:
             yield
-        except aiohttp.ConnectionTimeoutError as exc:
+        except ConnectTimeout as exc:
             raise EngineTimeout(f"engine '{self.name}' timed out (connect)") from exc
-        except TimeoutError as exc:  # aiohttp's read timeout, or a probe's total
+        except ReadTimeout as exc:  # between two reads, or a probe's total
             raise EngineTimeout(f"engine '{self.name}' timed out (read)") from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ClientOSError) as exc:
+        except Unreachable as exc:
             raise EngineUnavailable(f"engine '{self.name}' is unreachable: {exc}") from exc
-        except aiohttp.ClientError as exc:
+        except ProtocolError as exc:
             # Protocol errors, including a connection dropped in the middle of a body.
             reason = str(exc) or type(exc).__name__
             raise UpstreamError(f"engine '{self.name}' broke the HTTP exchange: {reason}") from exc
