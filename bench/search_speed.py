@@ -61,7 +61,9 @@ from sqlalchemy import text
 from hearth.accounts.principal import Principal
 from hearth.config import Settings
 from hearth.db.session import Database
+from hearth.rag.models import TEXT_SEARCH_CONFIG
 from hearth.rag.search import (
+    EXACT_SCAN_RATIO,
     IDF_POWER,
     MIN_GAP,
     SESSION_SETTINGS,
@@ -457,10 +459,12 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
         await conn.execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
         for index, (label, mode, filtered) in enumerate(CASES):
             allowed = collection_ids[:1] if filtered else collection_ids
+            # The values the function works out before its case statement (FUNCTION_SQL's
+            # preamble; the bench's collections are all the owner's, one document each).
             few = await conn.fetchval(
                 "SELECT (SELECT coalesce(sum(chunks), 0) FROM document "
-                "WHERE collection_id = ANY($1)) ^ 2 < 400 * (SELECT reltuples FROM pg_class "
-                "WHERE oid = 'document_chunk'::regclass)",
+                f"WHERE collection_id = ANY($1)) ^ 2 < {EXACT_SCAN_RATIO} * "
+                "(SELECT reltuples FROM pg_class WHERE oid = 'document_chunk'::regclass)",
                 allowed,
             )
             sql = case_sql(mode, few)
@@ -468,12 +472,13 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
                 sql = re.sub(rf"(?<![\w.]){re.escape(name)}(?!\w)", f"${i + 1}", sql)
             query = corpus.query_texts[0]
             q = await conn.fetchval(
-                "SELECT replace(websearch_to_tsquery('english', $1)::text, ' & ', ' | ')",
+                f"SELECT replace(websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', $1)::text, "
+                "' & ', ' | ')",
                 query,
             )
             w = await conn.fetchrow(
-                "SELECT * FROM text_weighting(tsvector_to_array(to_tsvector('english', $1)), "
-                f"$2, {IDF_POWER}, {MIN_GAP})",
+                "SELECT * FROM text_weighting(tsvector_to_array("
+                f"to_tsvector('{TEXT_SEARCH_CONFIG}', $1)), $2, {IDF_POWER}, {MIN_GAP})",
                 query,
                 allowed,
             )
