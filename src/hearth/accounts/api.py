@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import State
 
 from hearth.accounts.auth import (
     CallerDep,
@@ -41,10 +42,14 @@ async def key_caller(request: Request) -> Caller | None:
     Keys are required on any non-loopback address (and wherever HEARTH_REQUIRE_API_KEY is
     set). Elsewhere a request may come without one, since OpenAI clients insist on sending
     some key: a token that is not a Hearth key is then ignored, a Hearth key is checked."""
-    token = bearer_token(request)
-    required = request.app.state.settings.api_keys_required
+    return await key_caller_for(request.app.state, bearer_token(request))
+
+
+async def key_caller_for(state: State, token: str) -> Caller | None:
+    """`key_caller`, for the bearer token already read from the request."""
+    required = state.settings.api_keys_required
     if token.startswith("hk-") or (token and required):
-        return await request.app.state.keys.authenticate(token)
+        return await state.keys.authenticate(token)
     if required:
         raise Unauthenticated(
             "You didn't provide an API key. Send it as 'Authorization: Bearer hk-...'."

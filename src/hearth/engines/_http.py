@@ -12,6 +12,7 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from hearth.config import ModelConfig
 from hearth.engines._wire import (
     ConnectTimeout,
+    Prepared,
     ProtocolError,
     ReadTimeout,
     Response,
@@ -37,7 +39,18 @@ from hearth.errors import (
     UpstreamError,
 )
 
-_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_JSON_HEADERS = Prepared({"Content-Type": "application/json", "Accept": "application/json"})
+
+
+@lru_cache(maxsize=8)
+def _stream_headers(accept: str) -> Prepared:
+    # `identity`: a compressed stream only decodes in compressor-sized blocks, which would
+    # hold tokens back; a token stream gains little from compression anyway.
+    return Prepared(
+        {"Content-Type": "application/json", "Accept": accept, "Accept-Encoding": "identity"}
+    )
+
+
 # Statuses that mean "this engine cannot take the request now"; the balancer may retry
 # elsewhere. 429 belongs here too: the client did nothing wrong. 502/504 come from a proxy
 # in front of the engine that could not reach it.
@@ -278,13 +291,7 @@ class HttpEngine(Engine, Generic[_C]):
         translated, and leaving it (including aclose() at a `yield`) closes the upstream
         response, which makes the engine stop generating.
         """
-        # `identity`: a compressed stream only decodes in compressor-sized blocks, which
-        # would hold tokens back; a token stream gains little from compression anyway.
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": accept,
-            "Accept-Encoding": "identity",
-        }
+        headers = _stream_headers(accept)
         with self._transport_errors():
             response = await self._http.request(
                 "POST", self._url(path), orjson.dumps(payload), headers, stream=True

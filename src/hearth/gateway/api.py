@@ -8,12 +8,13 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope
 
-from hearth.accounts.api import KeyCallerDep, key_caller
+from hearth.accounts.api import KeyCallerDep, key_caller_for
+from hearth.accounts.auth import bearer_of
 from hearth.accounts.keys import Caller
 from hearth.accounts.principal import LOCAL_USER
 from hearth.engines.protocol import (
@@ -26,6 +27,7 @@ from hearth.engines.protocol import (
 from hearth.errors import InvalidRequest
 from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
+from hearth.gateway.replies import EventStream, JsonReply
 from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_event_batches
 from hearth.hot_path import HotRoute
@@ -36,6 +38,9 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 # Milliseconds Hearth spent on the request besides waiting for engines (see `Timing`).
 OVERHEAD_HEADER = "x-hearth-overhead-ms"
+_OVERHEAD = OVERHEAD_HEADER.encode()
+_CACHE = CACHE_HEADER.lower().encode()
+_SSE_HEADERS = [(name.encode(), value.encode()) for name, value in SSE_HEADERS.items()]
 
 
 async def _gateway(request: Request) -> Gateway:
@@ -83,43 +88,46 @@ class _RawRoute(APIRoute):
         return self.endpoint  # type: ignore[no-any-return]
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> JsonReply | EventStream:
     """Create a chat completion; with `stream: true`, server-sent events chunk by chunk.
 
     Extension: `"hearth": {"collections": ["<id>", ...], "k": 5}` answers from those
     document collections; the passages used come back as `citations` (in the response, or
     in the first chunk when streaming)."""
-    # A raw route (`_RawRoute`): this is the gateway's hot path, and FastAPI's dependency
-    # solving, stdlib JSON decoding and separate validation cost more CPU than the rest of
-    # the request. The body is decoded and validated once, in pydantic's Rust parser;
-    # errors keep their shape (the handler for RequestValidationError), and the key is
-    # checked before the body, as when it was a dependency.
-    caller = await key_caller(request)
-    body = _parse(ChatCompletionRequest, await _body(request))
-    gateway: Gateway = request.app.state.gateway
+    # A raw route (`_RawRoute`), served from outside Starlette's stack too (hot_path): this
+    # is the gateway's hottest path, where FastAPI's dependency solving, Starlette's header
+    # and body helpers and its responses cost more CPU than the rest of the request. The
+    # headers it reads are found in one pass; the body is decoded and validated once, in
+    # pydantic's Rust parser; errors keep their shape (the handler for
+    # RequestValidationError), and the key is checked before the body, as when it was a
+    # dependency.
+    state = request.app.state
+    affinity = state.settings.session_affinity_header
+    authorization, asked_cache, session = _headers(request.scope, affinity)
+    caller = await key_caller_for(state, bearer_of(authorization))
+    body = _parse(ChatCompletionRequest, await _body(request.receive))
+    gateway: Gateway = state.gateway
     citations = None
     if body.model_extra and "hearth" in body.model_extra:
         principal = caller.principal if caller else LOCAL_USER
-        body, found = await request.app.state.answerer.attach(principal, body)
+        body, found = await state.answerer.attach(principal, body)
         citations = [c.model_dump(mode="json") for c in found]
     timing = _timing(request)
-    session = _session(request)
     if not body.stream:
-        cache = _use_cache(request, caller)
+        cache = _use_cache(asked_cache, caller)
         result = await gateway.chat(body, caller, session=session, timing=timing, cache=cache)
         if citations is not None:
             result.citations = citations  # type: ignore[attr-defined]
-        response = _json(result, timing)
+        headers = [_overhead(timing)]
         if cache:
-            response.headers[CACHE_HEADER] = "hit" if timing.cached else "miss"
-        return response
+            headers.append((_CACHE, b"hit" if timing.cached else b"miss"))
+        return JsonReply(result.model_dump_json().encode(), headers)
     batches = await gateway.chat_stream_batches(body, caller, session=session, timing=timing)
     if citations is not None:
         batches = _with_citations(batches, citations)
-    return StreamingResponse(
+    return EventStream(
         sse_event_batches(batches, include_usage=body.include_usage),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, OVERHEAD_HEADER: _ms(timing)},
+        [*_SSE_HEADERS, _overhead(timing)],
     )
 
 
@@ -136,13 +144,35 @@ router.add_api_route(
 HOT_ROUTES = [HotRoute(router.prefix + "/chat/completions", chat_completions)]
 
 
-async def _body(request: Request) -> bytes:
-    try:
-        return await request.body()
-    except ClientDisconnect:
-        # The client left, or RequestMiddleware cut off a body over the size limit (it
-        # then answers 413 in place of this).
-        raise InvalidRequest("The request body could not be read.") from None
+async def _body(receive: Receive) -> bytes:
+    """The request's body, from the ASGI messages."""
+    pieces = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            # The client left, or RequestMiddleware cut off a body over the size limit (it
+            # then answers 413 in place of this).
+            raise InvalidRequest("The request body could not be read.")
+        piece = message.get("body", b"")
+        if not message.get("more_body", False):
+            return b"".join((*pieces, piece)) if pieces else piece
+        pieces.append(piece)
+
+
+def _headers(scope: Scope, affinity: str | None) -> tuple[str, str, str | None]:
+    """Authorization, X-Hearth-Cache and the session-affinity header (if one is set), in
+    one pass over the raw headers."""
+    wanted = affinity.lower().encode("latin-1") if affinity else None
+    authorization = asked_cache = ""
+    session = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == _CACHE:
+            asked_cache = value.decode("latin-1")
+        elif name == wanted:
+            session = value.decode("latin-1")
+    return authorization, asked_cache, session
 
 
 def _parse(model: type[M], raw: bytes) -> M:
@@ -153,10 +183,10 @@ def _parse(model: type[M], raw: bytes) -> M:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
-def _use_cache(request: Request, caller: Caller | None) -> bool:
+def _use_cache(asked: str, caller: Caller | None) -> bool:
     """The response cache is opt-in: the key's setting, or `X-Hearth-Cache: use`; a request
     can also refuse it with `X-Hearth-Cache: no`."""
-    asked = request.headers.get(CACHE_HEADER, "").lower()
+    asked = asked.lower()
     if asked in ("no", "off", "bypass"):
         return False
     return asked == "use" or bool(caller and caller.cache_responses)
@@ -167,13 +197,12 @@ def _timing(request: Request) -> Timing:
     return Timing(arrived=arrived) if arrived is not None else Timing()
 
 
-def _session(request: Request) -> str | None:
-    header = request.app.state.settings.session_affinity_header
-    return request.headers.get(header) if header else None
-
-
 def _ms(timing: Timing) -> str:
     return f"{timing.ready() * 1000:.2f}"
+
+
+def _overhead(timing: Timing) -> tuple[bytes, bytes]:
+    return _OVERHEAD, _ms(timing).encode()
 
 
 def _json(result: BaseModel, timing: Timing) -> Response:

@@ -90,32 +90,59 @@ class Call:
             self.gateway.balancer.health.abandoned(self.deployment.id, self.served)
 
     def first_token(self) -> None:
+        # Observed in the metrics at the end (`_record`), not on the first chunk's way out.
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.started
-            deployment = self.deployment.id if self.deployment else ""
-            self.gateway.metrics.deployment(self.served, deployment).ttft.observe(self.ttft)
 
     async def finish(
         self, status: int, outcome: str | None, prompt: int = 0, completion: int = 0
     ) -> None:
+        """Settle the limits, record the usage row and the metrics: once, however the
+        request ended."""
         if self.finished:
             return
         self.finished = True
+        cost = self._record(status, outcome, prompt, completion)
+        if self.admission is not None:
+            await self._settle(prompt + completion, cost)
+
+    def finish_soon(
+        self, status: int, outcome: str | None, prompt: int = 0, completion: int = 0
+    ) -> None:
+        """`finish`, at the event loop's next turn: for a complete answer whose route
+        writes it without waiting (a JSON reply), so this bookkeeping (a tenth of the
+        request's CPU) happens after the response has left, not before."""
+        if self.finished:
+            return
+        self.finished = True
+        asyncio.get_running_loop().call_soon(self._finish_now, status, outcome, prompt, completion)
+
+    def _finish_now(self, status: int, outcome: str | None, prompt: int, completion: int) -> None:
+        cost = self._record(status, outcome, prompt, completion)
+        if self.admission is not None:
+            self.gateway.spawn(self._settle(prompt + completion, cost))
+
+    async def _settle(self, tokens: int, cost: float) -> None:
+        assert self.admission is not None
+        try:
+            await self.gateway.limiter.settle(self.admission, tokens=tokens, cost=cost)
+        except Exception:  # the lease frees the slot; never fail a finished request
+            log.warning("could not settle limits", exc_info=True)
+
+    def _record(self, status: int, outcome: str | None, prompt: int, completion: int) -> float:
+        """Free the deployment's slot; metrics and the usage row. Returns the cost."""
         gateway, metrics = self.gateway, self.gateway.metrics
         deployment = self.deployment
         name = deployment.id if deployment else self.label
         self.detach()
         cost = deployment.model.cost(prompt, completion) if deployment else 0.0
-        if self.admission is not None:
-            try:
-                await gateway.limiter.settle(self.admission, tokens=prompt + completion, cost=cost)
-            except Exception:  # the lease frees the slot; never fail a finished request
-                log.warning("could not settle limits", exc_info=True)
         latency = time.perf_counter() - self.started
         children = metrics.deployment(self.served, name)
         children.prompt_tokens.inc(prompt)
         children.completion_tokens.inc(completion)
         children.requests(status).inc()
+        if self.ttft is not None:
+            children.ttft.observe(self.ttft)
         if deployment is not None:
             children.request_latency.observe(latency)
             if self.timing.overhead is None and status == 200:
@@ -142,6 +169,7 @@ class Call:
                 cost=cost,
             )
         )
+        return cost
 
 
 def status_of(exc: BaseException) -> int:

@@ -6,10 +6,12 @@ No HTTP here: the routes in `api.py` turn these results into responses.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import numpy as np
 
@@ -73,13 +75,22 @@ class Gateway:
         )
         self.checker = HealthChecker(self.balancer.health, routes, health_interval)
         metrics.registry.register(DeploymentCollector(routes, self.balancer))
+        self._spawned: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Start the background work: health probes, in-flight sync. Engines must be up."""
         self.checker.start()
         self.balancer.in_flight.start()
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` on its own (bookkeeping after a response), held until it is done."""
+        task = asyncio.create_task(work)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
     async def close(self) -> None:
+        if self._spawned:
+            await asyncio.gather(*self._spawned, return_exceptions=True)
         await self.checker.close()
         await self.balancer.in_flight.close()
         await self.cache.close()
@@ -148,7 +159,7 @@ class Gateway:
         result.model = call.served
         call.first_token()
         usage = result.usage
-        await call.finish(
+        call.finish_soon(
             200,
             "completed",
             usage.prompt_tokens if usage else 0,

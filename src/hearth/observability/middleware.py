@@ -79,8 +79,12 @@ class RequestMiddleware:
             return message
 
         try:
-            if length is not None and length.isdigit() and int(length) > limit:
+            declared = int(length) if length is not None and length.isdigit() else None
+            if declared is not None and declared > limit:
                 await self._too_large(scope, receive, send_wrapper, limit)
+            elif declared is not None:
+                # The server reads no more than the declared length: nothing to count.
+                await self.app(scope, receive, send_wrapper)
             else:
                 await self.app(scope, limited_receive, send_wrapper)
             if body_too_large:
