@@ -51,20 +51,25 @@ class EventStream:
         task = asyncio.current_task()
         assert task is not None
         streaming = [True]
-        watcher = asyncio.create_task(_cancel_when_gone(receive, task, streaming))
+        watcher: asyncio.Task[bool] | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             async for piece in self.pieces:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
+                if watcher is None:
+                    # Once the first piece is out: until the stream waits, there is nothing
+                    # to cancel, and uvicorn reports a disconnect whenever it is asked.
+                    watcher = asyncio.create_task(_cancel_when_gone(receive, task, streaming))
             streaming[0] = False
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not (watcher.done() and not watcher.cancelled() and watcher.result()):
+            if not (watcher and watcher.done() and not watcher.cancelled() and watcher.result()):
                 raise  # cancelled from outside (shutdown): not ours to swallow
             task.uncancel()
         finally:
             streaming[0] = False
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await self.pieces.aclose()
 
 
