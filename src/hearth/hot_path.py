@@ -22,15 +22,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+Endpoint = Callable[[Request], Coroutine[Any, Any, ASGIApp]]
 
 
 @dataclass(frozen=True)
 class HotRoute:
-    """A POST route whose endpoint takes the Request and returns a Response (a raw
+    """A POST route whose endpoint takes the Request and returns an ASGI reply (a raw
     route). It stays mounted on its router as well, for OpenAPI and other methods' 405."""
 
     path: str  # in full, prefix included: what metrics label the request with

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.types import Receive, Scope
+from starlette.types import ASGIApp, Receive, Scope
 
 from hearth.accounts.api import KeyCallerDep, key_caller_for
 from hearth.accounts.auth import bearer_of
@@ -79,12 +79,13 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 class _RawRoute(APIRoute):
-    """A route whose endpoint takes the `Request` and returns a `Response`, nothing else:
-    FastAPI's request handler (dependency solving, which parses cookies and query string
-    whether or not anything asks for them; body decoding) is skipped. Still a FastAPI
+    """A route whose endpoint takes the `Request` and returns an ASGI reply (a Starlette
+    `Response` or one of `replies`), nothing else: FastAPI's request handler (dependency
+    solving, which parses cookies and query string whether or not anything asks for them;
+    body decoding) is skipped. Still a FastAPI
     route, so it is documented and its exceptions meet the app's handlers."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, ASGIApp]]:
         return self.endpoint  # type: ignore[no-any-return]
 
 
