@@ -25,6 +25,7 @@ from hearth.chat.schemas import (
 )
 from hearth.chat.service import Chats, export_markdown
 from hearth.errors import InvalidRequest
+from hearth.http_replies import Streamed
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 
@@ -205,4 +206,4 @@ def _stream(events: AsyncIterator[ChatEvent]) -> StreamingResponse:
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return Streamed(body(), media_type="text/event-stream", headers=SSE_HEADERS)

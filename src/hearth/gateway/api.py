@@ -27,10 +27,10 @@ from hearth.engines.protocol import (
 from hearth.errors import InvalidRequest
 from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
-from hearth.gateway.replies import EventStream, JsonReply
 from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_event_batches
 from hearth.hot_path import HotRoute
+from hearth.http_replies import EventStream, JsonReply
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -80,7 +80,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 class _RawRoute(APIRoute):
     """A route whose endpoint takes the `Request` and returns an ASGI reply (a Starlette
-    `Response` or one of `replies`), nothing else: FastAPI's request handler (dependency
+    `Response` or one of `http_replies`), nothing else: FastAPI's request handler (dependency
     solving, which parses cookies and query string whether or not anything asks for them;
     body decoding) is skipped. Still a FastAPI
     route, so it is documented and its exceptions meet the app's handlers."""

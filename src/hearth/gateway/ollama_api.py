@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
@@ -44,6 +44,7 @@ from hearth.gateway.ollama_schemas import (
     OllamaShowRequest,
 )
 from hearth.gateway.service import Gateway
+from hearth.http_replies import Streamed
 
 # The Ollama API version Hearth answers like; clients check it before using newer fields.
 OLLAMA_VERSION = "0.12.0"
@@ -242,7 +243,7 @@ async def _answer(
         result = await gateway.chat(request, caller)
         return _json(_reply(name, result, started, chat=chat))
     chunks = await gateway.chat_stream(request, caller)
-    return StreamingResponse(_ndjson(name, chunks, started, chat=chat), media_type=NDJSON)
+    return Streamed(_ndjson(name, chunks, started, chat=chat), media_type=NDJSON)
 
 
 def _reply(name: str, result: ChatCompletion, started: int, *, chat: bool) -> dict[str, Any]:

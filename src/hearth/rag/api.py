@@ -14,6 +14,7 @@ from hearth.accounts.auth import CallerDep
 from hearth.engines.protocol import ChatCompletionChunk
 from hearth.errors import InvalidRequest
 from hearth.gateway.sse import SSE_HEADERS, sse_events
+from hearth.http_replies import Streamed
 from hearth.rag.schemas import (
     Answer,
     AskRequest,
@@ -150,7 +151,7 @@ async def ask(
         temperature=body.temperature,
     )
     if body.stream:
-        return StreamingResponse(
+        return Streamed(
             _ask_events(citations, chunks), media_type="text/event-stream", headers=SSE_HEADERS
         )
     parts: list[str] = []

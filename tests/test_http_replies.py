@@ -1,4 +1,5 @@
-"""The gateway's bare ASGI replies: what they send, and a stream when the client leaves."""
+"""The bare ASGI replies and streams written in the request's own task: what they send, and a
+stream when the client leaves."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import pytest
+from starlette.background import BackgroundTask
 
-from hearth.gateway.replies import EventStream, JsonReply
+from hearth.http_replies import EventStream, JsonReply, Streamed
 
 
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
@@ -110,3 +112,20 @@ async def test_a_cancellation_from_outside_is_not_swallowed() -> None:
     reply.cancel()  # server shutdown, say
     with pytest.raises(asyncio.CancelledError):
         await reply
+
+
+@run
+async def test_a_streaming_response_streams_in_the_task_and_runs_its_background() -> None:
+    ran = []
+
+    async def pieces() -> AsyncGenerator[str, None]:
+        yield "é"  # text is encoded, as Starlette does
+        yield "x"
+
+    client = Client()
+    reply = Streamed(pieces(), media_type="application/x-ndjson", background=None)
+    reply.background = BackgroundTask(ran.append, "done")
+    await reply(SCOPE, client.receive, client.send)
+    assert (b"content-type", b"application/x-ndjson") in client.sent[0]["headers"]
+    assert [m.get("body") for m in client.sent[1:]] == ["é".encode(), b"x", b""]
+    assert ran == ["done"]
