@@ -63,8 +63,11 @@ class Streamed(StreamingResponse):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        start = {"type": "http.response.start", "status": self.status_code}
-        start["headers"] = self.raw_headers
+        start = {
+            "type": "http.response.start",
+            "status": self.status_code,
+            "headers": self.raw_headers,
+        }
         await stream_in_task(self.body_iterator, start, receive, send, charset=self.charset)
         if self.background is not None:
             await self.background()

@@ -82,8 +82,8 @@ class _RawRoute(APIRoute):
     """A route whose endpoint takes the `Request` and returns an ASGI reply (a Starlette
     `Response` or one of `http_replies`), nothing else: FastAPI's request handler (dependency
     solving, which parses cookies and query string whether or not anything asks for them;
-    body decoding) is skipped. Still a FastAPI
-    route, so it is documented and its exceptions meet the app's handlers."""
+    body decoding) is skipped. Still a FastAPI route, so it is documented and its
+    exceptions meet the app's handlers."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, ASGIApp]]:
         return self.endpoint  # type: ignore[no-any-return]

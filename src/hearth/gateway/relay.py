@@ -75,7 +75,7 @@ def abandon(call: Call, stream: Batches) -> None:
     call.detach()  # at once, synchronously: the balancer must not count it any longer
     call.abandoned()
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
         return  # the loop is gone (shutdown): nothing left to settle or record
 
@@ -83,9 +83,4 @@ def abandon(call: Call, stream: Batches) -> None:
         await stream.aclose()
         await call.finish(499, "cancelled")
 
-    task = loop.create_task(close())
-    _abandoning.add(task)
-    task.add_done_callback(_abandoning.discard)
-
-
-_abandoning: set[asyncio.Task[None]] = set()  # strong references until they are done
+    call.gateway.spawn(close())
