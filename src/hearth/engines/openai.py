@@ -28,6 +28,12 @@ from hearth.errors import HearthError, UpstreamError
 _SSE_IGNORED_FIELDS = frozenset({"event", "id", "retry"})
 
 
+def _says_something(chunk: ChatCompletionChunk) -> bool:
+    """Whether a chunk carries more than a role: content, or another field of the delta
+    (tool calls, reasoning)."""
+    return any(choice.delta.content or choice.delta.model_extra for choice in chunk.choices)
+
+
 class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
     kind = "openai"
     _context_hints = ("context_length", "context length", "context size", "context window")
@@ -60,9 +66,15 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[list[ChatCompletionChunk]]:
         """The stream's chunks as they arrive: a list of those that arrived together (one,
-        when the engine sends them apart), so that they can be passed on in one write."""
+        when the engine sends them apart), so that they can be passed on in one write.
+
+        The chunks up to the first that says something (content, a tool call, reasoning;
+        engines send the role alone first) are a list of their own, whatever came with
+        them: when an engine sends much of its answer at once, the client's first token
+        does not wait for the rest to be parsed and passed on (bench/RESULTS.md)."""
         payload = request.model_dump(exclude_none=True)
         payload["stream"] = True
+        first = True
         async with self._stream(
             "chat/completions", payload, accept="text/event-stream", model=request.model
         ) as response:
@@ -80,7 +92,12 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
                             if batch:
                                 yield batch
                             return
-                        batch.append(self._parse_chunk(data))
+                        chunk = self._parse_chunk(data)
+                        batch.append(chunk)
+                        if first and _says_something(chunk):
+                            first = False
+                            yield batch
+                            batch = []
                 except HearthError:
                     if batch:
                         yield batch  # the good chunks before the bad one still go out
