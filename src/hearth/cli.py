@@ -351,6 +351,7 @@ def _run(
 ) -> None:
     import uvicorn
 
+    from hearth.http_protocol import HttpProtocol
     from hearth.server import create_app
 
     configure_logging(settings.log_level, settings.log_format)
@@ -363,7 +364,8 @@ def _run(
         app,
         log_config=None,
         lifespan="on",
-        http="httptools",
+        http=HttpProtocol,  # httptools, a response's head and body in one write
+        ws="none",  # Hearth serves no WebSockets
         loop="auto",
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
