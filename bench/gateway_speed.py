@@ -8,7 +8,10 @@ realistic multi-replica configuration), and through LiteLLM's proxy (one worker)
 - maximum sustained rate: wrk (one thread, 32 connections, a Lua POST), non-streaming and
   streaming; the CPU each process used per request, from /proc;
 - added latency at a fixed rate: an open-loop generator (`_openloop.py`), latency from the
-  planned send time, p50/p99, minus the direct figures; for streams, time to first chunk;
+  planned send time, p50/p99, minus the direct figures; for streams, time to first chunk.
+  Measured twice: each target alone after its other measurements, then at the end, each
+  target interleaved request by request with direct calls (`paired`), so that both see
+  the machine in the same state (this one's run-to-run drift is a few tenths of a ms);
 - chunks passed on as they arrive: the upstream waits 20 ms between chunks (`mock-gap20`),
   the client timestamps each event; a gap under 10 ms means chunks were held and batched;
 - memory: RSS after warm-up, then after N more requests.
@@ -144,6 +147,58 @@ def open_loop(target: Target, payload: bytes, *, rate: float, count: int) -> lis
         return runner.run(main())
 
 
+def paired_open_loop(
+    targets: tuple[Target, Target], payload: bytes, *, rate: float, count: int
+) -> tuple[list[Result], list[Result]]:
+    """`open_loop` on two targets at once, their requests interleaved (each at `rate`, the
+    second half a period after the first), so that both meet the machine in the same
+    state: what drifts between two runs a few seconds apart (load, CPU frequency, the
+    host's other guests) does not land on one of them only."""
+
+    async def main() -> tuple[list[Result], list[Result]]:
+        clients = [OpenLoop("127.0.0.1", target.port) for target in targets]
+        raws = [post(CHAT, payload, target.headers) for target in targets]
+        try:
+
+            async def both(n: int) -> list[list[Result]]:
+                runs = [
+                    client.run(raw, rate=rate, count=n, offset=i * 0.5 / rate)
+                    for i, (client, raw) in enumerate(zip(clients, raws, strict=True))
+                ]
+                return await asyncio.gather(*runs)
+
+            await both(min(20, count))
+            first, second = await both(count)
+            return first, second
+        finally:
+            for client in clients:
+                await client.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
+
+
+def paired(direct: Target, target: Target, *, rate: float, count: int) -> dict:
+    """Added latency of `target` over `direct`, measured interleaved (`paired_open_loop`):
+    p50 and p99 of each, JSON and the first chunk of a stream."""
+    out = {}
+    for kind, payload in (("json", body()), ("sse", body(stream=True))):
+        mine, theirs = paired_open_loop((target, direct), payload, rate=rate, count=count)
+        a, b = latency_summary(mine), latency_summary(theirs)
+        key = "p50_ms" if kind == "json" else "ttft_p50_ms"
+        key99 = "p99_ms" if kind == "json" else "ttft_p99_ms"
+        out[kind] = {
+            "direct_p50_ms": b[key],
+            "p50_ms": a[key],
+            "added_p50_ms": a[key] - b[key],
+            "direct_p99_ms": b[key99],
+            "p99_ms": a[key99],
+            "added_p99_ms": a[key99] - b[key99],
+            "failed": a["failed"] + b["failed"],
+        }
+    return out
+
+
 def latency_summary(results: list[Result]) -> dict:
     ok = [r for r in results if r.status == 200 and r.error is None]
     lat = [r.latency * 1000 for r in ok]
@@ -253,7 +308,7 @@ def postgres_service(pgdata: Path) -> Service:
 def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="gateway-speed-"))
     services: list[Service] = []
-    report: dict = {"load_before": os.getloadavg(), "targets": {}}
+    report: dict = {"load_before": os.getloadavg(), "targets": {}, "paired": {}}
     embedded = EmbeddedPostgres(work / "data")
     try:
         upstream, upstream_port = start_fast_upstream(work)
@@ -319,6 +374,16 @@ def run(args: argparse.Namespace) -> dict:
             print(f"--- {target.name}", flush=True)
             measure(target, services, args, work)
             report["targets"][target.name] = target.results
+        # Added latency again, each target interleaved with direct calls (see `paired`).
+        count = int(args.rate * args.latency_seconds)
+        direct = next((t for t in targets if t.name == "direct"), None)
+        for target in targets:
+            if direct is not None and target is not direct:
+                print(f"--- {target.name} and direct, interleaved", flush=True)
+                report["paired"][target.name] = found = paired(
+                    direct, target, rate=args.rate, count=count
+                )
+                print(f"  {json.dumps(found)}", flush=True)
         report["load_after"] = os.getloadavg()
         return report
     finally:
@@ -423,6 +488,19 @@ def table(report: dict) -> str:
     row("  p99 ms", lambda r: r["gaps"]["gap_p99_ms"], "{:.1f}")
     row("  under 10 ms (two chunks together)", lambda r: r["gaps"]["batched"])
     row("  of", lambda r: r["gaps"]["gaps"])
+    pairs = report.get("paired", {})
+    for kind, label in (("json", "JSON"), ("sse", "SSE first chunk")):
+        for stat in ("p50", "p99"):
+            cells = []
+            for name in t:
+                pair = pairs.get(name, {}).get(kind)
+                if pair is None:
+                    cells.append("—")
+                    continue
+                mine, added = pair[f"{stat}_ms"], pair[f"added_{stat}_ms"]
+                cells.append(f"{mine:.2f} ({added:+.2f} over {pair[f'direct_{stat}_ms']:.2f})")
+            title = f"interleaved with direct, {label} {stat} ms"
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
     row("RSS MB after warm-up", lambda r: r["memory"]["rss_before_mb"], "{:.1f}")
     row("RSS MB after N more requests", lambda r: r["memory"]["rss_after_mb"], "{:.1f}")
     row("  N", lambda r: r["memory"]["requests"])
