@@ -106,14 +106,13 @@ class OpenLoop:
         result.end = time.perf_counter()
 
     async def run(
-        self, raw: bytes, *, rate: float, count: int, grace: float = 30.0, offset: float = 0.0
+        self, raw: bytes, *, rate: float, count: int, grace: float = 30.0
     ) -> list[Result]:
-        """Send `count` requests `1/rate` seconds apart, the first `offset` seconds after a
-        common start (two runs side by side interleave); wait for them, at most `grace`
+        """Send `count` requests `1/rate` seconds apart; wait for them, at most `grace`
         seconds after the last was sent (those still running then count as failed)."""
         loop = asyncio.get_running_loop()
         tasks = []
-        start = time.perf_counter() + 0.05 + offset
+        start = time.perf_counter() + 0.05
         for i in range(count):
             planned = start + i / rate
             delay = planned - time.perf_counter()

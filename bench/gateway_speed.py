@@ -10,7 +10,7 @@ realistic multi-replica configuration), and through LiteLLM's proxy (one worker)
 - added latency at a fixed rate: an open-loop generator (`_openloop.py`), latency from the
   planned send time, p50/p99, minus the direct figures; for streams, time to first chunk.
   Measured twice: each target alone after its other measurements, then at the end, each
-  target interleaved request by request with direct calls (`paired`), so that both see
+  target taking turns with direct calls in 2-second blocks (`paired`), so that both see
   the machine in the same state (this one's run-to-run drift is a few tenths of a ms);
 - chunks passed on as they arrive: the upstream waits 20 ms between chunks (`mock-gap20`),
   the client timestamps each event; a gap under 10 ms means chunks were held and batched;
@@ -147,29 +147,32 @@ def open_loop(target: Target, payload: bytes, *, rate: float, count: int) -> lis
         return runner.run(main())
 
 
+BLOCK = 100  # requests per block when two targets take turns (2 s at 50/s)
+BLOCK_SKIP = 2  # the first of each block, after the target sat idle for a block
+
+
 def paired_open_loop(
     targets: tuple[Target, Target], payload: bytes, *, rate: float, count: int
 ) -> tuple[list[Result], list[Result]]:
-    """`open_loop` on two targets at once, their requests interleaved (each at `rate`, the
-    second half a period after the first), so that both meet the machine in the same
-    state: what drifts between two runs a few seconds apart (load, CPU frequency, the
-    host's other guests) does not land on one of them only."""
+    """`open_loop` on two targets taking turns in short blocks (`BLOCK` requests at
+    `rate`, the order flipping each round), so that a drift of the machine's state over a
+    run (load, CPU frequency, the host's other guests) lands on both alike. Each target
+    still meets requests `1/rate` apart, as when measured alone; interleaving single
+    requests would not do that (the client and the upstream would see twice the rate,
+    and direct calls gained from it more than Hearth did)."""
 
     async def main() -> tuple[list[Result], list[Result]]:
         clients = [OpenLoop("127.0.0.1", target.port) for target in targets]
         raws = [post(CHAT, payload, target.headers) for target in targets]
+        found: tuple[list[Result], list[Result]] = ([], [])
         try:
-
-            async def both(n: int) -> list[list[Result]]:
-                runs = [
-                    client.run(raw, rate=rate, count=n, offset=i * 0.5 / rate)
-                    for i, (client, raw) in enumerate(zip(clients, raws, strict=True))
-                ]
-                return await asyncio.gather(*runs)
-
-            await both(min(20, count))
-            first, second = await both(count)
-            return first, second
+            for client, raw in zip(clients, raws, strict=True):
+                await client.run(raw, rate=rate, count=min(20, count))
+            for round_ in range(max(1, count // BLOCK)):
+                for i in (0, 1) if round_ % 2 == 0 else (1, 0):
+                    block = await clients[i].run(raws[i], rate=rate, count=BLOCK)
+                    found[i].extend(block[BLOCK_SKIP:])
+            return found
         finally:
             for client in clients:
                 await client.close()
@@ -179,7 +182,7 @@ def paired_open_loop(
 
 
 def paired(direct: Target, target: Target, *, rate: float, count: int) -> dict:
-    """Added latency of `target` over `direct`, measured interleaved (`paired_open_loop`):
+    """Added latency of `target` over `direct`, the two taking turns (`paired_open_loop`):
     p50 and p99 of each, JSON and the first chunk of a stream."""
     out = {}
     for kind, payload in (("json", body()), ("sse", body(stream=True))):
@@ -374,12 +377,12 @@ def run(args: argparse.Namespace) -> dict:
             print(f"--- {target.name}", flush=True)
             measure(target, services, args, work)
             report["targets"][target.name] = target.results
-        # Added latency again, each target interleaved with direct calls (see `paired`).
+        # Added latency again, each target taking turns with direct calls (see `paired`).
         count = int(args.rate * args.latency_seconds)
         direct = next((t for t in targets if t.name == "direct"), None)
         for target in targets:
             if direct is not None and target is not direct:
-                print(f"--- {target.name} and direct, interleaved", flush=True)
+                print(f"--- {target.name} and direct, taking turns", flush=True)
                 report["paired"][target.name] = found = paired(
                     direct, target, rate=args.rate, count=count
                 )
@@ -499,7 +502,7 @@ def table(report: dict) -> str:
                     continue
                 mine, added = pair[f"{stat}_ms"], pair[f"added_{stat}_ms"]
                 cells.append(f"{mine:.2f} ({added:+.2f} over {pair[f'direct_{stat}_ms']:.2f})")
-            title = f"interleaved with direct, {label} {stat} ms"
+            title = f"in turns with direct, {label} {stat} ms"
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
     row("RSS MB after warm-up", lambda r: r["memory"]["rss_before_mb"], "{:.1f}")
     row("RSS MB after N more requests", lambda r: r["memory"]["rss_after_mb"], "{:.1f}")
