@@ -21,21 +21,25 @@ from tests._server import Running, running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 
-def _event(i: int) -> bytes:
+def _event(i: int | None) -> bytes:
+    """Event `i` (content "t<i>"), or with `None` the role-only chunk engines send first."""
+    delta = {"role": "assistant", "content": ""} if i is None else {"content": f"t{i}"}
     chunk = {
         "id": "c",
         "object": "chat.completion.chunk",
         "created": 1,
         "model": "m",
-        "choices": [{"index": 0, "delta": {"content": f"t{i}"}, "finish_reason": None}],
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
     }
     data = b"data: " + json.dumps(chunk).encode() + b"\n\n"
     return b"%x\r\n%s\r\n" % (len(data), data)  # one HTTP chunk per event, as engines do
 
 
-async def _burst_upstream(events: int) -> tuple[asyncio.Server, int]:
-    """An engine that writes a whole stream at once: `events` events, then [DONE]."""
-    body = b"".join(_event(i) for i in range(events)) + b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
+async def _burst_upstream(events: int, *, role_first: bool = False) -> tuple[asyncio.Server, int]:
+    """An engine that writes a whole stream at once: `events` events (after a role-only
+    one, with `role_first`), then [DONE]."""
+    body = b"".join(_event(i) for i in ([None] if role_first else []) + list(range(events)))
+    body += b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
     head += b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
 
@@ -51,9 +55,12 @@ async def _burst_upstream(events: int) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-def test_events_that_arrive_together_are_relayed_as_one_batch_after_the_first() -> None:
+@pytest.mark.parametrize("role_first", [False, True])
+def test_events_that_arrive_together_are_relayed_as_one_batch_after_the_first(
+    role_first: bool,
+) -> None:
     async def main() -> list[int]:
-        server, port = await _burst_upstream(20)
+        server, port = await _burst_upstream(20, role_first=role_first)
         engine = OpenAIEngine(
             OpenAIEngineConfig(
                 name="burst", base_url=f"http://127.0.0.1:{port}/v1", models=[ModelConfig(name="m")]
@@ -70,13 +77,14 @@ def test_events_that_arrive_together_are_relayed_as_one_batch_after_the_first() 
         finally:
             await engine.close()
             server.close()
-        assert texts == [f"t{i}" for i in range(20)]
+        assert texts == [""] * role_first + [f"t{i}" for i in range(20)]
         return sizes
 
     sizes = asyncio.run(main())
-    assert sum(sizes) == 20 and len(sizes) < 20, sizes
-    # The first chunk goes on alone: the client's first token does not wait for the rest.
-    assert sizes[0] == 1 and sizes[1] > 1, sizes
+    assert sum(sizes) == 20 + role_first and len(sizes) < 20, sizes
+    # The chunks up to the first token go on alone (a role-only chunk goes with the first
+    # token, not ahead of it): the client's first token does not wait for the rest.
+    assert sizes[0] == 1 + role_first and sizes[1] > 1, sizes
 
 
 @pytest.fixture(scope="module")
