@@ -147,6 +147,90 @@ def test_only_readable_collections_are_searched(database_url: str) -> None:
     ]
 
 
+def test_full_text_postings_keep_to_readable_collections(database_url: str) -> None:
+    """The BM25 postings carry each chunk's collection: Bob, searching by words that Alice's
+    chunks hold, gets only his own, whether few chunks are permitted (the postings read by
+    collection) or many (read by word, then filtered)."""
+
+    async def work(db: Database) -> list[tuple[str, set[str]]]:
+        alices, _ = await fill(db)
+        bobs = uuid.uuid4()
+        async with db.session() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO collection (id, name, owner_id, embedding_model) "
+                    "VALUES (:c, 'big', 'bob', 'test-384')"
+                ),
+                {"c": bobs},
+            )
+        await scatter(db, bobs, 3000, 0.25)  # "random N": many of Bob's chunks permitted
+        async with db.session() as session, session.begin():
+            await session.execute(
+                text(
+                    "INSERT INTO document_chunk (collection_id, document_id, ordinal, text, "
+                    "embedding) SELECT :c, id, 0, 'a glacier of his own', "
+                    "array_fill(0.1, ARRAY[384])::vector FROM document WHERE collection_id = :c"
+                ),
+                {"c": bobs},
+            )
+            await session.execute(text("ANALYZE document_chunk"))
+        seen = []
+        for who, collections in ((BOB, [alices]), (BOB, [alices, bobs]), (ALICE, [alices, bobs])):
+            hits = await search(db, who, collections, "glacier lighthouse", None, "text")
+            seen.append((who.user_id, {h.text for h in hits}))
+        return seen
+
+    assert run(database_url, work) == [
+        ("bob", set()),
+        ("bob", {"a glacier of his own"}),
+        (
+            "alice",
+            {"A passage about the glacier, number 2.", "A passage about the lighthouse, number 0."},
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("red fox", ["the red fox ran", "a fox in red", "a red apple"]),  # any word; more first
+        ('"red fox"', ["the red fox ran"]),  # a phrase: the words in this order
+        ("red -apple", ["a fox in red", "the red fox ran"]),  # an exclusion: all the others
+        ("apple", ["a red apple"]),
+        ("the of", []),  # stop words only
+    ],
+)
+def test_full_text_search_syntax(database_url: str, query: str, found: list[str]) -> None:
+    """Phrases and exclusions need word positions, which the postings do not hold: such
+    queries are checked against the chunks' tsvectors as well."""
+
+    async def work(db: Database) -> list[str]:
+        collection, document = uuid.uuid4(), uuid.uuid4()
+        async with db.session() as session, session.begin():
+            await add_collection_with_document(
+                session, collection, document, owner="alice", filename="f.md", title="F"
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO document_chunk (collection_id, document_id, ordinal, text, "
+                    "embedding) SELECT :c, :d, o, t, array_fill(0.1, ARRAY[384])::vector "
+                    "FROM unnest(CAST(:t AS text[])) WITH ORDINALITY AS x(t, o)"
+                ),
+                {
+                    "c": collection,
+                    "d": document,
+                    "t": ["the red fox ran", "a red apple", "a fox in red"],
+                },
+            )
+        hits = await search(db, ALICE, [collection], query, None, "text")
+        return [h.text for h in hits]
+
+    hits = run(database_url, work)
+    assert sorted(hits) == sorted(found)
+    if query == "red fox":
+        assert hits[-1] == "a red apple"
+
+
 def test_one_statement_and_no_transaction_of_its_own(database_url: str) -> None:
     async def work(db: Database) -> list[str]:
         collection, _ = await fill(db)

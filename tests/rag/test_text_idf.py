@@ -1,6 +1,7 @@
-"""The full-text side's IDF against a real PostgreSQL: the per-collection lexeme counts the
-triggers keep (migration 0008), that a rare query word outweighs a common one, that counts
-come only from the collections searched, and that concurrent writers do not deadlock."""
+"""The full-text side's BM25 against a real PostgreSQL: the per-collection lexeme counts and
+the postings the triggers keep (migrations 0008, 0009), that a rare query word outweighs a
+common one, that counts come only from the collections searched, and that concurrent
+writers do not deadlock."""
 
 from __future__ import annotations
 
@@ -15,19 +16,45 @@ from hearth.db.session import Database
 from tests._rows import add_collection_with_document
 from tests.rag.test_search import ALICE, BOB, run, search
 
-# Rows where the kept counts differ from a recount of the chunks (both ways).
+# Rows where what the triggers keep differs from a recount of the chunks (both ways): the
+# lexeme counts and lengths (migrations 0008, 0009), and the BM25 postings (0009); and
+# postings whose chunk is gone, in any collection.
 MISMATCHES = """
-WITH recount AS (
-    SELECT collection_id, l AS lexeme, count(*)::int AS chunks
-    FROM document_chunk, unnest(tsvector_to_array(tsv) || ''::text) l
-    WHERE collection_id = ANY(CAST(:collections AS uuid[]))
+WITH chunks AS (
+    SELECT ch.*, c.number FROM document_chunk ch JOIN collection c ON c.id = ch.collection_id
+    WHERE ch.collection_id = ANY(CAST(:collections AS uuid[]))
+),
+recount AS (
+    SELECT collection_id, l AS lexeme, count(*) AS chunks
+    FROM chunks, unnest(tsvector_to_array(tsv) || ''::text) l
     GROUP BY 1, 2
+    UNION ALL
+    SELECT collection_id, ' ', sum(cardinality(t.positions))
+    FROM chunks, unnest(tsv) t GROUP BY 1
 ),
 kept AS (
     SELECT * FROM collection_lexeme WHERE collection_id = ANY(CAST(:collections AS uuid[]))
+),
+postings AS (
+    SELECT id AS chunk_id, number AS collection, t.lexeme, cardinality(t.positions) AS tf,
+           sum(cardinality(t.positions)) OVER (PARTITION BY id) AS length
+    FROM chunks, unnest(tsv) t
+),
+kept_postings AS (
+    SELECT p.* FROM chunk_term p JOIN collection c ON c.number = p.collection
+    WHERE c.id = ANY(CAST(:collections AS uuid[]))
 )
-SELECT * FROM recount FULL JOIN kept USING (collection_id, lexeme)
-WHERE recount.chunks IS DISTINCT FROM kept.chunks"""
+SELECT 'count', collection_id::text, lexeme, recount.chunks, kept.chunks
+FROM recount FULL JOIN kept USING (collection_id, lexeme)
+WHERE recount.chunks IS DISTINCT FROM kept.chunks
+UNION ALL
+SELECT 'posting', chunk_id::text, lexeme, postings.tf * 100000 + postings.length,
+       kept_postings.tf * 100000 + kept_postings.length
+FROM postings FULL JOIN kept_postings USING (chunk_id, collection, lexeme)
+WHERE (postings.tf, postings.length) IS DISTINCT FROM (kept_postings.tf, kept_postings.length)
+UNION ALL
+SELECT 'orphan', p.chunk_id::text, p.lexeme, NULL, NULL FROM chunk_term p
+WHERE NOT EXISTS (SELECT FROM document_chunk ch WHERE ch.id = p.chunk_id)"""
 
 
 async def add_collection(db: Database, owner: str, texts: list[str]) -> uuid.UUID:

@@ -13,9 +13,11 @@ from sqlalchemy import (
     Computed,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -43,6 +45,8 @@ class Collection(Base):
     owner_id: Mapped[str] = mapped_column(String(200), index=True)
     embedding_model: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # A small number for the collection in `chunk_term`'s postings (4 bytes, not a uuid's 16).
+    number: Mapped[int] = mapped_column(Integer, Identity(), unique=True)
 
 
 class CollectionGrant(Base):
@@ -123,9 +127,10 @@ class DocumentChunk(Base):
 class CollectionLexeme(Base):
     """How many of a collection's chunks contain each lexeme: the document frequencies
     behind the full-text side's IDF (search.py). The row with the empty lexeme counts
-    all of the collection's chunks. Kept by triggers on `document_chunk` (migration 0008),
-    so that every way chunks come and go (ingestion, re-indexing, deletion, the copy of a
-    twin's chunks, bulk loads) keeps it right."""
+    all of the collection's chunks, and the one with ' ' sums their lengths (for BM25's
+    average). Kept by triggers on `document_chunk` (migrations 0008, 0009), so that every
+    way chunks come and go (ingestion, re-indexing, deletion, the copy of a twin's chunks,
+    bulk loads) keeps it right."""
 
     __tablename__ = "collection_lexeme"
     # Keyed by lexeme first, with the count in the index: a search reads each query word's
@@ -140,4 +145,24 @@ class CollectionLexeme(Base):
     collection_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("collection.id", ondelete="CASCADE")
     )
-    chunks: Mapped[int] = mapped_column(Integer)
+    chunks: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChunkTerm(Base):
+    """A chunk's lexeme, with what BM25 needs: the lexeme's occurrences in the chunk (`tf`)
+    and the chunk's length (all its lexemes' occurrences). The full-text side's postings,
+    read index-only for the query's lexemes in the permitted collections (search.py). Kept
+    by triggers on `document_chunk` (migration 0009), like `collection_lexeme`."""
+
+    __tablename__ = "chunk_term"
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "lexeme", "collection", "chunk_id", postgresql_include=["tf", "length"]
+        ),
+    )
+
+    chunk_id: Mapped[int] = mapped_column(BigInteger)
+    collection: Mapped[int] = mapped_column(Integer)  # the collection's `number`
+    tf: Mapped[int] = mapped_column(SmallInteger)
+    length: Mapped[int] = mapped_column(SmallInteger)
+    lexeme: Mapped[str] = mapped_column(Text(collation="C"))

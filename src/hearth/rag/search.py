@@ -76,8 +76,8 @@ async def on_connect(connection: Any) -> None:
 # needed to change it). A function because of planning: the one statement it replaced
 # was planned anew at every call (1.2 ms of a 4 ms hybrid search at 100k chunks, half the
 # query's own work at 10k), since a plan made without the parameter values went wrong.
-# Inside the function, the permitted collections, the query's tsquery, its IDF tiers and
-# which vector path to take are worked out first, as values; then each case (mode and
+# Inside the function, the permitted collections, the query's tsquery, its terms' weights
+# and which vector path to take are worked out first, as values; then each case (mode and
 # path) is its own simple statement, planned once per connection without the values
 # (plan_cache_mode is the function's own setting) and reused. Each statement is written
 # so that its plan does not depend on the values:
@@ -100,7 +100,7 @@ async def on_connect(connection: Any) -> None:
 #   collection index (never a scan of the whole table). Permitted chunks come from the
 #   documents' counts (of at most 5,000 documents, so the test stays cheap: past that the
 #   sum is a lower bound), the total from the table's statistics.
-# - Full-text side: the tsquery and the tiers are values, not expressions over the
+# - Full-text side: the tsquery and the weights are values, not expressions over the
 #   parameters (those, not folded in a generic plan, were worked out again for every
 #   matching row: 2 ms instead of 0.8 for 1,000 rows).
 FUNCTION = "pg_temp.hearth_search"
@@ -125,41 +125,62 @@ vec AS (
 )""",
 }
 
-# The full-text side's IDF. ts_rank weighs every query word alike, so the common words of a
-# question ("effect", "cell", "use") counted as much as its rare ones. Each query lexeme's
-# BM25 IDF, ln(1 + (N - df + 0.5) / (df + 0.5)), comes from `collection_lexeme`, summed
-# over the collections searched, so a ranking never depends on collections the caller
-# cannot read. ts_rank can weigh lexemes only by their label (A-D) in the chunk's tsvector:
-# `text_weighting` (migration 0008) groups the query's lexemes in at most four tiers of
-# similar IDF, the chunk's tsvector is relabelled by tier (setweight; the commonest tier
-# keeps the default label D, so a question whose words are about equally rare relabels
-# nothing and ranks exactly as before), and each tier weighs its mean IDF. Measured
-# (nDCG@10, text / hybrid): SciFact 0.5676 / 0.6867 -> 0.6633 / 0.7094 (BM25: 0.665),
-# HotpotQA 0.7530 / 0.8095 -> 0.7894 / 0.8203; four tiers came within 0.003 of weighing
-# every lexeme by its own IDF (a ts_rank per lexeme: too slow); two lost 0.035 (text).
-# IDF ** IDF_POWER, and MIN_GAP (IDF drops under this share of the top IDF start no tier),
-# were picked on both sets. It costs ~0.1-0.3 ms a query (the lookup, over 1 or 100
-# collections) and ~0.5 µs per ranked chunk when there are tiers to relabel.
-IDF_POWER = 1.5
-MIN_GAP = 0.1
+# The full-text side ranks by BM25, from the postings in
+# `chunk_term` (migration 0009): the query's lexemes' postings in the permitted collections,
+# read from the index alone, summed per chunk. Each lexeme's IDF,
+# ln(1 + (N - df + 0.5) / (df + 0.5)), and the average chunk length come from
+# `collection_lexeme`, summed over the collections searched, so a ranking never depends on
+# collections the caller cannot read. Per posting, the sum adds weight * tf / (tf + C1 +
+# C2 * length), with weight = IDF * (k1 + 1), C1 = k1 (1 - b), C2 = k1 b / average length
+# worked out once per query. A query with a phrase or an exclusion (or, when strict, all
+# its words required) is also checked against the chunk's tsvector, which holds positions:
+# the postings give every chunk holding any of the query's words, a superset.
+# k1 and b were picked on both labelled sets (bench/RESULTS.md): Lucene's 1.2 and 0.75
+# ranked SciFact better than ts_rank did but HotpotQA worse (nDCG@10 0.765 against 0.789);
+# a lower k1, a term's repeats counting for less (as in ts_rank), did better on both.
+_TEXT_FEW = "p.collection = ANY(allowed_numbers)"  # as above, on the collections' numbers
+_TEXT_MANY = "(p.collection = ANY(allowed_numbers)) IS TRUE"
+BM25_K1 = 0.7
+BM25_B = 0.9
+_PHRASE_OR_NOT = "'!|<[0-9-]+>|&'"  # tsquery operators the postings alone cannot answer
 
 _TEXT = """
 txt AS (
     SELECT id, row_number() OVER (ORDER BY relevance DESC, id) AS rank FROM (
-        SELECT id,
-               CASE WHEN w.c IS NULL THEN ts_rank(tsv, q, 1)  -- one tier: all alike
-                    ELSE ts_rank(w.weights,
-                                 CASE WHEN w.b IS NULL THEN setweight(tsv, 'C', w.c)
-                                      WHEN w.a IS NULL
-                                      THEN setweight(setweight(tsv, 'C', w.c), 'B', w.b)
-                                      ELSE setweight(setweight(setweight(tsv, 'C', w.c),
-                                                               'B', w.b), 'A', w.a) END,
-                                 q, 1) END AS relevance
-        FROM document_chunk
-        WHERE {permitted} AND tsv @@ q
+        SELECT id, relevance FROM (
+            SELECT p.chunk_id AS id,
+                   sum(t.weight * p.tf / (p.tf + c1 + c2 * p.length)) AS relevance
+            FROM unnest(terms, weights) AS t(lexeme, weight)
+            JOIN chunk_term p ON p.lexeme = t.lexeme COLLATE "C"
+            WHERE {permitted}
+            GROUP BY p.chunk_id) scored
+        WHERE NOT checked OR EXISTS (
+            SELECT FROM document_chunk ch WHERE ch.id = scored.id AND ch.tsv @@ q)
         ORDER BY relevance DESC, id
         LIMIT p_candidates) matching
 )"""
+
+# The query's lexemes that the permitted collections hold, with their BM25 weights, and
+# the length normalisation's C1 and C2 (see above), from `collection_lexeme` ('' counts the
+# collections' chunks, ' ' sums their lengths).
+TEXT_TERMS = f"""
+WITH found AS (
+    SELECT lexeme, sum(chunks)::float8 AS chunks FROM collection_lexeme
+    WHERE lexeme = ANY(tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', p_query))
+                       || '{{"", " "}}'::text[])
+      AND collection_id = ANY(allowed)
+    GROUP BY lexeme
+), totals AS (
+    SELECT coalesce(max(chunks) FILTER (WHERE lexeme = ''), 0) AS n,
+           coalesce(max(chunks) FILTER (WHERE lexeme = ' '), 0) AS length
+    FROM found
+)
+SELECT array_agg(f.lexeme ORDER BY f.lexeme),
+       array_agg(ln(1 + (t.n - f.chunks + 0.5) / (f.chunks + 0.5)) * ({BM25_K1} + 1)
+                 ORDER BY f.lexeme),
+       {BM25_K1} * (1 - {BM25_B}),
+       {BM25_K1} * {BM25_B} / greatest(max(t.length / greatest(t.n, 1)), 1)
+FROM found f, totals t WHERE f.lexeme NOT IN ('', ' ')"""
 
 _FUSED = {
     "hybrid": f"""
@@ -173,7 +194,7 @@ fused AS (
     "text": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score FROM txt)",
 }
 
-# Ties (equal ts_rank is common; equal fused scores too) are broken by chunk id on every
+# Ties (equal BM25 scores are common; equal fused scores too) are broken by chunk id on every
 # side, so the order does not depend on where rows happen to sit in the table.
 # Cut to k before fetching the rows' text and documents, not after.
 _SELECT = """,
@@ -192,7 +213,7 @@ def case_sql(mode: str, few: bool) -> str:
     if mode in ("hybrid", "vector"):
         parts.append(_VECTOR[few])
     if mode in ("hybrid", "text"):
-        parts.append(_TEXT.replace("{permitted}", _FEW if few else _MANY))
+        parts.append(_TEXT.replace("{permitted}", _TEXT_FEW if few else _TEXT_MANY))
     parts.append(_FUSED[mode])
     return "WITH " + ",".join(parts) + _SELECT
 
@@ -232,17 +253,23 @@ AS $fn$
 #variable_conflict use_column
 DECLARE
     allowed uuid[];
+    allowed_numbers integer[];
     v vector;
     q tsquery;
-    w record;
+    checked boolean;
+    terms text[];
+    weights float8[];
+    c1 float8;
+    c2 float8;
     few boolean;
 BEGIN
-    allowed := ARRAY(
-        SELECT c.id FROM collection c
-        WHERE c.id = ANY(p_collections)
-          AND (c.owner_id = p_user_id OR EXISTS (
-                SELECT 1 FROM collection_grant g
-                WHERE g.collection_id = c.id AND g.principal = ANY(p_principals))));
+    SELECT coalesce(array_agg(c.id), '{{}}'), coalesce(array_agg(c.number), '{{}}')
+    INTO allowed, allowed_numbers
+    FROM collection c
+    WHERE c.id = ANY(p_collections)
+      AND (c.owner_id = p_user_id OR EXISTS (
+            SELECT 1 FROM collection_grant g
+            WHERE g.collection_id = c.id AND g.principal = ANY(p_principals)));
     few := (SELECT coalesce(sum(chunks), 0) FROM (
                 SELECT d.chunks FROM document d
                 WHERE d.collection_id = ANY(allowed) LIMIT 5000) permitted) ^ 2
@@ -256,9 +283,8 @@ BEGIN
         IF NOT p_strict THEN
             q := replace(q::text, ' & ', ' | ')::tsquery;
         END IF;
-        SELECT * INTO w FROM text_weighting(
-            tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', p_query)), allowed,
-            {IDF_POWER}, {MIN_GAP});
+        checked := q::text ~ {_PHRASE_OR_NOT};
+        {TEXT_TERMS.strip()} INTO terms, weights, c1, c2;
     END IF;
     {_cases()}
 END
