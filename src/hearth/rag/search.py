@@ -1,5 +1,6 @@
 """Retrieval in one SQL call: HNSW cosine search restricted to the collections the
-caller may read, fused with PostgreSQL full-text search by reciprocal rank fusion.
+caller may read, fused with full-text search (BM25 over PostgreSQL's lexemes, from
+postings read index-only) by reciprocal rank fusion.
 
 The permission filter is part of the query, not applied afterwards, and pgvector's
 iterative index scan (0.8+) keeps walking the graph until enough rows pass it, so a filter
@@ -22,9 +23,6 @@ from hearth.rag.schemas import Citation
 
 EXACT_SCAN_RATIO = 400  # "few" permitted chunks: their number² < this * all chunks (below)
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
-# Full-text relevance: ts_rank with normalisation 1 (divided by 1 + log(length)), which
-# ranked best of PostgreSQL's built-in functions on the labelled sets (bench/RESULTS.md);
-# ts_rank_cd, made for phrase-like queries, ranks OR-queries of loose words poorly.
 
 # Set on every pooled connection (so no extra round trip per query): keep scanning the
 # HNSW graph while filtered-out rows are skipped; re-sorting by distance happens below.
@@ -125,19 +123,22 @@ vec AS (
 )""",
 }
 
-# The full-text side ranks by BM25, from the postings in
-# `chunk_term` (migration 0009): the query's lexemes' postings in the permitted collections,
-# read from the index alone, summed per chunk. Each lexeme's IDF,
+# The full-text side ranks by BM25, from the postings in `chunk_term` (migration 0009):
+# each query lexeme's postings in the permitted collections, read from the index alone
+# (no chunk row is visited), summed per chunk. Each lexeme's IDF,
 # ln(1 + (N - df + 0.5) / (df + 0.5)), and the average chunk length come from
 # `collection_lexeme`, summed over the collections searched, so a ranking never depends on
 # collections the caller cannot read. Per posting, the sum adds weight * tf / (tf + C1 +
-# C2 * length), with weight = IDF * (k1 + 1), C1 = k1 (1 - b), C2 = k1 b / average length
-# worked out once per query. A query with a phrase or an exclusion (or, when strict, all
-# its words required) is also checked against the chunk's tsvector, which holds positions:
-# the postings give every chunk holding any of the query's words, a superset.
+# C2 * length), with weight = IDF * (k1 + 1), C1 = k1 (1 - b), C2 = k1 b / average length,
+# worked out once per query. The postings are keyed (lexeme, collection, chunk): when few
+# chunks are permitted, the scan seeks each permitted collection's range of each lexeme;
+# otherwise it reads each lexeme's whole range, the collection test unindexable as above.
+# A query with a phrase or an exclusion (or, when strict, all its words required) is also
+# checked against the chunk's tsvector, which holds word positions: the postings give
+# every chunk holding any of the query's words, a superset of its matches.
 # k1 and b were picked on both labelled sets (bench/RESULTS.md): Lucene's 1.2 and 0.75
 # ranked SciFact better than ts_rank did but HotpotQA worse (nDCG@10 0.765 against 0.789);
-# a lower k1, a term's repeats counting for less (as in ts_rank), did better on both.
+# a lower k1, a word's repeats counting for less (as in ts_rank), did better on both.
 _TEXT_FEW = "p.collection = ANY(allowed_numbers)"  # as above, on the collections' numbers
 _TEXT_MANY = "(p.collection = ANY(allowed_numbers)) IS TRUE"
 BM25_K1 = 0.7
