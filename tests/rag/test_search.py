@@ -154,16 +154,7 @@ def test_full_text_postings_keep_to_readable_collections(database_url: str) -> N
 
     async def work(db: Database) -> list[tuple[str, set[str]]]:
         alices, _ = await fill(db)
-        bobs = uuid.uuid4()
-        async with db.session() as session, session.begin():
-            await session.execute(
-                text(
-                    "INSERT INTO collection (id, name, owner_id, embedding_model) "
-                    "VALUES (:c, 'big', 'bob', 'test-384')"
-                ),
-                {"c": bobs},
-            )
-        await scatter(db, bobs, 3000, 0.25)  # "random N": many of Bob's chunks permitted
+        bobs = await big_collection(db, "bob", 0.25)  # "random N": many chunks permitted
         async with db.session() as session, session.begin():
             await session.execute(
                 text(
@@ -308,26 +299,33 @@ async def scatter(db: Database, collection: uuid.UUID, chunks: int, seed: float)
         )
 
 
+async def big_collection(db: Database, owner: str, seed: float) -> uuid.UUID:
+    """A new collection of `owner` holding 3,000 random chunks (`scatter`)."""
+    collection = uuid.uuid4()
+    async with db.session() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO collection (id, name, owner_id, embedding_model) "
+                "VALUES (:c, 'big', :o, 'test-384')"
+            ),
+            {"c": collection, "o": owner},
+        )
+    await scatter(db, collection, 3000, seed)
+    return collection
+
+
 def test_few_permitted_chunks_are_scanned_exactly(database_url: str) -> None:
     """A small collection in a large table: exact distances over its chunks (the filtered
     HNSW walk could stop short); the whole table: the index."""
 
     async def work(db: Database) -> tuple[list[int], list[int], list, list]:
         small, _ = await fill(db)
-        big = uuid.uuid4()
         async with db.session() as session, session.begin():
-            await session.execute(
-                text(
-                    "INSERT INTO collection (id, name, owner_id, embedding_model) "
-                    "VALUES (:c, 'big', 'alice', 'test-384')"
-                ),
-                {"c": big},
-            )
             await session.execute(
                 text("UPDATE document SET chunks = :n WHERE collection_id = :c"),
                 {"n": len(WORDS), "c": small},
             )
-        await scatter(db, big, 3000, 0.5)
+        big = await big_collection(db, "alice", 0.5)
         async with db.session() as session, session.begin():
             await session.execute(text("ANALYZE document_chunk"))
         hnsw_scans = []

@@ -48,12 +48,16 @@ FROM {rows}, unnest(tsvector_to_array(tsv) || ''::text) l
 WHERE collection_id IN (SELECT id FROM collection)
 GROUP BY 1, 2"""
 
-_COUNT = f"""
-CREATE FUNCTION count_chunk_lexemes() RETURNS trigger LANGUAGE plpgsql AS $$
+
+def count_function(delta: str, counts: str = "integer") -> str:
+    """The trigger function, from the query of a statement's changes (`delta`, with format
+    fields `sign` and `rows`) and the counts' SQL type. Migration 0009 redefines it so."""
+    return f"""
+CREATE OR REPLACE FUNCTION count_chunk_lexemes() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     ids uuid[];
     lexemes text[];
-    deltas integer[];
+    deltas {counts}[];
     lock_key integer;
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
@@ -61,16 +65,16 @@ BEGIN
         RETURN NULL;
     ELSIF TG_OP = 'INSERT' THEN
         SELECT array_agg(c), array_agg(l), array_agg(d) INTO ids, lexemes, deltas
-        FROM ({_DELTA.format(sign="", rows="new_chunks")}) x;
+        FROM ({delta.format(sign="", rows="new_chunks")}) x;
     ELSIF TG_OP = 'DELETE' THEN
         SELECT array_agg(c), array_agg(l), array_agg(d) INTO ids, lexemes, deltas
-        FROM ({_DELTA.format(sign="-", rows="old_chunks")}) x;
+        FROM ({delta.format(sign="-", rows="old_chunks")}) x;
     ELSE
         SELECT array_agg(c), array_agg(l), array_agg(d) INTO ids, lexemes, deltas
-        FROM (SELECT c, l, sum(d)::int AS d FROM (
-                {_DELTA.format(sign="", rows="new_chunks")}
+        FROM (SELECT c, l, sum(d)::{counts} AS d FROM (
+                {delta.format(sign="", rows="new_chunks")}
                 UNION ALL
-                {_DELTA.format(sign="-", rows="old_chunks")}) both_ GROUP BY 1, 2
+                {delta.format(sign="-", rows="old_chunks")}) both_ GROUP BY 1, 2
               HAVING sum(d) <> 0) x;
     END IF;
     IF ids IS NULL THEN
@@ -88,6 +92,9 @@ BEGIN
     RETURN NULL;
 END
 $$"""
+
+
+_COUNT = count_function(_DELTA)
 
 _TRIGGERS = {
     "insert": "AFTER INSERT ON document_chunk REFERENCING NEW TABLE AS new_chunks",
