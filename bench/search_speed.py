@@ -87,7 +87,7 @@ SPREAD = 0.9  # norm of the noise added to a centre: same-cluster cosine about 0
 WARMUP = 20
 SEED = 20261124
 OWNER = "bench-user"
-HNSW_INDEX = "ix_document_chunk_embedding_hnsw"
+HNSW_INDEX = "ix_document_chunk_embedding_half"
 GIN_INDEX = "ix_document_chunk_tsv"
 CASES = (  # (label, mode, filtered to the 1% collection)
     ("hybrid", "hybrid", False),

@@ -338,7 +338,7 @@ def test_few_permitted_chunks_are_scanned_exactly(database_url: str) -> None:
                 scans = await session.execute(
                     text(
                         "SELECT pg_stat_get_xact_numscans("
-                        "'ix_document_chunk_embedding_hnsw'::regclass)"
+                        "'ix_document_chunk_embedding_half'::regclass)"
                     )
                 )
                 hnsw_scans.append(scans.scalar_one())

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -98,11 +99,12 @@ class Document(Base):
 class DocumentChunk(Base):
     __tablename__ = "document_chunk"
     __table_args__ = (
+        # HNSW (cosine) over the vectors in half precision (migration 0010); search.py
+        # re-sorts the walk's candidates by their full-precision distance.
         Index(
-            "ix_document_chunk_embedding_hnsw",
-            "embedding",
+            "ix_document_chunk_embedding_half",
+            text(f"(embedding::halfvec({EMBEDDING_DIMENSIONS})) halfvec_cosine_ops"),
             postgresql_using="hnsw",
-            postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
         Index("ix_document_chunk_tsv", "tsv", postgresql_using="gin"),
     )

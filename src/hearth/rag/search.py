@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hearth.accounts.principal import Principal
-from hearth.rag.models import TEXT_SEARCH_CONFIG
+from hearth.rag.models import EMBEDDING_DIMENSIONS, TEXT_SEARCH_CONFIG
 from hearth.rag.schemas import Citation
 
 EXACT_SCAN_RATIO = 400  # "few" permitted chunks: their number² < this * all chunks (below)
@@ -85,7 +85,8 @@ async def on_connect(connection: Any) -> None:
 #   walk for "all chunks of ~10 collections, sorted" (its guess for an array it does not
 #   know), nor AND the full-text side's GIN bitmap with a bitmap of most of the table
 #   (4 ms at 100k chunks, for nothing); pgvector's iterative scan keeps walking the graph
-#   until enough rows pass the filter.
+#   until enough rows pass the filter. The graph holds the vectors in half precision
+#   (migration 0010); the candidates it gives are ranked by their full-precision distance.
 # - Few permitted chunks (against the whole table): the vector side computes their
 #   distances exactly, and the full-text side ANDs the GIN bitmap with the collection
 #   index's. Over a few permitted chunks in a large table (one small collection), the
@@ -110,9 +111,11 @@ _VECTOR = {
     False: f"""
 vec AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
-        SELECT id, embedding <=> v AS distance FROM document_chunk
-        WHERE {_MANY}
-        ORDER BY distance LIMIT p_candidates) nearest
+        SELECT id, embedding <=> v AS distance FROM (
+            SELECT id, embedding FROM document_chunk
+            WHERE {_MANY}
+            ORDER BY embedding::halfvec({EMBEDDING_DIMENSIONS}) <=> vh
+            LIMIT p_candidates) walked) nearest
 )""",
     True: f"""
 vec AS (
@@ -256,6 +259,7 @@ DECLARE
     allowed uuid[];
     allowed_numbers integer[];
     v vector;
+    vh halfvec;
     q tsquery;
     checked boolean;
     terms text[];
@@ -278,6 +282,7 @@ BEGIN
                                    WHERE oid = 'document_chunk'::regclass);
     IF p_mode <> 'text' THEN
         v := p_vector::vector;
+        vh := v::halfvec;
     END IF;
     IF p_mode <> 'vector' THEN
         q := websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', p_query);
