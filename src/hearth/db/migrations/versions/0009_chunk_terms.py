@@ -101,13 +101,7 @@ BEGIN
 END
 $$"""
 
-_TRIGGERS = {
-    "insert": "AFTER INSERT ON document_chunk REFERENCING NEW TABLE AS new_chunks",
-    "delete": "AFTER DELETE ON document_chunk REFERENCING OLD TABLE AS old_chunks",
-    "update": "AFTER UPDATE ON document_chunk "
-    "REFERENCING OLD TABLE AS old_chunks NEW TABLE AS new_chunks",
-    "truncate": "AFTER TRUNCATE ON document_chunk",
-}
+_TRIGGERS = _PREVIOUS._TRIGGERS  # the same events, with the same transition tables
 
 _DELETE_COLLECTION = """
 CREATE FUNCTION delete_collection_chunks() RETURNS trigger LANGUAGE plpgsql AS $$
