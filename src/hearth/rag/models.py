@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pgvector.sqlalchemy import Vector
+from pgvector.sqlalchemy import HALFVEC, Vector
 from sqlalchemy import (
     BigInteger,
     Computed,
@@ -21,8 +21,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    cast,
     func,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -98,16 +98,7 @@ class Document(Base):
 
 class DocumentChunk(Base):
     __tablename__ = "document_chunk"
-    __table_args__ = (
-        # HNSW (cosine) over the vectors in half precision (migration 0010); search.py
-        # re-sorts the walk's candidates by their full-precision distance.
-        Index(
-            "ix_document_chunk_embedding_half",
-            text(f"(embedding::halfvec({EMBEDDING_DIMENSIONS})) halfvec_cosine_ops"),
-            postgresql_using="hnsw",
-        ),
-        Index("ix_document_chunk_tsv", "tsv", postgresql_using="gin"),
-    )
+    __table_args__ = (Index("ix_document_chunk_tsv", "tsv", postgresql_using="gin"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     collection_id: Mapped[uuid.UUID] = mapped_column(UUID, index=True)
@@ -124,6 +115,16 @@ class DocumentChunk(Base):
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}', text)", persisted=True)
     )
+
+
+# HNSW (cosine) over the chunks' vectors in half precision (migration 0010); search.py
+# re-sorts the walk's candidates by their full-precision distance.
+Index(
+    "ix_document_chunk_embedding_half",
+    cast(DocumentChunk.embedding, HALFVEC(EMBEDDING_DIMENSIONS)).label("embedding_half"),
+    postgresql_using="hnsw",
+    postgresql_ops={"embedding_half": "halfvec_cosine_ops"},
+)
 
 
 class CollectionLexeme(Base):
