@@ -455,7 +455,6 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
         "checked": "boolean",
         "terms": "text[]",
         "weights": "float8[]",
-        "c1": "float8",
         "c2": "float8",
         "p_candidates": "int",
         "p_k": "int",
@@ -482,7 +481,7 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
                 "' & ', ' | ')",
                 query,
             )
-            terms, weights, c1, c2 = await conn.fetchrow(
+            terms, weights, c2 = await conn.fetchrow(
                 TEXT_TERMS.replace("p_query", "$1").replace("allowed", "$2::uuid[]"),
                 query,
                 allowed,
@@ -491,7 +490,7 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
                 "SELECT array_agg(number) FROM collection WHERE id = ANY($1)", allowed
             )
             vector = "[" + ",".join(map(str, corpus.queries[0].tolist())) + "]"
-            values = [numbers, allowed, vector, q, False, terms, weights, c1, c2, 100, K]
+            values = [numbers, allowed, vector, q, False, terms, weights, c2, 100, K]
             types = ", ".join(variables.values())
             await conn.execute(f"PREPARE case_{index} ({types}) AS {sql}")
             literals = ", ".join(

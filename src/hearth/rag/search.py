@@ -88,8 +88,8 @@ async def on_connect(connection: Any) -> None:
 #   until enough rows pass the filter. The graph holds the vectors in half precision
 #   (migration 0010); the candidates it gives are ranked by their full-precision distance.
 # - Few permitted chunks (against the whole table): the vector side computes their
-#   distances exactly, and the full-text side ANDs the GIN bitmap with the collection
-#   index's. Over a few permitted chunks in a large table (one small collection), the
+#   distances exactly, and the full-text side seeks the permitted collections' postings
+#   (below). Over a few permitted chunks in a large table (one small collection), the
 #   filtered HNSW walk must visit about candidates * total / permitted tuples and can stop
 #   short of them (hnsw.max_scan_tuples): at 1M chunks and a 1% collection, 53 ms at recall
 #   0.89-0.93, where scanning the collection's 10,000 vectors exactly takes 12 ms at recall
@@ -146,17 +146,18 @@ _TEXT_FEW = "p.collection = ANY(allowed_numbers)"  # as above, on the collection
 _TEXT_MANY = "(p.collection = ANY(allowed_numbers)) IS TRUE"
 BM25_K1 = 0.7
 BM25_B = 0.9
+_C1 = round(BM25_K1 * (1 - BM25_B), 6)  # C1, a constant
 _PHRASE_OR_NOT = "'!|<[0-9-]+>|&'"  # tsquery operators the postings alone cannot answer
 
-_TEXT = """
+_TEXT = f"""
 txt AS (
     SELECT id, row_number() OVER (ORDER BY relevance DESC, id) AS rank FROM (
         SELECT id, relevance FROM (
             SELECT p.chunk_id AS id,
-                   sum(t.weight * p.tf / (p.tf + c1 + c2 * p.length)) AS relevance
+                   sum(t.weight * p.tf / (p.tf + {_C1!r} + c2 * p.length)) AS relevance
             FROM unnest(terms, weights) AS t(lexeme, weight)
             JOIN chunk_term p ON p.lexeme = t.lexeme COLLATE "C"
-            WHERE {permitted}
+            WHERE {{permitted}}
             GROUP BY p.chunk_id) scored
         WHERE NOT checked OR EXISTS (
             SELECT FROM document_chunk ch WHERE ch.id = scored.id AND ch.tsv @@ q)
@@ -165,7 +166,7 @@ txt AS (
 )"""
 
 # The query's lexemes that the permitted collections hold, with their BM25 weights, and
-# the length normalisation's C1 and C2 (see above), from `collection_lexeme` ('' counts the
+# the length normalisation's C2 (see above), from `collection_lexeme` ('' counts the
 # collections' chunks, ' ' sums their lengths).
 TEXT_TERMS = f"""
 WITH found AS (
@@ -182,7 +183,6 @@ WITH found AS (
 SELECT array_agg(f.lexeme ORDER BY f.lexeme),
        array_agg(ln(1 + (t.n - f.chunks + 0.5) / (f.chunks + 0.5)) * ({BM25_K1} + 1)
                  ORDER BY f.lexeme),
-       {BM25_K1} * (1 - {BM25_B}),
        {BM25_K1} * {BM25_B} / greatest(max(t.length / greatest(t.n, 1)), 1)
 FROM found f, totals t WHERE f.lexeme NOT IN ('', ' ')"""
 
@@ -264,7 +264,6 @@ DECLARE
     checked boolean;
     terms text[];
     weights float8[];
-    c1 float8;
     c2 float8;
     few boolean;
 BEGIN
@@ -290,7 +289,7 @@ BEGIN
             q := replace(q::text, ' & ', ' | ')::tsquery;
         END IF;
         checked := q::text ~ {_PHRASE_OR_NOT};
-        {TEXT_TERMS.strip()} INTO terms, weights, c1, c2;
+        {TEXT_TERMS.strip()} INTO terms, weights, c2;
     END IF;
     {_cases()}
 END
