@@ -451,6 +451,7 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
         "allowed_numbers": "int[]",
         "allowed": "uuid[]",
         "v": "vector",
+        "vh": "halfvec",
         "q": "tsquery",
         "checked": "boolean",
         "terms": "text[]",
@@ -490,7 +491,7 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
                 "SELECT array_agg(number) FROM collection WHERE id = ANY($1)", allowed
             )
             vector = "[" + ",".join(map(str, corpus.queries[0].tolist())) + "]"
-            values = [numbers, allowed, vector, q, False, terms, weights, c2, 100, K]
+            values = [numbers, allowed, vector, vector, q, False, terms, weights, c2, 100, K]
             types = ", ".join(variables.values())
             await conn.execute(f"PREPARE case_{index} ({types}) AS {sql}")
             literals = ", ".join(
@@ -505,7 +506,10 @@ async def explain(database: Database, corpus: Corpus, collection_ids: list[uuid.
                 f"\n-- EXPLAIN ANALYZE, {label} ({path}, generic plan):\n"
                 + "\n".join(_shorten(r[0]) for r in plan)
             )
-        await conn.execute("RESET plan_cache_mode; RESET enable_seqscan; DEALLOCATE ALL")
+        # Only our own statements: DEALLOCATE ALL would also drop asyncpg's cached ones on
+        # this pooled connection, and the measuring after it would fail.
+        deallocate = "".join(f"DEALLOCATE case_{i}; " for i in range(len(CASES)))
+        await conn.execute(f"RESET plan_cache_mode; RESET enable_seqscan; {deallocate}")
 
 
 def _quote(value: str) -> str:
