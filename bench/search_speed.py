@@ -665,11 +665,17 @@ async def run_size(args: argparse.Namespace, n: int) -> SizeResult:
             load_avg = _load_avg()
             for variant in args.variant:
                 overrides = dict(item.split("=", 1) for item in variant.split(","))
+
+                async def connect(conn: asyncpg.Connection, overrides: dict = overrides) -> None:
+                    await on_connect(conn)  # which sets hnsw.ef_search by the table's size
+                    for name, value in overrides.items():
+                        await conn.execute(f"SET {name} = {_quote(value)}")
+
                 tuned = Database(
                     database.url,
                     pool_size=2,
                     server_settings={**SESSION_SETTINGS, **overrides},
-                    on_connect=on_connect,
+                    on_connect=connect,
                 )
                 try:
                     variants[variant] = await measure(
