@@ -28,21 +28,23 @@ RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
 # HNSW graph while filtered-out rows are skipped; re-sorting by distance happens below.
 SESSION_SETTINGS = {
     "hnsw.iterative_scan": "relaxed_order",
-    # 100 sat at the edge of recall@10 0.98 on 100k clustered vectors; 200 gave 0.994
-    # (bench/search_speed.py) for a few ms more. `on_connect` sets it by the table's size.
-    "hnsw.ef_search": "200",
+    # The candidates the graph walk keeps; `on_connect` sets it by the table's size.
+    "hnsw.ef_search": "100",
     # A plan's estimated cost above jit_above_cost (100,000, which the exact paths over large
     # tables reach) makes servers built with LLVM compile it: tens of ms, for a query meant
     # to take a few. The embedded server has no JIT; external ones often do.
     "jit": "off",
 }
 
-# The HNSW candidate list by the size of the chunk table: at 1M chunks, 200 gave recall@10
-# 0.972 and 300 gave 0.987 (400: no better), for about 10% more time on the vector side;
-# at 10k, 60 and 100 still gave 1.000, and 100 cut the vector side's p50 from 6.9 to
-# 4.9 ms (bench/RESULTS.md). Read from the table's statistics when a pooled connection
-# opens (they are recycled every 5 minutes, so a growing table is followed).
-EF_SEARCH_FROM = ((0, 100), (20_000, 200), (300_000, 300))  # (chunks at least, ef_search)
+# The HNSW candidate list by the size of the chunk table, for recall@10 >= 0.98 against
+# exact search (bench/search_speed.py, bench/RESULTS.md session 9). On the graph built with
+# ef_construction 128 (migration 0011), 100 gave 1.000 at 10k chunks and 0.990-0.998 at
+# 100k (three builds); at 1M, 100 gave 0.932, 150 0.973, 200 0.988 and 300 0.993. Below
+# 100 (the candidates a search hands to the fusion) pgvector would walk again for the
+# rest. Between the sizes measured, the thresholds follow recall's fall with log(size);
+# past 2M chunks, 300 is an extrapolation. Read from the table's statistics when a pooled
+# connection opens (recycled every 5 minutes, so a growing table is followed).
+EF_SEARCH_FROM = ((0, 100), (150_000, 200), (2_000_000, 300))  # (chunks at least, ef_search)
 
 
 def ef_search_for(chunks: float) -> int:
@@ -64,9 +66,9 @@ async def on_connect(connection: Any) -> None:
     chunks = await connection.fetchval(
         "SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass('document_chunk')"
     )
-    ef = ef_search_for(chunks or 0)
-    if ef != int(SESSION_SETTINGS["hnsw.ef_search"]):
-        await connection.execute(f"SET hnsw.ef_search = {ef}")
+    # Set even when it equals SESSION_SETTINGS' value: a pool opened without those
+    # settings (tools, tests) would otherwise search with pgvector's default of 40.
+    await connection.execute(f"SET hnsw.ef_search = {ef_search_for(chunks or 0)}")
 
 
 # The search runs as a function that each pooled connection defines for itself (in
