@@ -3,9 +3,10 @@
 With pgvector's default of 64, the graph over clustered vectors (as sentence embeddings
 are) leaves some neighbours hard to reach: at 100k chunks, recall@10 stopped at 0.986
 whether the search kept 200 or 300 candidates (`hnsw.ef_search`). Built with 128, the same
-data gave 0.998 at ef_search 100, so searches keep fewer candidates and walk less for a
-better result (bench/RESULTS.md, session 9). The build takes about 1.7 times as long: the
-existing chunks are indexed again here, about 20 s per 100,000 on a 2-core machine.
+data gave 0.990-0.998 at ef_search 100 (builds vary), so searches keep fewer candidates and
+walk less for a better result (bench/RESULTS.md, session 9). The build takes 1.5-1.6 times
+as long: the existing chunks are indexed again here, about 18 s per 100,000 and 5 minutes
+per million on a 2-core machine.
 
 Revision ID: 0011
 Revises: 0010
