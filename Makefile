@@ -5,13 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: up test install dev browser lint clean
+.PHONY: up test install dev browser image lint clean
 
 up: install  ## install, then run everything on http://127.0.0.1:8080
 	$(VENV)/bin/hearth up
 
-test: dev browser  ## install with test tools, then run the test suite
-	$(PY) -m pytest
+test: dev browser image  ## install with test tools, build the image, then run the test suite
+	HEARTH_TEST_IMAGE=$$(cat $(VENV)/.image) $(PY) -m pytest
 
 lint: dev
 	$(VENV)/bin/ruff check src tests bench
@@ -56,6 +56,13 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch $(VENV)/.llama
 # The browser tests drive Debian's chromium (Playwright never downloads a browser here).
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# The container image (deploy/image), built offline with podman from a local Debian base
+# and the llama.cpp wheel above; reused while what goes into it is unchanged.
+image: $(VENV)/.llama
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  apt-get update -qq && apt-get install -y -qq podman mmdebstrap >/dev/null; }
+	LLAMA_WHEELS=$(LLAMA_WHEELS) deploy/image/build.sh > $(VENV)/.image
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -244,6 +244,7 @@ def test_models_lists_the_configuration(tmp_path: Path) -> None:
         [],
         ["up"],
         ["serve"],
+        ["engine"],
         ["migrate"],
         ["models"],
         ["worker"],

@@ -101,6 +101,29 @@ def serve(host: str | None, port: int | None, data_dir: str | None) -> None:
     _run(settings, run_worker=False)
 
 
+ENGINE_PORT = 8081
+
+
+@main.command()
+@_common
+def engine(host: str | None, port: int | None, data_dir: str | None) -> None:
+    """Serve the local engines (llama.cpp chat models, the embedder; HEARTH_ENGINES) as an
+    OpenAI-compatible server, for `hearth serve` to reach as an `openai` engine. Listens
+    on port 8081 unless told otherwise; off loopback it needs HEARTH_ENGINE_API_KEY."""
+    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    if "port" not in settings.model_fields_set:
+        settings.port = ENGINE_PORT  # beside `hearth serve` on 8080 without a clash
+    from hearth.engine_server.app import create_engine_app
+
+    def ready(models: list[str]) -> None:
+        click.echo(
+            f"hearth engine is ready on {settings.public_url}/v1 (models: {', '.join(models)})",
+            err=True,
+        )
+
+    _run(settings, build=lambda: create_engine_app(settings, on_ready=ready))
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
 def migrate(data_dir: str | None) -> None:
@@ -130,14 +153,19 @@ async def _migrate(settings: Settings) -> str | None:
     type=click.IntRange(1, 32),
     help="Documents ingested at once [default: the ingest_concurrency setting, 2].",
 )
-def worker(data_dir: str | None, concurrency: int | None) -> None:
+@click.option(
+    "--health-port",
+    type=click.IntRange(1, 65535),
+    help="Serve /healthz, /readyz and /metrics on this port (HEARTH_HOST's address).",
+)
+def worker(data_dir: str | None, concurrency: int | None, health_port: int | None) -> None:
     """Run a background job worker (document ingestion) until Ctrl-C or SIGTERM."""
     settings = load_settings(data_dir=data_dir)
     concurrency = concurrency or settings.ingest_concurrency
     configure_logging(settings.log_level, settings.log_format)
     from hearth.commands import run_worker
 
-    _run_command(run_worker(settings, concurrency))
+    _run_command(run_worker(settings, concurrency, health_port))
 
 
 @main.command()
@@ -289,7 +317,13 @@ def _quiet_settings() -> Settings:
 
 
 @main.command()
-def models() -> None:
+@click.option(
+    "--prepare",
+    is_flag=True,
+    help="Build the files the local embedders need (their ONNX files, into "
+    "HEARTH_MODELS_DIR) and exit: for an image build or an init container.",
+)
+def models(prepare: bool) -> None:
     """List the models the configuration serves, with their engines."""
     settings = load_settings()
     from hearth.engines.base import build_engine
@@ -298,6 +332,13 @@ def models() -> None:
         engines = [build_engine(config) for config in settings.engines]
     except ConfigError as exc:
         _fail(str(exc))
+    if prepare:
+        configure_logging("warning", "console")
+        embedders = [e for e in engines if e.kind == "embedder"]
+        _run_command(_prepare(embedders))
+        for engine in embedders:
+            click.echo(f"prepared {engine.name}: {', '.join(m.name for m in engine.models())}")
+        return
     rows = [
         (m.name, m.type, e.name, e.kind, str(getattr(m, "path", None) or m.upstream_name))
         for e in engines
@@ -312,6 +353,12 @@ def models() -> None:
     ]
     for row in [("MODEL", "TYPE", "ENGINE", "KIND", "SOURCE"), *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def _prepare(engines: list[Any]) -> None:
+    for engine in engines:
+        await engine.start()  # builds what is missing in the cache folder
+        await engine.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -347,16 +394,25 @@ def _server_class() -> type:
 
 
 def _run(
-    settings: Settings, on_ready: Callable[[list[str]], None] | None = None, run_worker: bool = True
+    settings: Settings,
+    on_ready: Callable[[list[str]], None] | None = None,
+    run_worker: bool = True,
+    build: Callable[[], Any] | None = None,
 ) -> None:
+    """Serve the app `build` makes (default: Hearth's, `create_app`) until SIGTERM/Ctrl-C."""
     import uvicorn
 
-    from hearth.http_protocol import HttpProtocol
-    from hearth.server import create_app
+    from hearth.http.protocol import HttpProtocol
 
     configure_logging(settings.log_level, settings.log_format)
+    if build is None:
+        from hearth.server import create_app
+
+        def build() -> Any:
+            return create_app(settings, on_ready=on_ready, run_worker=run_worker)
+
     try:
-        app = create_app(settings, on_ready=on_ready, run_worker=run_worker)
+        app = build()
     except ConfigError as exc:
         _fail(str(exc))
     sock = _bind(settings.host, settings.port)

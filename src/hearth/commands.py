@@ -8,7 +8,7 @@ import contextlib
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -38,16 +38,62 @@ async def services(settings: Settings, *, run_worker: bool) -> AsyncIterator[Ser
         yield await open_services(settings, engines, gateway, stack, run_worker=run_worker)
 
 
-async def run_worker(settings: Settings, concurrency: int) -> None:
+async def run_worker(settings: Settings, concurrency: int, health_port: int | None = None) -> None:
     async with services(settings, run_worker=False) as svc:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        health = None
+        if health_port is not None:
+            health = await _serve_health(settings, svc, health_port)
         svc.jobs.start_worker(concurrency=concurrency)
         click.echo(f"worker running (concurrency {concurrency}); stop with Ctrl-C", err=True)
         await stop.wait()
         click.echo("worker stopping: the job in progress is abandoned and retried later", err=True)
+        if health is not None:
+            health.should_exit = True
+
+
+async def _serve_health(settings: Settings, svc: Services, port: int) -> Any:
+    """/healthz, /readyz and /metrics of this worker on `port` (probes and Prometheus),
+    served from this process's event loop beside the jobs."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from hearth.observability.health import router as health_router
+    from hearth.observability.metrics import DatabaseCollector
+
+    app = FastAPI(title="Hearth worker", openapi_url=None)
+    app.state.database = svc.database
+    app.state.engines = svc.gateway.routes.engines
+    app.state.metrics = svc.gateway.metrics
+    svc.gateway.metrics.registry.register(DatabaseCollector(svc.database))
+    app.include_router(health_router)
+    config = uvicorn.Config(
+        app, host=settings.host, port=port, log_config=None, access_log=False, lifespan="off"
+    )
+    server = _signal_free_server()(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it (the port is in use, say)
+            raise OSError(f"the worker's health server on port {port} did not start")
+        await asyncio.sleep(0.02)
+    return server
+
+
+def _signal_free_server() -> type:
+    import uvicorn
+
+    class SignalFreeServer(uvicorn.Server):
+        """uvicorn, leaving SIGTERM and SIGINT to the worker, which stops it itself."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return SignalFreeServer
 
 
 def _files(paths: list[Path]) -> list[Path]:

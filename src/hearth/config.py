@@ -306,6 +306,17 @@ class Settings(BaseSettings):
         default=False,
         description="Serve /v1 without API keys on a non-loopback address (a trusted network).",
     )
+    engine_api_key: SecretStr | None = Field(
+        default=None,
+        description="Token `hearth engine` requires of its callers (`Authorization: Bearer`); "
+        "needed on any address but loopback.",
+    )
+    engine_max_waiting: int = Field(
+        default=8,
+        ge=0,
+        description="Requests `hearth engine` queues per model beyond those it generates; "
+        "more get 503 with Retry-After, so the gateway tries another replica.",
+    )
     usage_retention_days: int = Field(
         default=90, ge=1, description="Usage rows older than this are deleted."
     )

@@ -10,6 +10,8 @@ class HearthError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    # Seconds after which the request may pass; answers carry it as Retry-After.
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -60,6 +62,12 @@ class ModelNotAllowed(HearthError):
         super().__init__(f"This API key may not use the model '{model}'.", param="model")
 
 
+class Unauthenticated(HearthError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
 class RequestTooLarge(HearthError):
     status = 413
     type = "invalid_request_error"
@@ -76,6 +84,13 @@ class UpstreamError(HearthError):
 class EngineUnavailable(HearthError):
     status = 503
     code = "engine_unavailable"
+    retry_after: float | None = 1.0
+
+
+class EngineBusy(EngineUnavailable):
+    """The engine's queue is full: another replica, or this one a moment later, can serve."""
+
+    code = "engine_overloaded"
 
 
 class EngineTimeout(HearthError):

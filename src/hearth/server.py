@@ -41,8 +41,8 @@ from hearth.gateway.ollama_api import router as ollama_router
 from hearth.gateway.routing import ModelRoutes
 from hearth.gateway.service import Gateway, build_gateway
 from hearth.gateway.usage import UsageRecorder
-from hearth.hot_path import HearthApp
-from hearth.http_errors import install_error_handlers
+from hearth.http.errors import install_error_handlers
+from hearth.http.hot_path import HearthApp
 from hearth.jobs.queue import JobQueue
 from hearth.observability.health import router as health_router
 from hearth.observability.metrics import DatabaseCollector, Metrics
@@ -147,6 +147,7 @@ class Services:
     documents: Documents
     jobs: JobQueue
     keys: ApiKeys
+    gateway: Gateway
 
 
 async def open_services(
@@ -173,7 +174,7 @@ async def open_services(
     documents, jobs = await open_documents(
         settings, database, gateway, stack, run_worker=run_worker
     )
-    return Services(database, documents, jobs, ApiKeys(database))
+    return Services(database, documents, jobs, ApiKeys(database), gateway)
 
 
 def gateway_for(settings: Settings, routes: ModelRoutes, metrics: Metrics) -> Gateway:

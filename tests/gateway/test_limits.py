@@ -29,7 +29,7 @@ from hearth.gateway.limits import (
     RedisLimiter,
     period_bounds,
 )
-from hearth.http_errors import error_body
+from hearth.http.errors import error_body
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 HOUR = 3600.0  # a window long enough that nothing refills while a test runs

@@ -23,17 +23,11 @@ from sqlalchemy import func, select, update
 from hearth.accounts.models import ApiKey, Group, GroupMember, User
 from hearth.accounts.principal import Principal
 from hearth.db.session import Database
-from hearth.errors import Forbidden, HearthError, InvalidRequest, NotFound
+from hearth.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
 from hearth.gateway.limits import BudgetPeriod, Limits
 
 PREFIX = "hk"
 _CACHE_SECONDS = 1.0
-
-
-class Unauthenticated(HearthError):
-    status = 401
-    type = "invalid_request_error"
-    code = "invalid_api_key"
 
 
 class KeyCreate(BaseModel):

@@ -25,7 +25,7 @@ from hearth.chat.schemas import (
 )
 from hearth.chat.service import Chats, export_markdown
 from hearth.errors import InvalidRequest
-from hearth.http_replies import Streamed
+from hearth.http.replies import Streamed
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 

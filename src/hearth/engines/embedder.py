@@ -48,6 +48,11 @@ class EmbedderEngine(Engine):
         return list(self._config.models)
 
     @property
+    def slots(self) -> int:
+        """Batches embedded at once: one per thread."""
+        return self._threads
+
+    @property
     def dimensions(self) -> int:
         """Vector size (384 for all-MiniLM-L6-v2); known once started."""
         if not self._encoders:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig
-from hearth.engines.base import Engine
+from hearth.engines.base import Engine, EngineLoad
 from hearth.engines.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -78,6 +78,24 @@ class _LoadedModel:
         # One thread per model: requests queue here in arrival order, and a stream whose
         # client has gone cannot release the model while its thread still runs.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{config.name}")
+        # Requests submitted and not started, and started and not finished; changed from
+        # the event loop (submit) and the model's thread (start, end), hence the lock.
+        self.waiting = 0
+        self.running = 0
+        self._counts = threading.Lock()
+
+    def submitted(self) -> None:
+        with self._counts:
+            self.waiting += 1
+
+    def started(self) -> None:
+        with self._counts:
+            self.waiting -= 1
+            self.running += 1
+
+    def finished(self) -> None:
+        with self._counts:
+            self.running -= 1
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -86,6 +104,7 @@ class _LoadedModel:
 
 class LlamaCppEngine(Engine):
     kind = "llamacpp"
+    slots = 1  # requests each model generates at once: a `Llama` is not reentrant
 
     def __init__(self, config: LlamaCppEngineConfig) -> None:
         super().__init__(config.name)
@@ -165,9 +184,10 @@ class LlamaCppEngine(Engine):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
         stats: dict[str, int] = {}
+        loaded.submitted()
         loaded.executor.submit(
             self._generate,
-            loaded.llama,
+            loaded,
             messages,
             params,
             cancel,
@@ -203,12 +223,29 @@ class LlamaCppEngine(Engine):
             # sees the flag after its current token, or skips the request if not started.
             cancel.set()
 
-    def _generate(self, *args: Any) -> None:
+    def _generate(self, loaded: _LoadedModel, *args: Any) -> None:
+        loaded.started()
         self.active_generations += 1
         try:
-            _generate(*args)
+            _generate(loaded.llama, *args)
         finally:
             self.active_generations -= 1
+            loaded.finished()
+
+    def load_of(self, name: str) -> EngineLoad:
+        """Requests generating and waiting for the model `name` (upstream), and its slots."""
+        loaded = self._loaded.get(name)
+        if loaded is None:
+            return EngineLoad(running=0, waiting=0, capacity=self.slots)
+        return EngineLoad(running=loaded.running, waiting=loaded.waiting, capacity=self.slots)
+
+    async def load(self) -> EngineLoad:
+        loads = [self.load_of(name) for name in self._loaded]
+        return EngineLoad(
+            running=sum(load.running or 0 for load in loads),
+            waiting=sum(load.waiting or 0 for load in loads),
+            capacity=self.slots * max(1, len(loads)),
+        )
 
 
 def _load(config: LlamaCppModelConfig) -> Any:

@@ -230,9 +230,18 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
         )
 
 
-# Gauges of vLLM (V0 and V1 names) and of llama.cpp's server (with --metrics).
-_RUNNING = ("vllm:num_requests_running", "llamacpp:requests_processing")
-_WAITING = ("vllm:num_requests_waiting", "llamacpp:requests_deferred")
+# Gauges of vLLM (V0 and V1 names), of llama.cpp's server (with --metrics) and of
+# `hearth engine`.
+_RUNNING = (
+    "vllm:num_requests_running",
+    "llamacpp:requests_processing",
+    "hearth_engine_requests_running",
+)
+_WAITING = (
+    "vllm:num_requests_waiting",
+    "llamacpp:requests_deferred",
+    "hearth_engine_requests_waiting",
+)
 _KV_CACHE = (
     "vllm:kv_cache_usage_perc",
     "vllm:gpu_cache_usage_perc",

@@ -7,10 +7,12 @@ request object with `model` set to the engine's own model name.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -208,3 +210,24 @@ class ErrorResponse(BaseModel):
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def embedding_response(
+    vectors: list[list[float]], model: str, prompt_tokens: int, encoding: str
+) -> EmbeddingResponse:
+    """The /v1/embeddings answer for `vectors`, in the encoding the request asked for."""
+    return EmbeddingResponse(
+        data=[
+            EmbeddingData(index=i, embedding=_encode(vector, encoding))
+            for i, vector in enumerate(vectors)
+        ],
+        model=model,
+        usage=EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens),
+    )
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        # What the openai SDK asks for by default: little-endian float32 bytes, base64.
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return vector

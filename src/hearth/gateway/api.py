@@ -29,8 +29,8 @@ from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
 from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_event_batches
-from hearth.hot_path import HotRoute
-from hearth.http_replies import EventStream, JsonReply
+from hearth.http.hot_path import HotRoute
+from hearth.http.replies import EventStream, JsonReply
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -80,7 +80,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 class _RawRoute(APIRoute):
     """A route whose endpoint takes the `Request` and returns an ASGI reply (a Starlette
-    `Response` or one of `http_replies`), nothing else: FastAPI's request handler (dependency
+    `Response` or one of `hearth.http.replies`), nothing else: FastAPI's request handler (dependency
     solving, which parses cookies and query string whether or not anything asks for them;
     body decoding) is skipped. Still a FastAPI route, so it is documented and its
     exceptions meet the app's handlers."""
@@ -95,7 +95,7 @@ async def chat_completions(request: Request) -> JsonReply | EventStream:
     Extension: `"hearth": {"collections": ["<id>", ...], "k": 5}` answers from those
     document collections; the passages used come back as `citations` (in the response, or
     in the first chunk when streaming)."""
-    # A raw route (`_RawRoute`), served from outside Starlette's stack too (hot_path): this
+    # A raw route (`_RawRoute`), served from outside Starlette's stack too (http.hot_path): this
     # is the gateway's hottest path, where FastAPI's dependency solving, Starlette's header
     # and body helpers and its responses cost more CPU than the rest of the request. The
     # headers it reads are found in one pass; the body is decoded and validated once, in
@@ -141,7 +141,7 @@ router.add_api_route(
     route_class_override=_RawRoute,
 )
 
-# Served directly by the app as well (hearth.hot_path), outside Starlette's stack.
+# Served directly by the app as well (hearth.http.hot_path), outside Starlette's stack.
 HOT_ROUTES = [HotRoute(router.prefix + "/chat/completions", chat_completions)]
 
 

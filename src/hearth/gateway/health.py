@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hearth.background import BackgroundTask
 from hearth.engines.base import Engine, EngineLoad
 from hearth.errors import ConfigError, HearthError
 from hearth.gateway.routing import ModelRoutes
+from hearth.http.background import BackgroundTask
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
-from hearth.background import BackgroundTask
+from hearth.http.background import BackgroundTask
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from hearth.engines.protocol import (
     ChatCompletionRequest,
     EmbeddingRequest,
 )
-from hearth.errors import HearthError, InvalidRequest, ModelNotFound, RateLimited
+from hearth.errors import HearthError, InvalidRequest, ModelNotFound
 from hearth.gateway.api import GatewayDep
 from hearth.gateway.ollama_schemas import (
     GenerateBase,
@@ -44,7 +44,7 @@ from hearth.gateway.ollama_schemas import (
     OllamaShowRequest,
 )
 from hearth.gateway.service import Gateway
-from hearth.http_replies import Streamed
+from hearth.http.replies import Streamed
 
 # The Ollama API version Hearth answers like; clients check it before using newer fields.
 OLLAMA_VERSION = "0.12.0"
@@ -64,7 +64,7 @@ class _OllamaRoute(APIRoute):
                 return await handler(request)
             except HearthError as exc:
                 headers = None
-                if isinstance(exc, RateLimited):
+                if exc.retry_after is not None:
                     headers = {"retry-after": str(max(1, math.ceil(exc.retry_after)))}
                 return error_response(exc.status, _message(exc), headers)
             except RequestValidationError as exc:

@@ -7,13 +7,10 @@ No HTTP here: the routes in `api.py` turn these results into responses.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import weakref
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
-
-import numpy as np
 
 from hearth.accounts.keys import Caller
 from hearth.config import Settings
@@ -22,13 +19,12 @@ from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
-    EmbeddingData,
     EmbeddingRequest,
     EmbeddingResponse,
-    EmbeddingUsage,
     ModelCard,
     ModelList,
     StreamOptions,
+    embedding_response,
 )
 from hearth.errors import (
     InvalidRequest,
@@ -272,16 +268,8 @@ class Gateway:
         result, served = await self.embed_texts(
             request.model, request.texts, caller, timing=timing, dimensions=request.dimensions
         )
-        data = [
-            EmbeddingData(index=i, embedding=_encode(vector, request.encoding_format))
-            for i, vector in enumerate(result.vectors)
-        ]
-        return EmbeddingResponse(
-            data=data,
-            model=served,
-            usage=EmbeddingUsage(
-                prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
-            ),
+        return embedding_response(
+            result.vectors, served, result.prompt_tokens, request.encoding_format
         )
 
     async def embed_texts(
@@ -327,13 +315,6 @@ def estimate_tokens(request: ChatCompletionRequest) -> int:
     prompt, plus its completion budget. Settling corrects it to the real count."""
     prompt = sum(len(m.text()) if isinstance(m.content, str) else 64 for m in request.messages)
     return prompt // 4 + (request.token_limit or 256)
-
-
-def _encode(vector: list[float], encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        # What the openai SDK asks for by default: little-endian float32 bytes, base64.
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-    return vector
 
 
 def build_gateway(

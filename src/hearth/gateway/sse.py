@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from hearth.engines.protocol import ChatCompletionChunk
 from hearth.errors import HearthError
-from hearth.http_errors import error_body
+from hearth.http.errors import error_body
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
 
-from hearth.background import BackgroundTask
 from hearth.db.session import Database
 from hearth.gateway.models import UsageRecord
+from hearth.http.background import BackgroundTask
 from hearth.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)

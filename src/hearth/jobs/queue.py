@@ -18,7 +18,7 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.engine import make_url
 
-from hearth.background import BackgroundTask
+from hearth.http.background import BackgroundTask
 
 log = logging.getLogger(__name__)
 

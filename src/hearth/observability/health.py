@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,10 +21,16 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
-    """The database and every engine answer; 503 with what failed otherwise."""
+async def readyz(
+    request: Request, only: Literal["database", "engines"] | None = None
+) -> JSONResponse:
+    """The database and every engine answer; 503 with what failed otherwise. `only` checks
+    one of the two: a Kubernetes readiness probe asks `only=database`, so that an engine's
+    outage does not take every web replica out of its Service (the gateway fails over and
+    reports it; /readyz without `only` still says so)."""
     state = request.app.state
     checks: dict[str, str] = {}
+    database = getattr(state, "database", None)  # `hearth engine` has none
 
     async def check(name: str, probe: object) -> None:
         try:
@@ -32,10 +39,12 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:  # a probe's failure is the answer, not an error of ours
             checks[name] = f"unavailable: {type(exc).__name__}"
 
-    await asyncio.gather(
-        check("database", state.database.ping()),
-        *(check(f"engine:{e.name}", e.health()) for e in state.engines),
-    )
+    probes = []
+    if database is not None and only in (None, "database"):
+        probes.append(check("database", database.ping()))
+    if only in (None, "engines"):
+        probes += [check(f"engine:{e.name}", e.health()) for e in state.engines]
+    await asyncio.gather(*probes)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hearth.http_errors import error_response
+from hearth.http.errors import error_response
 from hearth.observability.logging import request_id
 from hearth.observability.metrics import Metrics
 

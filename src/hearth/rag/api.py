@@ -14,7 +14,7 @@ from hearth.accounts.auth import CallerDep
 from hearth.engines.protocol import ChatCompletionChunk
 from hearth.errors import InvalidRequest
 from hearth.gateway.sse import SSE_HEADERS, sse_events
-from hearth.http_replies import Streamed
+from hearth.http.replies import Streamed
 from hearth.rag.schemas import (
     Answer,
     AskRequest,

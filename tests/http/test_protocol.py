@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 import uvloop
 
-from hearth.http_protocol import HeadHoldingTransport, HttpProtocol
+from hearth.http.protocol import HeadHoldingTransport, HttpProtocol
 from tests._server import free_port
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.background import BackgroundTask
 
-from hearth.http_replies import EventStream, JsonReply, Streamed
+from hearth.http.replies import EventStream, JsonReply, Streamed
 
 
 def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth.engines.protocol import ErrorInfo, ErrorResponse
-from hearth.errors import HearthError, RateLimited
+from hearth.errors import HearthError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def _hearth_error(request: Request, exc: Exception) -> Response:
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.message)
     headers = None
-    if isinstance(exc, RateLimited):
+    if exc.retry_after is not None:
         # The openai SDK reads retry-after-ms first; HTTP clients read Retry-After (seconds).
         headers = {
             "retry-after": str(max(1, math.ceil(exc.retry_after))),

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hearth.background import BackgroundTask
+from hearth.http.background import BackgroundTask
 
 
 def test_stop_cancels_and_waits_and_a_second_start_is_refused() -> None:
