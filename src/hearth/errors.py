@@ -93,6 +93,14 @@ class EngineBusy(EngineUnavailable):
     code = "engine_overloaded"
 
 
+class DependencyUnavailable(HearthError):
+    """PostgreSQL or Redis cannot be reached (hearth.http.outages tells them apart)."""
+
+    status = 503
+    code = "service_unavailable"
+    retry_after: float | None = 2.0
+
+
 class EngineTimeout(HearthError):
     status = 504
     code = "upstream_timeout"

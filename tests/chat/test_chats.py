@@ -197,6 +197,9 @@ def test_nobody_reaches_another_users_chat(hearth: Running, alice: httpx.Client)
         attempts = [
             intruder.get(f"/api/chats/{cid}"),
             intruder.get(f"/api/chats/{cid}/messages"),
+            # An earlier page of someone else's chat is empty for them: still 404, not [].
+            intruder.get(f"/api/chats/{cid}/messages", params={"before": message + 100}),
+            intruder.get(f"/api/chats/{cid}/messages", params={"before": message}),
             intruder.get(f"/api/chats/{cid}/export"),
             intruder.patch(f"/api/chats/{cid}", json={"title": "mine"}),
             intruder.delete(f"/api/chats/{cid}"),

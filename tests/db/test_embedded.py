@@ -4,14 +4,17 @@ and it runs with settings sized to the machine and the data."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from hearth.db.embedded import SETTINGS_FILE, EmbeddedPostgres, server_settings
 from hearth.db.migrate import head_revision, upgrade
 from hearth.db.session import Database
+from hearth.observability.logging import ConsoleFormatter, JsonFormatter
 
 
 def test_migrated_database_has_pgvector(database_url: str) -> None:
@@ -116,3 +119,33 @@ def test_settings_are_rewritten_at_each_start_and_alter_system_wins(tmp_path: Pa
         return seen
 
     assert asyncio.run(run()) == ["144MB", "160MB", "176MB"]
+
+
+def test_a_failed_statement_is_logged_without_its_values(database_url: str) -> None:
+    """Statement errors reach the log; the values bound to them (users' messages and
+    documents), which the driver's own message quotes, must not."""
+
+    secret = "-".join(("my", "secret", "note"))  # not in the source the traceback quotes
+
+    async def fail() -> DBAPIError:
+        database = Database(database_url, pool_size=1)
+        try:
+            async with database.session() as session:
+                await session.execute(text("SELECT CAST(:v AS integer)"), {"v": secret})
+        except DBAPIError as exc:
+            return exc
+        finally:
+            await database.close()
+        raise AssertionError("the statement should have failed")
+
+    error = asyncio.run(fail())
+    assert secret in str(error)  # what the driver says, and so what must not be logged
+    record = logging.makeLogRecord(
+        {"msg": "unhandled error", "levelno": logging.ERROR, "levelname": "ERROR"}
+    )
+    record.exc_info = (type(error), error, error.__traceback__)
+    for formatter in (JsonFormatter(), ConsoleFormatter()):
+        line = formatter.format(record)
+        record.exc_text = None  # logging caches the formatted traceback on the record
+        assert secret not in line
+        assert "SELECT CAST($1 AS integer)" in line and "DataError" in line

@@ -162,3 +162,22 @@ def test_ask_unknown_collection_is_404(base_url: str, auth: dict[str, str]) -> N
         headers=auth,
     )
     assert resp.status_code == 404
+
+
+def test_v1_naming_a_collection_the_caller_cannot_read_is_404(
+    hearth: Running, collection: str
+) -> None:
+    stranger = openai.OpenAI(
+        base_url=f"{hearth.url}/v1", api_key=api_key(hearth, create_user(hearth)), max_retries=0
+    )
+    for stream in (False, True):
+        with pytest.raises(openai.NotFoundError) as refused:
+            stranger.chat.completions.create(
+                model=DEFAULT_CHAT_MODEL,
+                messages=[{"role": "user", "content": "How do I reset the boiler?"}],
+                max_tokens=5,
+                stream=stream,
+                extra_body={"hearth": {"collections": [collection]}},
+            )
+        assert refused.value.param == "hearth.collections"
+        assert collection in refused.value.message

@@ -148,8 +148,10 @@ class Chats:
             statement = statement.where(Message.id < before)
         async with self.database.read() as session:
             rows = list(await session.scalars(statement))
-            if not rows and before is None:
-                await self.get(principal, chat_id)  # NotFound if it is not the caller's
+            if not rows:
+                # No rows: an empty chat or page, or not the caller's chat (NotFound then,
+                # whatever `before` says, so a page never tells whether a chat exists).
+                await self.get(principal, chat_id)
         more = len(rows) > limit
         rows = rows[:limit]
         rows.reverse()

@@ -48,6 +48,9 @@ class Database:
             # A connection the server dropped fails one statement and leaves the pool;
             # recycling keeps them from going stale behind firewalls and proxies.
             pool_recycle=300,
+            # A failed statement's error names the statement, never its parameters: they
+            # hold users' messages and documents, which must not reach the log.
+            hide_parameters=True,
             # Sent once when each pooled connection opens: no round trip per query.
             connect_args={"server_settings": server_settings or {}},
         )

@@ -141,6 +141,13 @@ class Limiter(ABC):
     async def close(self) -> None:
         """Release connections (Redis); the in-process limiter holds none."""
 
+    # True where the counters live in a store every replica shares (Redis).
+    shared = False
+
+    async def ping(self) -> bool:
+        """Whether the shared store answers (the in-process limiter always does)."""
+        return True
+
     @abstractmethod
     async def _admit(self, admission: Admission) -> _Refusal | None: ...
 
@@ -178,6 +185,11 @@ class RedisLimiter(Limiter):
         if self._fast is not None:
             await self._fast.close()
         await self.redis.aclose()
+
+    shared = True
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
 
     async def _run(self, script: Script, keys: list[bytes], args: list[bytes]) -> Any:
         if self._fast is not None:

@@ -44,6 +44,7 @@ from hearth.gateway.ollama_schemas import (
     OllamaShowRequest,
 )
 from hearth.gateway.service import Gateway
+from hearth.http.outages import DEPENDENCY_ERRORS
 from hearth.http.replies import Streamed
 
 # The Ollama API version Hearth answers like; clients check it before using newer fields.
@@ -69,6 +70,12 @@ class _OllamaRoute(APIRoute):
                 return error_response(exc.status, _message(exc), headers)
             except RequestValidationError as exc:
                 return error_response(400, _validation_message(exc))
+            except DEPENDENCY_ERRORS as exc:
+                outage = request.app.state.outages.of(exc)
+                if outage is None:
+                    raise
+                headers = {"retry-after": str(math.ceil(outage.retry_after or 1))}
+                return error_response(outage.status, outage.message, headers)
 
         return route
 

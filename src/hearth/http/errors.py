@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth.engines.protocol import ErrorInfo, ErrorResponse
 from hearth.errors import HearthError
+from hearth.http.outages import DEPENDENCY_ERRORS, Outages
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,25 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "The server had an error while processing your request.")
 
 
+def _dependency_error(outages: Outages) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """What PostgreSQL's and Redis's drivers raise: 503 with Retry-After when it is an
+    outage; otherwise a 500 answered here, so the connection stays open (errors that reach
+    the catch-all `Exception` handler are re-raised by Starlette, which closes it)."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        outage = outages.of(exc)
+        if outage is None:
+            return await _unexpected(request, exc)
+        return await _hearth_error(request, outage)
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.state.outages = outages = Outages()
     app.add_exception_handler(HearthError, _hearth_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for dependency_error in DEPENDENCY_ERRORS:
+        app.add_exception_handler(dependency_error, _dependency_error(outages))
     app.add_exception_handler(Exception, _unexpected)

@@ -24,10 +24,11 @@ async def healthz() -> dict[str, str]:
 async def readyz(
     request: Request, only: Literal["database", "engines"] | None = None
 ) -> JSONResponse:
-    """The database and every engine answer; 503 with what failed otherwise. `only` checks
-    one of the two: a Kubernetes readiness probe asks `only=database`, so that an engine's
-    outage does not take every web replica out of its Service (the gateway fails over and
-    reports it; /readyz without `only` still says so)."""
+    """The database, Redis (when configured) and every engine answer; 503 with what failed
+    otherwise. `only=database` checks the replica's own stores (PostgreSQL, Redis),
+    `only=engines` the engines: a Kubernetes readiness probe asks `only=database`, so that an
+    engine's outage does not take every web replica out of its Service (the gateway fails
+    over and reports it; /readyz without `only` still says so)."""
     state = request.app.state
     checks: dict[str, str] = {}
     database = getattr(state, "database", None)  # `hearth engine` has none
@@ -42,6 +43,12 @@ async def readyz(
     probes = []
     if database is not None and only in (None, "database"):
         probes.append(check("database", database.ping()))
+    gateway = getattr(state, "gateway", None)
+    if gateway is not None and only in (None, "database"):
+        # With Redis configured, a replica that cannot reach it cannot admit limited
+        # requests: not ready either (the in-process limiter has nothing to ask).
+        if gateway.limiter.shared:
+            probes.append(check("redis", gateway.limiter.ping()))
     if only in (None, "engines"):
         probes += [check(f"engine:{e.name}", e.health()) for e in state.engines]
     await asyncio.gather(*probes)

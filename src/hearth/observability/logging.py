@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import traceback
 from contextvars import ContextVar
+from types import TracebackType
 
 import orjson
 
@@ -22,6 +24,36 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
     "taskName",
     "color_message",
 }
+
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def format_exception(exc_info: ExcInfo) -> str:
+    """A traceback as `logging` writes it, but an error from PostgreSQL's driver shows its
+    class and statement only: its message may quote the values bound to the statement
+    ("invalid input for query argument $1: '...'", a duplicate key's value), which are
+    users' messages and documents."""
+    summary = traceback.TracebackException(*exc_info)
+    node, seen = summary, set()
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if _from_database(node.exc_type):
+            # `_str` is what format_exception_only prints after the class name.
+            node._str = _database_summary(node._str)
+        node = node.__cause__ or node.__context__
+    return "".join(summary.format()).rstrip("\n")
+
+
+def _from_database(exc_type: type[BaseException] | None) -> bool:
+    module = getattr(exc_type, "__module__", "") or ""
+    return module.startswith(("asyncpg", "sqlalchemy", "psycopg"))
+
+
+def _database_summary(text: str | None) -> str:
+    text = text or ""
+    statement = text[text.find("[SQL: ") :].split("\n", 1)[0] if "[SQL: " in text else ""
+    return f"(message withheld: it may quote the statement's values) {statement}".rstrip()
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,6 +83,9 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
 
+    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
+        return format_exception(ei)
+
 
 class ConsoleFormatter(logging.Formatter):
     def __init__(self) -> None:
@@ -64,6 +99,9 @@ class ConsoleFormatter(logging.Formatter):
         if extras:
             line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
         return line
+
+    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
+        return format_exception(ei)
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -115,6 +115,7 @@ class Answerer:
         question = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
         if not question:
             raise InvalidRequest("attaching collections needs a user message", param="messages")
+        await self.documents.check_readable(principal, options.collections)
         reserve = sum(estimate_tokens(m.text()) for m in request.messages)
         reserve += request.token_limit or ANSWER_TOKENS
         grounding = await self.ground(

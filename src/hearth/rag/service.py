@@ -108,6 +108,22 @@ class Documents:
                 await _collection(session, principal, collection_id, "read")
             )
 
+    async def check_readable(self, principal: Principal, collection_ids: list[uuid.UUID]) -> None:
+        """NotFound for the first of `collection_ids` the caller may not read (or that does
+        not exist), as for one collection: asking for it must not be silently ignored."""
+        wanted = list(dict.fromkeys(collection_ids))
+        async with self.database.read() as session:
+            found = set(
+                await session.scalars(
+                    _readable(principal)
+                    .with_only_columns(Collection.id)
+                    .where(Collection.id.in_(wanted))
+                )
+            )
+        for collection_id in wanted:
+            if collection_id not in found:
+                raise NotFound(f"collection {collection_id} not found", param="hearth.collections")
+
     async def delete_collection(self, principal: Principal, collection_id: uuid.UUID) -> None:
         """Delete a collection with its documents and chunks (owner only)."""
         async with self.database.session() as session:
