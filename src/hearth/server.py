@@ -90,6 +90,8 @@ def create_app(
             app.state.jobs = services.jobs
             app.state.keys = services.keys
             app.state.users = Users(services.database)
+            # Deleting an account deletes what it owns; each feature erases its own part.
+            app.state.users.on_delete(services.documents.erase_owner)
             if app.state.oidc is not None:
                 stack.push_async_callback(app.state.oidc.close)
             app.state.site = SiteSettingsStore(services.database)
@@ -102,6 +104,7 @@ def create_app(
                 services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
             )
             app.state.chats = Chats(services.database)
+            app.state.users.on_delete(app.state.chats.erase_owner)
             app.state.chat_answers = ChatAnswers(
                 app.state.chats, app.state.gateway, app.state.answerer
             )

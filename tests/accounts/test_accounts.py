@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hearth.accounts.models import User
 from hearth.accounts.principal import Principal
 from hearth.accounts.users import UserUpdate
+from hearth.chat.schemas import ChatCreate
 from hearth.config import EmbedderEngineConfig, Settings
 from hearth.server import create_app
 from tests._accounts import PASSWORD, api_key, create_user, signed_in
@@ -169,6 +170,61 @@ def test_disabling_a_user_ends_their_sessions_and_keys(site: Running) -> None:
     while httpx.get(f"{site.url}/api/keys", headers=bearer).status_code != 401:
         assert time.monotonic() < deadline, "the disabled user's key still works"
         time.sleep(0.1)
+
+
+def test_deleting_a_user_revokes_their_keys_and_erases_what_they_own(site: Running) -> None:
+    admin = signed_in(site, create_user(site, admin=True))
+    user, friend = create_user(site), create_user(site)
+    bearer = {"authorization": f"Bearer {api_key(site, user)}"}
+    mine = httpx.Client(base_url=site.url, headers=bearer)
+    # This site serves no chat model: the chat is made through the service.
+    chats = site.app.state.chats
+    chat = site.call(chats.create(Principal(user.id), ChatCreate(title="private"), model="m"))
+    collection = mine.post("/api/collections", json={"name": "notes"}).raise_for_status().json()
+    grant = {"principal": friend.id, "permission": "read"}
+    assert mine.put(f"/api/collections/{collection['id']}/grants", json=grant).is_success
+    # And a collection of the friend's shared with the user: that grant goes too.
+    theirs = {"authorization": f"Bearer {api_key(site, friend)}"}
+    shared = httpx.post(f"{site.url}/api/collections", headers=theirs, json={"name": "team"})
+    shared_id = shared.raise_for_status().json()["id"]
+    httpx.put(
+        f"{site.url}/api/collections/{shared_id}/grants",
+        headers=theirs,
+        json={"principal": user.id, "permission": "read"},
+    ).raise_for_status()
+
+    assert admin.delete(f"/api/admin/users/{user.id}").status_code == 204
+    time.sleep(1.1)  # past the key cache: the next call looks the key up again
+    attempts = [
+        mine.get("/api/chats"),
+        mine.get("/v1/models"),
+        mine.post("/api/keys", json={"name": "another"}),
+        mine.get(f"/api/chats/{chat.id}"),
+    ]
+    assert [a.status_code for a in attempts] == [401] * len(attempts)
+    # Its collection is gone for the friend it was shared with.
+    friend_view = httpx.get(f"{site.url}/api/collections/{collection['id']}", headers=theirs)
+    assert friend_view.status_code == 404
+
+    def rows(sql: str, **params: str) -> int:
+        async def count() -> int:
+            async with site.app.state.database.read() as session:
+                return int(await session.scalar(text(sql), params))
+
+        return site.call(count())
+
+    assert rows("SELECT count(*) FROM chat WHERE owner_id = :u", u=user.id) == 0
+    assert rows("SELECT count(*) FROM collection WHERE owner_id = :u", u=user.id) == 0
+    assert rows("SELECT count(*) FROM collection_grant WHERE principal = :u", u=user.id) == 0
+    assert (
+        rows("SELECT count(*) FROM api_key WHERE owner_id = :u AND revoked_at IS NULL", u=user.id)
+        == 0
+    )
+    assert rows("SELECT count(*) FROM user_session WHERE user_id = :u", u=user.id) == 0
+    # Deleting again is a clean 404, and the friend's own collection is untouched.
+    assert admin.delete(f"/api/admin/users/{user.id}").status_code == 404
+    assert httpx.get(f"{site.url}/api/collections/{shared_id}", headers=theirs).is_success
+    mine.close()
 
 
 def test_password_change_signs_out_other_sessions(site: Running) -> None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
 
 from hearth.accounts.models import ApiKey, Group, GroupMember, User
-from hearth.accounts.principal import Principal
+from hearth.accounts.principal import LOCAL_USER, Principal
 from hearth.db.session import Database
 from hearth.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
 from hearth.gateway.limits import BudgetPeriod, Limits
@@ -201,7 +201,10 @@ class ApiKeys:
         row, role, status, group_ids, team = found
         if row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
             return None, ""
-        if status is not None and status != "active":
+        if status != "active" and not (status is None and row.owner_id == LOCAL_USER.user_id):
+            # The owner is disabled, pending, or gone (a deleted account's keys are revoked
+            # with it; this holds even for one that was not): only the command line's keys
+            # belong to no account.
             return None, ""
         limits = _limits(row)
         team_limits = (team.id, _limits(team)) if team is not None else None

@@ -4,14 +4,15 @@ roles, passwords, group membership."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from hearth.accounts.models import Group, GroupMember, User
+from hearth.accounts.models import ApiKey, Group, GroupMember, User
 from hearth.accounts.oidc import Identity
 from hearth.accounts.passwords import hash_password, needs_rehash, verify_password
 from hearth.accounts.principal import Principal
@@ -102,9 +103,19 @@ class GroupPublic(TeamLimits):
     members: list[str] = Field(description="User ids.")
 
 
+# What a feature erases of a deleted account (its chats, its collections): registered by
+# the features through `Users.on_delete`, so accounts never touch their tables.
+Eraser = Callable[[str], Awaitable[None]]
+
+
 class Users:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._erasers: list[Eraser] = []
+
+    def on_delete(self, erase: Eraser) -> None:
+        """Call `erase(user_id)` when an account is deleted, before the account goes."""
+        self._erasers.append(erase)
 
     async def sign_up(self, body: SignUp, site: SiteSettings) -> UserPublic:
         """Create an account from the sign-up form. The first account ever becomes an active
@@ -269,9 +280,23 @@ class Users:
             await session.commit()
 
     async def delete(self, actor: Principal, user_id: str) -> None:
+        """Delete an account and what it owns: the features erase their part first (chats,
+        collections with their documents, grants to it), then one transaction revokes its
+        API keys and deletes the account with its sessions and memberships. Interrupted,
+        it leaves the account in place with less content, so deleting again completes it."""
         if actor.user_id == user_id:
             raise InvalidRequest("You cannot delete your own account.")
+        async with self.database.read() as session:
+            if await session.get(User, user_id) is None:
+                raise NotFound(f"no user {user_id}")
+        for erase in self._erasers:
+            await erase(user_id)
         async with self.database.session() as session:
+            await session.execute(
+                update(ApiKey)
+                .where(ApiKey.owner_id == user_id, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
             result = await session.execute(delete(User).where(User.id == user_id))
             await session.commit()
         if result.rowcount == 0:  # type: ignore[attr-defined]

@@ -113,6 +113,12 @@ class Chats:
             await session.commit()
             return ChatPublic.model_validate(chat)
 
+    async def erase_owner(self, user_id: str) -> None:
+        """Delete every chat of an account being deleted (with their messages)."""
+        async with self.database.session() as session:
+            await session.execute(delete(Chat).where(Chat.owner_id == user_id))
+            await session.commit()
+
     async def delete(self, principal: Principal, chat_id: uuid.UUID) -> None:
         async with self.database.session() as session:
             result = await session.execute(

@@ -124,6 +124,17 @@ class Documents:
             if collection_id not in found:
                 raise NotFound(f"collection {collection_id} not found", param="hearth.collections")
 
+    async def erase_owner(self, user_id: str) -> None:
+        """For an account being deleted: delete its collections (documents and chunks with
+        them) and the grants others gave it. Stored files stay while another document
+        holds the same bytes."""
+        async with self.database.session() as session:
+            await session.execute(delete(Collection).where(Collection.owner_id == user_id))
+            await session.execute(
+                delete(CollectionGrant).where(CollectionGrant.principal == user_id)
+            )
+            await session.commit()
+
     async def delete_collection(self, principal: Principal, collection_id: uuid.UUID) -> None:
         """Delete a collection with its documents and chunks (owner only)."""
         async with self.database.session() as session:
