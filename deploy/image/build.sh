@@ -22,8 +22,13 @@ WITH_TORCH=${WITH_TORCH:-false}
 llama_wheel=$(ls "$LLAMA_WHEELS"/llama_cpp_python-*.whl)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-tag=$( { find src pyproject.toml README.md deploy/image -type f -not -path '*/__pycache__/*' \
-           -print0 | sort -z | xargs -0 sha256sum; sha256sum "$llama_wheel";
+# What goes into the image: the project's files as git sees them (tracked, or new and not
+# ignored: no egg-info, no caches), as they are in the working tree.
+inputs() {
+  git ls-files -z --cached --others --exclude-standard -- src pyproject.toml README.md deploy/image |
+    while IFS= read -r -d '' file; do [ -f "$file" ] && printf '%s\0' "$file"; done
+}
+tag=$( { inputs | sort -z | xargs -0 sha256sum; sha256sum "$llama_wheel";
          echo "$BASE_IMAGE $WITH_TORCH"; } | sha256sum | cut -c1-16)
 ref="$IMAGE:$version-$tag"
 if podman image exists "$ref"; then
@@ -82,8 +87,7 @@ PY
 # Hearth's own wheel from a copy of the tree: setuptools' build/ folder in the tree could
 # hand back files since deleted.
 mkdir "$context/tree"
-cp -r pyproject.toml README.md src "$context/tree/"
-find "$context/tree" -name __pycache__ -prune -exec rm -rf {} +
+inputs | xargs -0 cp --parents -t "$context/tree"
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$context/wheels" "$context/tree" \
   -r "$context/wheels/no-deps.txt" >&2
 if [ "$WITH_TORCH" = true ]; then

@@ -7,7 +7,8 @@ skewed clocks agree. Kept as Python strings (not a .lua file) so they ship with 
 Keys, per subject (`KEYS[i]` is the subject's base key):
   base:r              GCRA theoretical arrival time for requests, expires when it is reached
   base:t              the same for tokens
-  base:c              sorted set of admission ids scored by lease expiry (concurrency slots)
+  base:c              sorted set of admission ids scored by lease expiry (concurrency slots),
+                      renewed by the replica holding them (RENEW_LUA) while they run
   base:b:<start>      money spent in the budget period starting at <start> (Unix seconds)
 
 Budget keys are built inside the script (the period depends on the server's clock); on a
@@ -120,9 +121,14 @@ for i, s in ipairs(subjects) do
       held = redis.call('ZCARD', key)
     end
     if held >= s.conc then
-      -- A slot frees when a request ends, which we cannot know: hint at most a second.
+      -- Holders renew their leases every quarter lease. One with less than two thirds of
+      -- a lease left missed its renewals (its replica died): its slot frees when the lease
+      -- ends, so that is the wait. Otherwise a slot frees when a request ends, which we
+      -- cannot know: hint at most a second.
       local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-      refuse(math.min(tonumber(first[2]) - now, 1000000), i, 'max_concurrent')
+      local left = tonumber(first[2]) - now
+      if left > lease * 2 / 3 then left = math.min(left, 1000000) end
+      refuse(left, i, 'max_concurrent')
     else
       slots[#slots + 1] = key
     end
@@ -195,3 +201,20 @@ end
 return 1
 """
 )
+
+# KEYS: concurrency sets (base:c); ARGV: lease (µs), then the admission id held in each.
+# Pushes the leases this replica still holds a lease further; a settled id (removed) is
+# not added back. The key lives as long as its longest lease.
+RENEW_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local until_ = string.format('%d', math.ceil(now + tonumber(ARGV[1])))
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'XX', until_, ARGV[i + 1])
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if last[2] then
+    redis.call('PEXPIREAT', key, string.format('%d', math.ceil(tonumber(last[2]) / 1000)))
+  end
+end
+return 1
+"""

@@ -15,17 +15,20 @@ most limit * (1 + t / window), never the two full windows at once that fixed win
 around their edge. A sliding log would be exact too, but stores an entry per
 request (per token, for token limits). Token counts are estimated at admission and
 corrected when the request settles. Concurrency slots are leases (a sorted set of admission
-ids scored by expiry), so a replica that dies mid-request leaks nothing for longer than the
-lease. Budgets are a sum of cost per calendar period (UTC), checked at admission and charged
-at settlement: requests already running when the budget runs out may overshoot it.
+ids scored by expiry), short and renewed by the replica holding them while the request
+runs, so a replica that dies mid-request leaks its slots for one lease, seconds. Budgets
+are a sum of cost per calendar period (UTC), checked at admission and charged at
+settlement: requests already running when the budget runs out may overshoot it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 import uuid
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,16 +37,20 @@ from functools import lru_cache
 from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from hearth.errors import RateLimited
-from hearth.gateway._redis_limits import ADMIT_LUA, SETTLE_LUA
+from hearth.gateway._redis_limits import ADMIT_LUA, RENEW_LUA, SETTLE_LUA
 from hearth.gateway._resp import RespClient, Script
+from hearth.http.background import BackgroundTask
 
 BudgetPeriod = Literal["day", "week", "month"]
 LimitName = Literal["requests_per_minute", "tokens_per_minute", "max_concurrent", "budget"]
 
 DEFAULT_WINDOW = 60.0  # seconds; "per minute". Tests shorten it.
-DEFAULT_LEASE = 600.0  # seconds a concurrency slot lives without being settled
+DEFAULT_LEASE = 15.0  # seconds a concurrency slot lives without being renewed or settled
+# In one process no replica can die alone: a lease only guards against a missed settle.
+LOCAL_LEASE = 600.0
 
 # Float rounding must not refuse the last request of a burst (seconds; the Lua uses 1 µs).
 _SLACK = 1e-6
@@ -178,13 +185,41 @@ class RedisLimiter(Limiter):
         # first time a server lacks it).
         self._fast = RespClient.from_redis(redis)
         self._admit_lua, self._settle_lua = Script(ADMIT_LUA), Script(SETTLE_LUA)
-        self._admit_script = redis.register_script(ADMIT_LUA)
-        self._settle_script = redis.register_script(SETTLE_LUA)
+        self._renew_lua = Script(RENEW_LUA)
+        self._scripts = {
+            lua: redis.register_script(lua.source)
+            for lua in (self._admit_lua, self._settle_lua, self._renew_lua)
+        }
+        # Concurrency leases this replica holds: admission id -> (the admission, its
+        # concurrency sets). Weakly: an admission dropped unsettled (a request lost to a
+        # bug) is renewed no more, so its slot frees within a lease, as a dead replica's.
+        self._held: dict[str, tuple[weakref.ref[Admission], list[bytes]]] = {}
+        self._renewal = BackgroundTask("hearth-lease-renewal")
 
     async def close(self) -> None:
+        await self._renewal.stop()
         if self._fast is not None:
             await self._fast.close()
         await self.redis.aclose()
+
+    async def _renew_leases(self) -> None:
+        """Every quarter lease, push the leases of the requests still running here further,
+        in one round trip. A replica that dies stops renewing, and its slots free within a
+        lease."""
+        while True:
+            await asyncio.sleep(self._lease_us / 4_000_000)
+            held = [(i, sets) for i, (ref, sets) in list(self._held.items()) if ref() is not None]
+            for gone in self._held.keys() - {i for i, _ in held}:
+                del self._held[gone]
+            if not held:
+                continue
+            keys = [key for _, sets in held for key in sets]
+            ids = [admission.encode() for admission, sets in held for _ in sets]
+            try:
+                await self._run(self._renew_lua, keys, [self._lease_arg, *ids])
+            except (RedisError, OSError):
+                # Redis is away: admissions fail meanwhile; renew again at the next turn.
+                continue
 
     shared = True
 
@@ -194,8 +229,7 @@ class RedisLimiter(Limiter):
     async def _run(self, script: Script, keys: list[bytes], args: list[bytes]) -> Any:
         if self._fast is not None:
             return await self._fast.evalsha(script, keys, args)
-        redis_script = self._admit_script if script is self._admit_lua else self._settle_script
-        return await redis_script(keys=keys, args=args)
+        return await self._scripts[script](keys=keys, args=args)
 
     async def _admit(self, admission: Admission) -> _Refusal | None:
         # Arguments go as bytes, the per-subject ones encoded once per set of limits:
@@ -209,13 +243,24 @@ class RedisLimiter(Limiter):
         ]
         for _, limits in admission.subjects:
             args += _admit_args(limits)
-        reply = await self._run(self._admit_lua, self._keys(admission), args)
+        keys = self._keys(admission)
+        reply = await self._run(self._admit_lua, keys, args)
         if int(reply[0]) == 1:
+            sets = [
+                key + b":c"
+                for key, (_, limits) in zip(keys, admission.subjects, strict=True)
+                if limits.max_concurrent is not None
+            ]
+            if sets:
+                self._held[admission.id] = (weakref.ref(admission), sets)
+                if not self._renewal.running:
+                    self._renewal.start(self._renew_leases())
             return None
         limit = reply[3].decode() if isinstance(reply[3], bytes) else reply[3]
         return _Refusal(int(reply[2]) - 1, cast(LimitName, limit), int(reply[1]) / 1_000_000)
 
     async def _settle(self, admission: Admission, token_delta: int, cost: float) -> None:
+        self._held.pop(admission.id, None)  # renewed no more, whatever the round trip does
         args: list[bytes] = [
             admission.id.encode(),
             self._window_arg,
@@ -266,7 +311,7 @@ class LocalLimiter(Limiter):
         self,
         *,
         window: float = DEFAULT_WINDOW,
-        lease: float = DEFAULT_LEASE,
+        lease: float = LOCAL_LEASE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.window = window
