@@ -344,6 +344,17 @@ class Settings(BaseSettings):
         default=None,
         description="Redis for limits shared by replicas; empty: kept in this process.",
     )
+    redis_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        description="Seconds a Redis command (or connection) may take; then it fails, and "
+        "what needed it answers 503 (or passes, for limits with limits_on_redis_failure=open).",
+    )
+    limits_on_redis_failure: Literal["closed", "open"] = Field(
+        default="closed",
+        description="With Redis down or frozen, requests on limited keys get 503 with "
+        "Retry-After (closed), or pass unlimited (open).",
+    )
     gateway_retries: int = Field(
         default=2,
         ge=0,

@@ -39,7 +39,7 @@ from hearth.gateway.api import router as gateway_router
 from hearth.gateway.limits import Limiter, LocalLimiter, RedisLimiter
 from hearth.gateway.ollama_api import router as ollama_router
 from hearth.gateway.routing import ModelRoutes
-from hearth.gateway.service import Gateway, build_gateway
+from hearth.gateway.service import Gateway, build_gateway, redis_client
 from hearth.gateway.usage import UsageRecorder
 from hearth.http.errors import install_error_handlers
 from hearth.http.hot_path import HearthApp
@@ -202,9 +202,9 @@ def build_limiter(settings: Settings) -> Limiter:
     """Limits shared by every replica through Redis, or kept in this process."""
     if settings.redis_url is None:
         return LocalLimiter()
-    from redis.asyncio import Redis
-
-    return RedisLimiter(Redis.from_url(settings.redis_url.get_secret_value()))
+    return RedisLimiter(
+        redis_client(settings), fail_open=settings.limits_on_redis_failure == "open"
+    )
 
 
 async def open_database(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from hearth.server import create_app
 from tests._accounts import api_key, create_user
 from tests._server import free_port, running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture
@@ -87,7 +90,7 @@ def test_database_outage(
         asyncio.run(embedded.stop())
 
 
-class Redis:
+class RedisServer:
     """A redis-server of the test's own, on another port."""
 
     def __init__(self, port: int) -> None:
@@ -110,13 +113,22 @@ class Redis:
 
     def stop(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen one cannot stop otherwise
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
 
+    def freeze(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
 
 def test_redis_outage(postgres, tmp_path: Path, upstream: FakeOpenAIUpstream) -> None:
-    redis = Redis(free_port())
+    redis = RedisServer(free_port())
     redis.start()
     settings = Settings(
         database_url=postgres.new_database(),
@@ -146,5 +158,46 @@ def test_redis_outage(postgres, tmp_path: Path, upstream: FakeOpenAIUpstream) ->
             redis.start()
             _until(lambda: httpx.post(chat, headers=key, json=body).status_code == 200)
             assert httpx.get(f"{hearth.url}/readyz?only=database").status_code == 200
+    finally:
+        redis.stop()
+
+
+@pytest.mark.parametrize("on_failure", ["closed", "open"])
+def test_a_frozen_redis_fails_fast(
+    postgres, tmp_path: Path, upstream: FakeOpenAIUpstream, on_failure: str
+) -> None:
+    redis = RedisServer(free_port())
+    redis.start()
+    settings = Settings(
+        database_url=postgres.new_database(),
+        data_dir=tmp_path,
+        redis_url=f"redis://127.0.0.1:{redis.port}/0",
+        redis_timeout=0.3,
+        limits_on_redis_failure=on_failure,
+        engines=_engines(upstream),
+    )
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        with running(create_app(settings)) as hearth:
+            key = {
+                "authorization": f"Bearer {api_key(hearth, create_user(hearth), max_concurrent=4)}"
+            }
+            chat = f"{hearth.url}/v1/chat/completions"
+            assert httpx.post(chat, headers=key, json=body).status_code == 200
+            redis.freeze()  # SIGSTOP: connections stay open, nothing answers
+            started = time.monotonic()
+            answers = [httpx.post(chat, headers=key, json=body, timeout=30) for _ in range(3)]
+            took = (time.monotonic() - started) / len(answers)
+            if on_failure == "closed":
+                assert [a.status_code for a in answers] == [503] * 3
+                assert all(int(a.headers["retry-after"]) >= 1 for a in answers)
+            else:
+                assert [a.status_code for a in answers] == [200] * 3
+            # Not a timing assertion to the millisecond: far from the 14 s hangs of before.
+            assert took < 5, f"{took:.1f} s a request with Redis frozen"
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / f"frozen-redis-{on_failure}.txt").write_text(f"{took * 1000:.0f} ms\n")
+            redis.thaw()
+            _until(lambda: httpx.post(chat, headers=key, json=body).status_code == 200)
     finally:
         redis.stop()

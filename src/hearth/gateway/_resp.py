@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 _CRLF = b"\r\n"
 
@@ -131,10 +132,12 @@ class RespClient:
         username: str | None = None,
         password: str | None = None,
         connect_timeout: float | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.host, self.port, self.db = host, port, db
         self.username, self.password = username, password
         self.connect_timeout = connect_timeout
+        self.timeout = timeout
         self._protocol: _Protocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Lock | None = None
@@ -155,6 +158,7 @@ class RespClient:
             username=options.get("username"),
             password=options.get("password"),
             connect_timeout=options.get("socket_connect_timeout"),
+            timeout=options.get("socket_timeout"),
         )
 
     async def evalsha(self, script: Script, keys: list[bytes], args: list[bytes]) -> Any:
@@ -168,11 +172,21 @@ class RespClient:
         return reply
 
     async def call(self, *args: bytes) -> Any:
-        """Send one command; its reply (an error reply is returned, not raised)."""
+        """Send one command; its reply (an error reply is returned, not raised). Past
+        `timeout` the connection is dropped (a frozen server: the replies of the commands
+        pipelined behind this one would come too late to be told apart) and every command
+        waiting on it fails; the next one connects again."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None or self._loop is not _loop():
             protocol = await self._connect()
-        return await protocol.send(pack(*args))
+        reply = protocol.send(pack(*args))
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await reply
+        except TimeoutError:
+            if protocol.transport is not None:
+                protocol.transport.close()
+            raise RedisTimeout(f"Redis did not answer within {self.timeout} s") from None
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ settlement: requests already running when the budget runs out may overshoot it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -43,6 +44,8 @@ from hearth.errors import RateLimited
 from hearth.gateway._redis_limits import ADMIT_LUA, RENEW_LUA, SETTLE_LUA
 from hearth.gateway._resp import RespClient, Script
 from hearth.http.background import BackgroundTask
+
+log = logging.getLogger(__name__)
 
 BudgetPeriod = Literal["day", "week", "month"]
 LimitName = Literal["requests_per_minute", "tokens_per_minute", "max_concurrent", "budget"]
@@ -172,9 +175,13 @@ class RedisLimiter(Limiter):
         prefix: str = "hearth:limits",
         window: float = DEFAULT_WINDOW,
         lease: float = DEFAULT_LEASE,
+        fail_open: bool = False,
     ) -> None:
         self.prefix = prefix
         self.redis = redis
+        # Redis down or frozen: refuse limited requests (an outage, 503) or let them pass.
+        self.fail_open = fail_open
+        self._failing_open = False
         self._window_us = round(window * 1_000_000)
         self._lease_us = round(lease * 1_000_000)
         self._window_arg = b"%d" % self._window_us
@@ -232,6 +239,22 @@ class RedisLimiter(Limiter):
         return await self._scripts[script](keys=keys, args=args)
 
     async def _admit(self, admission: Admission) -> _Refusal | None:
+        try:
+            refusal = await self._admit_in_redis(admission)
+        except (RedisError, OSError) as exc:
+            if not self.fail_open:
+                raise  # an outage: 503 with Retry-After (hearth.http.outages)
+            if not self._failing_open:
+                log.error("Redis unavailable, limits not enforced until it is back: %s", exc)
+                self._failing_open = True
+            admission.settled = True  # nothing was counted, so nothing to settle
+            return None
+        if self._failing_open:
+            log.warning("Redis is back: limits enforced again")
+            self._failing_open = False
+        return refusal
+
+    async def _admit_in_redis(self, admission: Admission) -> _Refusal | None:
         # Arguments go as bytes, the per-subject ones encoded once per set of limits:
         # redis-py encodes each argument on every call otherwise, a measurable part of the
         # request's CPU on the key path.
@@ -261,6 +284,16 @@ class RedisLimiter(Limiter):
 
     async def _settle(self, admission: Admission, token_delta: int, cost: float) -> None:
         self._held.pop(admission.id, None)  # renewed no more, whatever the round trip does
+        try:
+            await self._settle_in_redis(admission, token_delta, cost)
+        except (RedisError, OSError) as exc:
+            # The request is over; its slot frees with its lease. What is lost is the token
+            # correction and the cost against the budget: said, not hidden.
+            log.warning(
+                "could not settle a request in Redis (cost %.6f not charged): %s", cost, exc
+            )
+
+    async def _settle_in_redis(self, admission: Admission, token_delta: int, cost: float) -> None:
         args: list[bytes] = [
             admission.id.encode(),
             self._window_arg,

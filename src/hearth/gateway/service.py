@@ -10,7 +10,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.accounts.keys import Caller
 from hearth.config import Settings
@@ -42,6 +42,9 @@ from hearth.gateway.relay import Batches, Tokens, abandon, batches, flatten
 from hearth.gateway.routing import Deployment, ModelRoutes
 from hearth.gateway.usage import UsageRecorder
 from hearth.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -332,11 +335,8 @@ def build_gateway(
     in_flight = InFlight()
     cache: ResponseCache = LocalResponseCache(ttl=settings.response_cache_ttl)
     if settings.redis_url is not None:
-        from redis.asyncio import Redis
-
-        url = settings.redis_url.get_secret_value()
-        in_flight = SharedInFlight(Redis.from_url(url))
-        cache = RedisResponseCache(Redis.from_url(url), ttl=settings.response_cache_ttl)
+        in_flight = SharedInFlight(redis_client(settings))
+        cache = RedisResponseCache(redis_client(settings), ttl=settings.response_cache_ttl)
     return Gateway(
         routes,
         metrics,
@@ -346,4 +346,17 @@ def build_gateway(
         retries=settings.gateway_retries,
         health_interval=settings.health_check_interval,
         cache=cache,
+    )
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A client of the configured Redis whose every command and connection gives up after
+    `redis_timeout`: a frozen Redis must fail requests quickly, never hang them."""
+    from redis.asyncio import Redis
+
+    assert settings.redis_url is not None
+    return Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
     )
