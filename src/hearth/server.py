@@ -41,6 +41,7 @@ from hearth.gateway.ollama_api import router as ollama_router
 from hearth.gateway.routing import ModelRoutes
 from hearth.gateway.service import Gateway, build_gateway, redis_client
 from hearth.gateway.usage import UsageRecorder
+from hearth.http.disconnect import CancelOnDisconnect
 from hearth.http.errors import install_error_handlers
 from hearth.http.hot_path import HearthApp
 from hearth.jobs.queue import JobQueue
@@ -136,10 +137,12 @@ def create_app(
         "max_body": settings.max_request_bytes,
         "max_upload": settings.rag_max_file_bytes + 64 * 1024,
     }
+    app.add_middleware(CancelOnDisconnect)
     app.add_middleware(RequestMiddleware, metrics=metrics, **limits)
     # The gateway's hottest route skips the layers between RequestMiddleware and itself.
     app.serve_directly(
-        GATEWAY_HOT_ROUTES, lambda inner: RequestMiddleware(inner, metrics=metrics, **limits)
+        GATEWAY_HOT_ROUTES,
+        lambda inner: RequestMiddleware(CancelOnDisconnect(inner), metrics=metrics, **limits),
     )
     return app
 

@@ -163,6 +163,28 @@ def test_a_full_queue_answers_503_with_retry_after_and_metrics_show_the_load(
     assert ok.status_code == 200
 
 
+def test_a_non_streaming_request_whose_client_left_stops(engine: Running) -> None:
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    body = {
+        "model": DEFAULT_CHAT_MODEL,
+        # At temperature 0 SmolLM2 runs to max_tokens on this one (1,500 tokens, ~30 s).
+        "messages": [{"role": "user", "content": "Repeat the word 'hello' 500 times."}],
+        "max_tokens": 1500,
+        "temperature": 0,
+    }
+    left = (
+        "hearth_engine_requests_total",
+        (("endpoint", "chat"), ("model", DEFAULT_CHAT_MODEL), ("status", "499")),
+    )
+    before = _metrics(engine.url).get(left, 0)
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up; its connection closes
+        httpx.post(f"{engine.url}/v1/chat/completions", headers=headers, json=body, timeout=1.0)
+    # The generation is cancelled (counted as 499), not left to run for nobody.
+    _eventually(lambda: _metrics(engine.url).get(left, 0) == before + 1)
+    running = ("hearth_engine_requests_running", (("model", DEFAULT_CHAT_MODEL),))
+    _eventually(lambda: _metrics(engine.url)[running] == 0)
+
+
 def _eventually(check, attempts: int = 200) -> None:  # type: ignore[no-untyped-def]
     done = threading.Event()
     for _ in range(attempts):

@@ -139,6 +139,23 @@ def test_client_disconnect_stops_generation(base_url: str, hearth: Running) -> N
     assert f'hearth_generations_total{{model="{MODEL}",outcome="cancelled"}}' in metrics
 
 
+def test_client_disconnect_stops_a_non_streaming_generation(base_url: str, hearth: Running) -> None:
+    engine = next(e for e in hearth.app.state.engines if e.kind == "llamacpp")
+    body = {
+        "model": MODEL,
+        # At temperature 0 SmolLM2 runs to max_tokens on this one (1,500 tokens, ~30 s).
+        "messages": [{"role": "user", "content": "Repeat the word 'hello' 500 times."}],
+        "max_tokens": 1500,
+        "temperature": 0,
+    }
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
+        httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=1.5)
+    deadline = time.monotonic() + 5  # it stops at the next token, not 1,500 tokens later
+    while engine.active_generations and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.active_generations == 0
+
+
 def test_server_answers_health_while_generating(base_url: str) -> None:
     body = {
         "model": MODEL,

@@ -23,6 +23,7 @@ from hearth.engine_server.service import LOCAL_KINDS, EngineServer
 from hearth.engines.base import build_engine
 from hearth.errors import ConfigError
 from hearth.gateway.routing import ModelRoutes
+from hearth.http.disconnect import CancelOnDisconnect
 from hearth.http.errors import install_error_handlers
 from hearth.http.hot_path import HearthApp
 from hearth.observability.health import router as health_router
@@ -85,6 +86,7 @@ def create_engine_app(
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(router)
+    app.add_middleware(CancelOnDisconnect)  # a gateway that gave up stops the generation
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,

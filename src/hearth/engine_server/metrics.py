@@ -4,6 +4,7 @@ the gateway's balancer and an autoscaler read (`hearth_engine_requests_running` 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,7 +86,10 @@ class EngineMetrics:
 
 
 def status_of(exc: BaseException) -> str:
-    """The HTTP status an exception becomes (500 for what is not one of ours)."""
+    """The HTTP status an exception becomes (500 for what is not one of ours; 499, as
+    nginx says, for a request cancelled because its client left)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "499"
     status = getattr(exc, "status", None)
     return str(status) if isinstance(status, int) else "500"
 

@@ -91,6 +91,8 @@ class RequestMiddleware:
                 body_too_large = False
                 await self._too_large(scope, receive, send_wrapper, limit)
         finally:
+            if status == 500 and scope["state"].get("hearth_client_gone"):
+                status = 499  # the client left before the answer (nginx's code for it)
             elapsed = time.perf_counter() - started
             route = _route_path(scope)
             method = scope["method"]
