@@ -53,6 +53,13 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
         ({"model": MODEL, "messages": HELLO, "n": 2}, "n"),
         ({"model": MODEL, "messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"model": MODEL, "messages": "hi"}, "messages"),
+        # As strict as OpenAI: no coercion of strings to numbers or booleans, no null text.
+        ({"model": MODEL, "messages": HELLO, "max_tokens": "10"}, "max_tokens"),
+        ({"model": MODEL, "messages": HELLO, "stream": "yes"}, "stream"),
+        ({"model": MODEL, "messages": HELLO, "temperature": "0.5"}, "temperature"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": None}]}, "messages.0"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+        ({"model": 7, "messages": HELLO}, "model"),
     ],
 )
 def test_invalid_chat_request_is_400(base_url: str, body: dict, param: str) -> None:
@@ -113,6 +120,8 @@ def test_chat_with_an_embedding_model_is_400(client: openai.OpenAI) -> None:
         {"model": DEFAULT_EMBEDDING_MODEL, "input": [[1, 2, 3]]},
         {"model": DEFAULT_EMBEDDING_MODEL, "input": "x", "encoding_format": "int8"},
         {"model": DEFAULT_EMBEDDING_MODEL, "input": "x", "dimensions": 512},
+        {"model": DEFAULT_EMBEDDING_MODEL, "input": "x", "dimensions": "384"},
+        {"model": DEFAULT_EMBEDDING_MODEL, "input": 12},
     ],
 )
 def test_invalid_embedding_request_is_400(base_url: str, body: dict) -> None:

@@ -13,17 +13,25 @@ import uuid
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Strict, as OpenAI is: "10" is not a number, "yes" not a boolean (400, param named).
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Role
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _content_required(self) -> ChatMessage:
+        # Only an assistant message may come without content (it carries tool calls).
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs content")
+        return self
 
     def text(self) -> str:
         """The message's text; content parts of type `text` are joined."""
@@ -40,6 +48,8 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     include_usage: bool = False
 
 
@@ -47,7 +57,7 @@ class ChatCompletionRequest(BaseModel):
     """POST /v1/chat/completions. Unknown fields are kept and passed to OpenAI-compatible
     upstreams (tools, response_format, ...); the local engine ignores them."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -142,6 +152,8 @@ class ChatCompletionChunk(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     model: str = Field(min_length=1)
     input: str | list[str] = Field(
         description="Text or list of texts. Token-id arrays are not supported."

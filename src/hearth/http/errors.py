@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -88,10 +89,19 @@ async def _hearth_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# pydantic names the member of a union a value failed in the error's location (`content`
+# then `str`); the field is what a client needs.
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|bytes)$|\[")
+
+
+def _tag(part: object) -> bool:
+    return isinstance(part, str) and bool(_UNION_TAG.search(part))
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    loc = [str(part) for part in first.get("loc", ()) if part != "body" and not _tag(part)]
     if first.get("type") == "json_invalid":
         message = "We could not parse the JSON body of your request."
     else:
