@@ -363,3 +363,22 @@ def test_documents_whose_job_was_lost_are_queued_again(
     assert hearth.call(documents.requeue_orphans(older_than=60)) == 0  # too recent to judge
     assert hearth.call(documents.requeue_orphans(older_than=0)) >= 1
     assert wait_done(api, lost["id"])["status"] == "ready"
+
+
+def test_a_grant_is_listed_and_revoked_through_the_api(hearth: Running, api: httpx.Client) -> None:
+    friend = create_user(hearth)
+    theirs = {"authorization": f"Bearer {api_key(hearth, friend)}"}
+    collection = api.post("/collections", json={"name": f"shared-{uuid.uuid4().hex[:6]}"}).json()
+    grants = f"/collections/{collection['id']}/grants"
+    assert api.put(grants, json={"principal": friend.id}).status_code == 204
+    assert api.get(grants).json() == [{"principal": friend.id, "permission": "read"}]
+    seen = httpx.get(f"{hearth.url}/api/collections/{collection['id']}", headers=theirs)
+    assert seen.status_code == 200
+    # Only the owner sees or changes the grants; the grantee cannot revoke others' or own.
+    assert httpx.get(f"{hearth.url}/api{grants}", headers=theirs).status_code == 403
+    assert httpx.delete(f"{hearth.url}/api{grants}/{friend.id}", headers=theirs).status_code == 403
+    assert api.delete(f"{grants}/{friend.id}").status_code == 204
+    assert api.get(grants).json() == []
+    gone = httpx.get(f"{hearth.url}/api/collections/{collection['id']}", headers=theirs)
+    assert gone.status_code == 404
+    assert api.delete(f"{grants}/{friend.id}").status_code == 404  # not shared with them now

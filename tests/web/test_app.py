@@ -259,3 +259,11 @@ def test_documents_answer_with_citations_and_sharing(
         headers={"x-csrf-token": carol.locator("meta[name=csrf-token]").get_attribute("content")},
     )
     assert search.status == 404
+
+    # Ada stops sharing with Bob, with the button beside his name: Bob loses the collection.
+    ada.goto(collection_url)
+    expect(ada.locator(".grants")).to_contain_text("bob@example.org — read")
+    ada.get_by_role("button", name="Stop sharing with bob@example.org").click()
+    expect(ada.get_by_text("No longer shared.")).to_be_visible()
+    expect(ada.get_by_text("Shared with nobody.")).to_be_visible()
+    assert bob.goto(collection_url).status == 404

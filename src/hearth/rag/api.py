@@ -23,6 +23,7 @@ from hearth.rag.schemas import (
     CollectionPublic,
     DocumentPublic,
     GrantCreate,
+    GrantPublic,
     SearchRequest,
     SearchResults,
 )
@@ -74,6 +75,25 @@ async def grant(
 ) -> Response:
     """Share a collection with a user or `group:<id>`, to read or to write."""
     await documents.grant(caller, collection_id, body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/collections/{collection_id}/grants")
+async def list_grants(
+    collection_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> list[GrantPublic]:
+    """Who the collection is shared with (its owner only)."""
+    return await documents.list_grants(caller, collection_id)
+
+
+@router.delete(
+    "/collections/{collection_id}/grants/{grantee}", status_code=status.HTTP_204_NO_CONTENT
+)
+async def revoke_grant(
+    collection_id: uuid.UUID, grantee: str, documents: DocumentsDep, caller: CallerDep
+) -> Response:
+    """Stop sharing the collection with a user or `group:<id>`."""
+    await documents.revoke(caller, collection_id, grantee)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

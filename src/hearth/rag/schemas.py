@@ -30,6 +30,13 @@ class GrantCreate(BaseModel):
     permission: Literal["read", "write"] = "read"
 
 
+class GrantPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    principal: str = Field(description="A user id, or `group:<id>`.")
+    permission: Literal["read", "write"]
+
+
 class DocumentPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

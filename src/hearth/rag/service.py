@@ -31,6 +31,7 @@ from hearth.rag.schemas import (
     CollectionPublic,
     DocumentPublic,
     GrantCreate,
+    GrantPublic,
 )
 from hearth.rag.search import search_chunks
 
@@ -157,15 +158,31 @@ class Documents:
             )
             await session.commit()
 
-    async def revoke(self, principal: Principal, collection_id: uuid.UUID, who: str) -> None:
+    async def list_grants(
+        self, principal: Principal, collection_id: uuid.UUID
+    ) -> list[GrantPublic]:
+        """Who the collection is shared with (owner only)."""
         async with self.database.session() as session:
             await _collection(session, principal, collection_id, "owner")
-            await session.execute(
+            grants = await session.scalars(
+                select(CollectionGrant)
+                .where(CollectionGrant.collection_id == collection_id)
+                .order_by(CollectionGrant.principal)
+            )
+            return [GrantPublic.model_validate(g) for g in grants]
+
+    async def revoke(self, principal: Principal, collection_id: uuid.UUID, who: str) -> None:
+        """Stop sharing with `who` (owner only); NotFound if it was not shared with them."""
+        async with self.database.session() as session:
+            await _collection(session, principal, collection_id, "owner")
+            result = await session.execute(
                 delete(CollectionGrant).where(
                     CollectionGrant.collection_id == collection_id, CollectionGrant.principal == who
                 )
             )
             await session.commit()
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFound(f"collection {collection_id} is not shared with {who}")
 
     # -- documents ---------------------------------------------------------------------
 

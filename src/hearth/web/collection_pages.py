@@ -9,7 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from hearth.errors import HearthError, InvalidRequest
+from hearth.accounts.principal import Principal
+from hearth.accounts.users import GroupPublic
+from hearth.errors import HearthError, InvalidRequest, NotFound
 from hearth.rag.schemas import CollectionCreate, GrantCreate
 from hearth.web._render import checked_form, page, require_user
 
@@ -48,13 +50,14 @@ async def collection_page(request: Request, collection_id: uuid.UUID, done: str 
     user = await require_user(request)
     documents = request.app.state.documents
     collection = await documents.get_collection(user.principal, collection_id)
+    owner = collection.owner_id == user.user_id
+    groups = await request.app.state.users.list_groups() if owner else []
     context = {
         "collection": collection,
         "documents": await documents.list_documents(user.principal, collection_id),
-        "owner": collection.owner_id == user.user_id,
-        "groups": await request.app.state.users.list_groups()
-        if collection.owner_id == user.user_id
-        else [],
+        "owner": owner,
+        "groups": groups,
+        "grants": await _grants(request, user.principal, collection_id, groups) if owner else [],
         "done": done,
     }
     return page(request, "collection.html", context)
@@ -76,6 +79,9 @@ async def collection_action(request: Request, collection_id: uuid.UUID) -> Respo
             user.principal, collection_id, GrantCreate(principal=who, permission=permission)
         )
         return RedirectResponse(f"/collections/{collection_id}?done=shared", status_code=303)
+    if action == "revoke":
+        await documents.revoke(user.principal, collection_id, form.get("principal", ""))
+        return RedirectResponse(f"/collections/{collection_id}?done=revoked", status_code=303)
     if action == "delete_document":
         await documents.delete_document(user.principal, uuid.UUID(form.get("document_id", "")))
         return RedirectResponse(f"/collections/{collection_id}", status_code=303)
@@ -83,3 +89,26 @@ async def collection_action(request: Request, collection_id: uuid.UUID) -> Respo
         await documents.delete_collection(user.principal, collection_id)
         return RedirectResponse("/collections", status_code=303)
     raise InvalidRequest(f"unknown action {action!r}")
+
+
+async def _grants(
+    request: Request, principal: Principal, collection_id: uuid.UUID, groups: list[GroupPublic]
+) -> list[dict[str, str]]:
+    """The collection's grants with a name to show: the person's email, or the group's."""
+    group_names = {f"group:{g.id}": g.name for g in groups}
+    shown = []
+    for grant in await request.app.state.documents.list_grants(principal, collection_id):
+        name = group_names.get(grant.principal)
+        if name is None and not grant.principal.startswith("group:"):
+            try:
+                name = (await request.app.state.users.get(grant.principal)).email
+            except NotFound:
+                name = "(deleted account)"
+        shown.append(
+            {
+                "principal": grant.principal,
+                "name": name or grant.principal,
+                "permission": grant.permission,
+            }
+        )
+    return shown
