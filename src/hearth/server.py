@@ -106,6 +106,9 @@ def create_app(
             )
             app.state.chats = Chats(services.database)
             app.state.users.on_delete(app.state.chats.erase_owner)
+            interrupted = await app.state.chats.mark_interrupted()
+            if interrupted:
+                log.info("%d answers were cut off by a replica that stopped", interrupted)
             app.state.chat_answers = ChatAnswers(
                 app.state.chats, app.state.gateway, app.state.answerer
             )

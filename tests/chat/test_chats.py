@@ -71,11 +71,16 @@ def test_closing_the_stream_stops_and_keeps_the_partial_answer(alice: httpx.Clie
             deltas += line.startswith("event: delta")
             if deltas >= 3:
                 break  # the browser's stop button: the connection closes
-    deadline = time.monotonic() + 10  # the server notices the closed connection, then saves
-    while len(items := alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]) < 2:
+    # The answer's row is there from its start ("streaming"); once the server notices the
+    # closed connection it saves what was generated as "stopped".
+    deadline = time.monotonic() + 10
+
+    def last() -> dict:
+        return alice.get(f"/api/chats/{chat['id']}/messages").json()["items"][-1]
+
+    while (answer := last())["role"] != "assistant" or answer["status"] == "streaming":
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    answer = items[-1]
     assert answer["role"] == "assistant" and answer["status"] == "stopped"
     assert answer["content"]
 

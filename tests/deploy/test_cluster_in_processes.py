@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from hearth.chat.schemas import STALE_STREAM_SECONDS
 from hearth.config import DEFAULT_CHAT_MODEL
 from tests.deploy import _helm
 from tests.deploy._cluster import Cluster, run
@@ -141,6 +142,7 @@ def test_killing_a_web_replica_mid_stream(cluster: Cluster, ingress: str, key: s
     http = httpx.Client(base_url=ingress, headers=auth, timeout=httpx.Timeout(120, connect=5))
     chats = [http.post("/api/chats", json={}).raise_for_status().json()["id"] for _ in range(10)]
     outcomes: dict[str, str] = {}
+    received: dict[str, str] = {chat: "" for chat in chats}
     first_delta = threading.Event()
 
     def stream(chat: str) -> None:
@@ -157,6 +159,8 @@ def test_killing_a_web_replica_mid_stream(cluster: Cluster, ingress: str, key: s
                         last = line.removeprefix("event: ")
                         if last == "delta":
                             first_delta.set()
+                    elif line.startswith("data: ") and last == "delta":
+                        received[chat] += json.loads(line.removeprefix("data: "))["text"]
                 outcomes[chat] = last  # "done" when it finished, "error" when it failed
         except httpx.HTTPError as exc:
             outcomes[chat] = f"broken: {type(exc).__name__}"
@@ -186,5 +190,19 @@ def test_killing_a_web_replica_mid_stream(cluster: Cluster, ingress: str, key: s
         if chat in finished:
             assert [m["role"] for m in stored] == ["user", "assistant"]
             assert stored[1]["status"] == "complete"
+    # An answer the killed replica was writing keeps the text saved so far, marked
+    # interrupted once its row has gone stale (STALE_STREAM_SECONDS), not lost.
+    started = [c for c in cut if received[c] and outcomes[c].startswith("broken")]
+    deadline = time.monotonic() + STALE_STREAM_SECONDS + 10
+    for chat in started:
+        while True:
+            stored = http.get(f"/api/chats/{chat}/messages").json()["items"]
+            answer = stored[-1]
+            if answer["role"] == "assistant" and answer["status"] == "interrupted":
+                break
+            assert time.monotonic() < deadline, f"chat {chat}: {stored}"
+            time.sleep(0.5)
+        assert received[chat].startswith(answer["content"])
     http.close()
-    Path(cluster.root / "kill.json").write_text(json.dumps(outcomes, indent=2))
+    report = {"outcomes": outcomes, "interrupted_with_text": len(started)}
+    Path(cluster.root / "kill.json").write_text(json.dumps(report, indent=2))

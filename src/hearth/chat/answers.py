@@ -1,6 +1,7 @@
 """Answering in a chat: store the question, fit the conversation (and passages from the
 chat's collections) into the model's window, stream the answer through the gateway, store
-the answer when it ends — also when it is stopped or fails, with that status.
+the answer from its start, its text saved as it comes and at its end — also when it is
+stopped, fails or its replica dies, with that status.
 
 The stream is a sequence of `ChatEvent`s that the API sends as server-sent events.
 """
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 from hearth.accounts.keys import Caller
 from hearth.accounts.principal import Principal
-from hearth.chat.schemas import MessagePublic
+from hearth.chat.schemas import SAVE_EVERY_SECONDS, MessagePublic
 from hearth.chat.service import Chats
 from hearth.engines.protocol import ChatCompletionRequest, ChatMessage, StreamOptions
 from hearth.errors import HearthError
@@ -130,6 +131,18 @@ class ChatAnswers:
         usage = None
         status, error = "stopped", None
         chunks: AsyncIterator[Any] | None = None
+        # The answer's row exists from the start and its text is saved as it comes, so a
+        # replica that dies mid-answer leaves the text so far (shown as interrupted).
+        answer_row = await self.chats.add_message(
+            principal,
+            chat_id,
+            role="assistant",
+            content="",
+            status="streaming",
+            model=request.model,
+            citations=citations or None,
+        )
+        saver = asyncio.ensure_future(self._save_while_streaming(answer_row.id, parts))
         try:
             # The chat id as the session: a conversation stays on one deployment, whose
             # prefix cache then holds its history.
@@ -151,17 +164,10 @@ class ChatAnswers:
             # generator then, and keeps cancelling every await in it, so closing the
             # stream and saving run in a task of their own that the cancellation cannot
             # reach; only the wait for it is cancelled.
+            saver.cancel()
             saved = asyncio.ensure_future(
                 self._close_and_save(
-                    principal,
-                    chat_id,
-                    chunks,
-                    request.model,
-                    "".join(parts),
-                    status,
-                    usage,
-                    citations,
-                    error,
+                    chat_id, answer_row.id, chunks, "".join(parts), status, usage, error
                 )
             )
             self._saving.add(saved)  # the loop holds tasks weakly
@@ -172,16 +178,27 @@ class ChatAnswers:
         else:
             yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
 
+    async def _save_while_streaming(self, message_id: int, parts: list[str]) -> None:
+        """Every few seconds, the text so far (and a fresh `updated_at`: this replica is
+        alive), until the relay cancels it at the end."""
+        saved = -1
+        while True:
+            await asyncio.sleep(SAVE_EVERY_SECONDS)
+            try:
+                # Saved even when nothing came (a queue ahead): the heartbeat is the point.
+                await self.chats.save_partial(message_id, "".join(parts))
+                saved = len(parts)
+            except Exception:  # the final save still happens; this one is best effort
+                log.warning("saving answer %s so far failed (%d parts)", message_id, saved)
+
     async def _close_and_save(
         self,
-        principal: Principal,
         chat_id: uuid.UUID,
+        message_id: int,
         chunks: AsyncIterator[Any] | None,
-        model: str,
         content: str,
         status: str,
         usage: Any,
-        citations: list[dict[str, Any]],
         error: str | None,
     ) -> MessagePublic:
         if chunks is not None:
@@ -189,16 +206,12 @@ class ChatAnswers:
                 await chunks.aclose()  # type: ignore[attr-defined]
             except Exception:  # the answer is kept whatever the engine does on close
                 log.warning("closing the answer stream of chat %s failed", chat_id, exc_info=True)
-        return await self.chats.add_message(
-            principal,
-            chat_id,
-            role="assistant",
+        return await self.chats.finish_answer(
+            message_id,
             content=content,
             status=status,
-            model=model,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
-            citations=citations or None,
             error=error,
         )
 

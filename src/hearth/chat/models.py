@@ -47,8 +47,10 @@ class Chat(Base):
 
 
 class Message(Base):
-    """One turn. The user's message is stored before generation starts; the answer when it
-    ends, with its status: complete, stopped (the user pressed stop) or failed."""
+    """One turn. The user's message is stored before generation starts; the answer from its
+    start as `streaming`, its text saved every few seconds and at the end with its status:
+    complete, stopped (the user pressed stop), failed, or interrupted (its replica died:
+    `updated_at` went stale while streaming)."""
 
     __tablename__ = "chat_message"
     __table_args__ = (
@@ -60,13 +62,14 @@ class Message(Base):
     chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(10))  # user | assistant
     content: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10), default="complete")
+    status: Mapped[str] = mapped_column(String(16), default="complete")
     model: Mapped[str | None] = mapped_column(String(200))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(f"to_tsvector('{SEARCH_CONFIG}', content)", persisted=True)
     )

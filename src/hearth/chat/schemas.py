@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_MESSAGE_CHARS = 100_000
+# An answer being generated has its text saved every SAVE_EVERY_SECONDS; one not saved for
+# STALE_STREAM_SECONDS lost the replica that was generating it.
+SAVE_EVERY_SECONDS = 2.0
+STALE_STREAM_SECONDS = 15.0
 
 
 class ChatCreate(BaseModel):
@@ -54,6 +58,15 @@ class MessagePublic(BaseModel):
     citations: list[dict[str, Any]] | None
     error: str | None
     created_at: datetime
+    updated_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _stale_is_interrupted(self) -> MessagePublic:
+        # A streaming answer whose text has not been saved for a while lost its replica.
+        if self.status == "streaming" and self.updated_at is not None:
+            if datetime.now(UTC) - self.updated_at > timedelta(seconds=STALE_STREAM_SECONDS):
+                self.status = "interrupted"
+        return self
 
 
 class MessagesPage(BaseModel):
@@ -77,7 +90,7 @@ class ChatExport(BaseModel):
 class ExportedMessage(BaseModel):
     role: Literal["user", "assistant"]
     content: str = Field(max_length=MAX_MESSAGE_CHARS)
-    status: str = "complete"
+    status: Literal["complete", "stopped", "failed", "interrupted"] = "complete"
     citations: list[dict[str, Any]] | None = None
 
 

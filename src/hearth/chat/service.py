@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, func, or_, select, true, update
 from sqlalchemy.orm import aliased
@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 from hearth.accounts.principal import Principal
 from hearth.chat.models import SEARCH_CONFIG, Chat, Message
 from hearth.chat.schemas import (
+    STALE_STREAM_SECONDS,
     ChatCreate,
     ChatExport,
     ChatPublic,
@@ -204,6 +205,56 @@ class Chats:
             earlier=messages[0].id if more else None,
         )
         return chat, page
+
+    async def save_partial(self, message_id: int, content: str) -> None:
+        """The text so far of an answer still streaming (its owner checked at its start)."""
+        async with self.database.session() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == "streaming")
+                .values(content=content, updated_at=func.now())
+            )
+            await session.commit()
+
+    async def finish_answer(
+        self,
+        message_id: int,
+        *,
+        content: str,
+        status: str,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        error: str | None,
+    ) -> MessagePublic:
+        """An answer's end: its whole text and its status."""
+        async with self.database.session() as session:
+            message = await session.get(Message, message_id)
+            if message is None:
+                raise NotFound(f"no message {message_id}")  # its chat was deleted meanwhile
+            message.content, message.status, message.error = content, status, error
+            message.prompt_tokens, message.completion_tokens = prompt_tokens, completion_tokens
+            message.updated_at = func.now()
+            await session.execute(
+                update(Chat).where(Chat.id == message.chat_id).values(updated_at=func.now())
+            )
+            await session.commit()
+            await session.refresh(message)
+            return MessagePublic.model_validate(message)
+
+    async def mark_interrupted(self, older_than: float = STALE_STREAM_SECONDS) -> int:
+        """Answers left `streaming` by replicas that died (nothing saved for `older_than`
+        seconds) become `interrupted`, keeping the text saved so far; how many."""
+        async with self.database.session() as session:
+            result = await session.execute(
+                update(Message)
+                .where(
+                    Message.status == "streaming",
+                    Message.updated_at < func.now() - timedelta(seconds=older_than),
+                )
+                .values(status="interrupted")
+            )
+            await session.commit()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def add_message(
         self,
