@@ -127,27 +127,34 @@ class RedisServer:
         self.proc.send_signal(signal.SIGCONT)
 
 
-def test_redis_outage(postgres, tmp_path: Path, upstream: FakeOpenAIUpstream) -> None:
-    redis = RedisServer(free_port())
-    redis.start()
-    settings = Settings(
+BODY = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _with_redis(postgres, tmp_path: Path, redis: RedisServer, upstream, **extra) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(
         database_url=postgres.new_database(),
         data_dir=tmp_path,
         redis_url=f"redis://127.0.0.1:{redis.port}/0",
         engines=_engines(upstream),
+        **extra,
     )
-    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_redis_outage(postgres, tmp_path: Path, upstream: FakeOpenAIUpstream) -> None:
+    redis = RedisServer(free_port())
+    redis.start()
+    settings = _with_redis(postgres, tmp_path, redis, upstream)
     try:
         with running(create_app(settings)) as hearth:
             limited = api_key(hearth, create_user(hearth), requests_per_minute=1000)
             key = {"authorization": f"Bearer {limited}"}
             chat = f"{hearth.url}/v1/chat/completions"
-            assert httpx.post(chat, headers=key, json=body).status_code == 200
+            assert httpx.post(chat, headers=key, json=BODY).status_code == 200
             ready = httpx.get(f"{hearth.url}/readyz?only=database").json()
             assert ready["checks"] == {"database": "ok", "redis": "ok"}
 
             redis.stop()
-            refused = httpx.post(chat, headers=key, json=body, timeout=30)
+            refused = httpx.post(chat, headers=key, json=BODY, timeout=30)
             assert refused.status_code == 503, refused.text
             assert int(refused.headers["retry-after"]) >= 1
             assert refused.json()["error"]["message"] == "Redis is unavailable; try again shortly."
@@ -156,7 +163,7 @@ def test_redis_outage(postgres, tmp_path: Path, upstream: FakeOpenAIUpstream) ->
             assert ready.json()["checks"]["redis"].startswith("unavailable")
 
             redis.start()
-            _until(lambda: httpx.post(chat, headers=key, json=body).status_code == 200)
+            _until(lambda: httpx.post(chat, headers=key, json=BODY).status_code == 200)
             assert httpx.get(f"{hearth.url}/readyz?only=database").status_code == 200
     finally:
         redis.stop()
@@ -168,25 +175,19 @@ def test_a_frozen_redis_fails_fast(
 ) -> None:
     redis = RedisServer(free_port())
     redis.start()
-    settings = Settings(
-        database_url=postgres.new_database(),
-        data_dir=tmp_path,
-        redis_url=f"redis://127.0.0.1:{redis.port}/0",
-        redis_timeout=0.3,
-        limits_on_redis_failure=on_failure,
-        engines=_engines(upstream),
+    settings = _with_redis(
+        postgres, tmp_path, redis, upstream, redis_timeout=0.3, limits_on_redis_failure=on_failure
     )
-    body = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
     try:
         with running(create_app(settings)) as hearth:
             key = {
                 "authorization": f"Bearer {api_key(hearth, create_user(hearth), max_concurrent=4)}"
             }
             chat = f"{hearth.url}/v1/chat/completions"
-            assert httpx.post(chat, headers=key, json=body).status_code == 200
+            assert httpx.post(chat, headers=key, json=BODY).status_code == 200
             redis.freeze()  # SIGSTOP: connections stay open, nothing answers
             started = time.monotonic()
-            answers = [httpx.post(chat, headers=key, json=body, timeout=30) for _ in range(3)]
+            answers = [httpx.post(chat, headers=key, json=BODY, timeout=30) for _ in range(3)]
             took = (time.monotonic() - started) / len(answers)
             if on_failure == "closed":
                 assert [a.status_code for a in answers] == [503] * 3
@@ -198,6 +199,6 @@ def test_a_frozen_redis_fails_fast(
             ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / f"frozen-redis-{on_failure}.txt").write_text(f"{took * 1000:.0f} ms\n")
             redis.thaw()
-            _until(lambda: httpx.post(chat, headers=key, json=body).status_code == 200)
+            _until(lambda: httpx.post(chat, headers=key, json=BODY).status_code == 200)
     finally:
         redis.stop()
