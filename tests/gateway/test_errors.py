@@ -151,3 +151,18 @@ def test_oversize_body_is_413(base_url: str) -> None:
 def test_unknown_route_and_method(base_url: str) -> None:
     assert_error(httpx.post(f"{base_url}/v1/nope", json={}), 404)
     assert_error(httpx.get(f"{base_url}/v1/chat/completions"), 405)
+
+
+def test_max_tokens_beyond_the_context_window_is_400(client: openai.OpenAI) -> None:
+    # Asked of the local engine, whose window is 2,048 tokens: refused at once, instead of
+    # generating until the window is full for a client that may be long gone.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=10**9)
+    assert refused.value.param == "max_tokens" and "2048" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as streamed:
+        list(
+            client.chat.completions.create(
+                model=MODEL, messages=HELLO, max_tokens=4096, stream=True
+            )
+        )
+    assert streamed.value.param == "max_tokens"

@@ -169,6 +169,16 @@ class LlamaCppEngine(Engine):
         loaded = await self._model(request.model)
         messages = _messages(request)
         params = _sampling(request)
+        n_ctx = loaded.config.n_ctx
+        if (request.token_limit or 0) > n_ctx:
+            # More than the whole window could ever hold: refused, not run until it fills.
+            raise InvalidRequest(
+                f"max_tokens is {request.token_limit}, more than the model's context window "
+                f"of {n_ctx} tokens can hold",
+                param="max_tokens"
+                if request.max_completion_tokens is None
+                else "max_completion_tokens",
+            )
         include_usage = request.include_usage if with_usage is None else with_usage
         chunk_id, created = new_id("chatcmpl"), int(time.time())
 
