@@ -52,10 +52,14 @@ async def run_worker(settings: Settings, concurrency: int, health_port: int | No
         await stop.wait()
         click.echo("worker stopping: the job in progress is abandoned and retried later", err=True)
         if health is not None:
-            health.should_exit = True
+            server, serving = health
+            server.should_exit = True
+            await serving
 
 
-async def _serve_health(settings: Settings, svc: Services, port: int) -> Any:
+async def _serve_health(
+    settings: Settings, svc: Services, port: int
+) -> tuple[Any, asyncio.Task[None]]:
     """/healthz, /readyz and /metrics of this worker on `port` (probes and Prometheus),
     served from this process's event loop beside the jobs."""
     import uvicorn
@@ -80,7 +84,7 @@ async def _serve_health(settings: Settings, svc: Services, port: int) -> Any:
             task.result()  # raises what stopped it (the port is in use, say)
             raise OSError(f"the worker's health server on port {port} did not start")
         await asyncio.sleep(0.02)
-    return server
+    return server, task
 
 
 def _signal_free_server() -> type:

@@ -21,6 +21,9 @@ from hearth.gateway.limits import Limits, RedisLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LEASE = 1.0
+# The killed replica's lease: long enough that the refusals below still meet it on a
+# loaded machine.
+CRASH_LEASE = 3.0
 LIMITS = Limits(max_concurrent=2)
 
 # A replica holding two slots of the key until it is killed.
@@ -80,13 +83,13 @@ def test_a_live_request_keeps_its_slot_past_the_lease() -> None:
 def test_a_killed_replica_frees_its_slots_within_a_lease() -> None:
     prefix = f"hearth-test:{uuid.uuid4().hex}"
     replica = subprocess.Popen(
-        [sys.executable, "-c", REPLICA, REDIS_URL, prefix, str(LEASE)],
+        [sys.executable, "-c", REPLICA, REDIS_URL, prefix, str(CRASH_LEASE)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert replica.stdout is not None and replica.stdout.readline().strip() == "held"
-        time.sleep(LEASE * 1.5)  # it renews while it lives
+        time.sleep(CRASH_LEASE * 1.5)  # it renews while it lives
         replica.kill()  # SIGKILL: no settle, no goodbye
         replica.wait()
     finally:
@@ -94,21 +97,19 @@ def test_a_killed_replica_frees_its_slots_within_a_lease() -> None:
             replica.kill()
         if replica.stdout is not None:
             replica.stdout.close()
-    killed = time.monotonic()
 
-    async def scenario() -> float:
+    async def scenario() -> None:
         other = _limiter(prefix)
         try:
-            refused = await _refusal(other)  # its slots still count, for now
-            await asyncio.sleep(LEASE / 2)
-            # Its renewals have stopped: Retry-After now says when its lease ends.
+            await _refusal(other)  # its slots still count, for now
+            await asyncio.sleep(CRASH_LEASE / 2)
+            # Its renewals have stopped: Retry-After says when its lease ends, and after
+            # that wait (not ten minutes) the slot is free.
             refused = await _refusal(other)
-            assert 0 < refused.retry_after <= LEASE
+            assert 0 < refused.retry_after <= CRASH_LEASE
             await asyncio.sleep(refused.retry_after + 0.05)
             await other.admit([("key:k", LIMITS)], estimated_tokens=0)
-            return time.monotonic() - killed
         finally:
             await other.close()
 
-    freed_after = asyncio.run(scenario())
-    assert freed_after < LEASE * 3  # within about a lease, not the ten minutes it was
+    asyncio.run(scenario())

@@ -263,6 +263,16 @@ def test_documents_answer_with_citations_and_sharing(
     # Ada stops sharing with Bob, with the button beside his name: Bob loses the collection.
     ada.goto(collection_url)
     expect(ada.locator(".grants")).to_contain_text("bob@example.org — read")
+    for width in (320, 390):  # the list of grants fits a phone
+        ada.set_viewport_size({"width": width, "height": 800})
+        fits = "document.documentElement.scrollWidth <= window.innerWidth"
+        wide = ada.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect()"
+            ".right > window.innerWidth + 1).slice(0, 5).map(e => e.tagName + '.' + e.className"
+            " + ' ' + Math.round(e.getBoundingClientRect().right))"
+        )
+        assert ada.evaluate(fits), f"the collection page scrolls sideways at {width} px: {wide}"
+    ada.set_viewport_size({"width": 1280, "height": 800})
     ada.get_by_role("button", name="Stop sharing with bob@example.org").click()
     expect(ada.get_by_text("No longer shared.")).to_be_visible()
     expect(ada.get_by_text("Shared with nobody.")).to_be_visible()
