@@ -41,24 +41,90 @@ def sign_up(server: Running, email: str, password: str = PASSWORD) -> httpx.Resp
 
 def test_first_sign_up_is_admin_then_others_wait_for_approval(site: Running) -> None:
     first = sign_up(site, "Root@Example.org")
-    assert first.status_code == 201, first.text
-    assert first.json()["role"] == "admin" and first.json()["status"] == "active"
+    assert first.status_code == 202, first.text
+    assert first.json()["next"] == "sign_in"
+    root = _user(site, "root@example.org")
+    assert root.role == "admin" and root.status == "active"
 
     second = sign_up(site, "second@example.org")
-    assert second.json()["role"] == "user" and second.json()["status"] == "pending"
+    assert second.status_code == 202 and second.json()["next"] == "wait_for_approval"
+    assert _user(site, "second@example.org").status == "pending"
     refused = httpx.post(
         f"{site.url}/api/auth/signin",
         json={"email": "second@example.org", "password": PASSWORD},
     )
     assert refused.status_code == 403 and "approval" in refused.json()["error"]["message"]
 
-    # The same email in another case is the same account.
-    assert sign_up(site, "ROOT@example.org").status_code == 400
-
-    admin = signed_in(site, _user(site, "root@example.org"))
-    approved = admin.patch(f"/api/admin/users/{second.json()['id']}", json={"status": "active"})
+    admin = signed_in(site, root)
+    second_id = _user(site, "second@example.org").id
+    approved = admin.patch(f"/api/admin/users/{second_id}", json={"status": "active"})
     assert approved.status_code == 200, approved.text
     assert signed_in(site, _user(site, "second@example.org")).get("/api/auth/me").status_code == 200
+
+
+def test_sign_up_does_not_tell_whether_an_email_has_an_account(site: Running) -> None:
+    """A taken email (in any case) is answered exactly like a new one, and its account
+    keeps its password; the answer's words depend on the site's settings only."""
+    taken = create_user(site, email="Holder@example.org")
+
+    def answer(email: str) -> tuple[int, dict[str, str], list[str]]:
+        response = sign_up(site, email, password="another password 123")
+        body = response.json()
+        body["email"] = body["email"].lower()
+        names = sorted(set(response.headers) - {"date", "x-request-id"})
+        return response.status_code, body | {"email": "?"}, names
+
+    assert answer("holder@EXAMPLE.org") == answer("newcomer@example.org")
+    assert signed_in(site, taken).get("/api/auth/me").json()["email"] == "Holder@example.org"
+    with_new_password = httpx.post(
+        f"{site.url}/api/auth/signin",
+        json={"email": "holder@example.org", "password": "another password 123"},
+    )
+    assert with_new_password.status_code == 401
+
+
+def test_sign_up_is_rate_limited_per_email(site: Running) -> None:
+    statuses = [sign_up(site, "probe@example.org").status_code for _ in range(12)]
+    assert statuses[:10] == [202] * 10, statuses
+    assert statuses[10:] == [429, 429], statuses
+
+
+def test_people_are_those_one_shares_a_group_with(site: Running) -> None:
+    """`/api/people` and the share form resolve only people in the caller's groups (all
+    of them for an admin): an email outside them fails like one with no account."""
+    ann, ben = create_user(site), create_user(site)
+    ann_api = signed_in(site, ann)
+    assert ann_api.get("/api/people").json() == []
+    admin = signed_in(site, _user(site, "root@example.org"))
+    assert any(p["id"] == ben.id for p in admin.get("/api/people?limit=1000").json())
+
+    collection = ann_api.post("/api/collections", json={"name": "Notes"}).json()["id"]
+    csrf = ann_api.headers["x-csrf-token"]
+
+    def share(email: str) -> httpx.Response:
+        form = {"csrf_token": csrf, "action": "share", "email": email}
+        return ann_api.post(f"/collections/{collection}", data=form)
+
+    unseen, unknown = share(ben.email), share("nobody-at-all@example.org")
+    assert unseen.status_code == unknown.status_code == 404
+    assert unseen.text.replace(ben.email, "?") == unknown.text.replace(
+        "nobody-at-all@example.org", "?"
+    )
+
+    group = admin.post("/api/admin/groups", json={"name": f"team-{ann.id[:6]}"}).json()["id"]
+    for member in (ann, ben):
+        added = admin.put(f"/api/admin/groups/{group}/members/{member.id}")
+        assert added.is_success, added.text
+    ann_api = signed_in(site, ann)  # a new session carries the new group
+    assert [p["email"] for p in ann_api.get("/api/people").json()] == [ben.email]
+    csrf = ann_api.headers["x-csrf-token"]
+    shared = ann_api.post(
+        f"/collections/{collection}",
+        data={"csrf_token": csrf, "action": "share", "email": ben.email.upper()},
+    )
+    assert shared.status_code == 303, shared.text
+    grants = ann_api.get(f"/api/collections/{collection}/grants").json()
+    assert grants == [{"principal": ben.id, "permission": "read"}]
 
 
 def test_passwords_are_argon2id_hashes(site: Running) -> None:
@@ -293,15 +359,26 @@ def test_the_last_admin_cannot_demote_or_disable_themselves(site: Running) -> No
 
 def test_sign_up_modes(site: Running) -> None:
     admin = signed_in(site, _user(site, "root@example.org"))
+
+    def can_sign_in(email: str) -> bool:
+        response = httpx.post(
+            f"{site.url}/api/auth/signin", json={"email": email, "password": PASSWORD}
+        )
+        return response.status_code == 200
+
     assert admin.patch("/api/settings", json={"signup_mode": "closed"}).status_code == 200
-    assert sign_up(site, "late@example.org").status_code == 403
+    closed = sign_up(site, "late@example.org")
+    assert closed.status_code == 202 and not can_sign_in("late@example.org")
     assert admin.patch("/api/settings", json={"signup_mode": "invite"}).status_code == 200
-    assert sign_up(site, "stranger@example.org").status_code == 403
+    stranger = sign_up(site, "stranger@example.org")
+    assert stranger.status_code == 202 and not can_sign_in("stranger@example.org")
     invited = admin.post("/api/admin/users", json={"email": "invited@example.org"})
     assert invited.status_code == 201 and invited.json()["status"] == "pending"
-    assert sign_up(site, "invited@example.org").status_code == 201
+    claimed = sign_up(site, "invited@example.org")
+    assert claimed.status_code == 202
+    assert claimed.json() | {"email": "?"} == stranger.json() | {"email": "?"}
     admin.patch(f"/api/admin/users/{invited.json()['id']}", json={"status": "active"})
-    assert signed_in(site, _user(site, "invited@example.org")).get("/api/auth/me").is_success
+    assert can_sign_in("invited@example.org")
     admin.patch("/api/settings", json={"signup_mode": "open"})
 
 

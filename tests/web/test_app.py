@@ -68,7 +68,7 @@ def test_first_admin_then_approval(
 
     bob = open_page(browser, contexts, site.url + "/signup")
     sign_up(bob, "Bob", "bob@example.org")
-    expect(bob.get_by_role("status")).to_contain_text("waiting for an administrator")
+    expect(bob.get_by_role("status")).to_contain_text("wait for an administrator")
     bob.goto(site.url + "/login")
     sign_in(bob, "bob@example.org")
     expect(bob.get_by_role("alert")).to_contain_text("approval")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import State
@@ -17,9 +17,10 @@ from hearth.accounts.auth import (
     signed_in_user,
     start_session,
 )
+from hearth.accounts.auth import sign_up as start_sign_up
 from hearth.accounts.keys import ApiKeys, Caller, KeyCreate, KeyCreated, KeyPublic, Unauthenticated
 from hearth.accounts.sessions import COOKIE
-from hearth.accounts.users import SignUp, UserPublic, Users
+from hearth.accounts.users import Person, SignUp, SignUpReceived, UserPublic, Users
 
 router = APIRouter(tags=["accounts"])
 
@@ -77,11 +78,26 @@ class Me(UserPublic):
     )
 
 
-@router.post("/api/auth/signup", status_code=status.HTTP_201_CREATED)
-async def sign_up(body: SignUp, request: Request, users: UsersDep) -> UserPublic:
-    """Create an account. The first account becomes the admin; later ones follow the
-    sign-up mode (open, invitation, closed) and wait for approval if the admin asks so."""
-    return await users.sign_up(body, await request.app.state.site.get())
+@router.post("/api/auth/signup", status_code=status.HTTP_202_ACCEPTED)
+async def sign_up(body: SignUp, request: Request) -> SignUpReceived:
+    """Ask for an account. The first account becomes the admin; later ones follow the
+    sign-up mode (open, invitation, closed) and wait for approval if the admin asks so.
+
+    The answer is the same whether or not the email already has an account, and says what
+    to do next: sign in, or wait for approval. Rate-limited per address and per email."""
+    return (await start_sign_up(request, body)).received
+
+
+@router.get("/api/people")
+async def people(
+    users: UsersDep,
+    caller: CallerDep,
+    q: Annotated[str, Query(max_length=320, description="Part of an email or name.")] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Person]:
+    """The people the caller may share with: those in a group with them (everyone, for an
+    administrator)."""
+    return await users.people(caller, query=q, limit=limit)
 
 
 @router.post("/api/auth/signin")

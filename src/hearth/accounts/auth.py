@@ -14,7 +14,7 @@ from fastapi import Depends, Request, Response
 from hearth.accounts.keys import Unauthenticated
 from hearth.accounts.principal import Principal
 from hearth.accounts.sessions import COOKIE, SignedIn
-from hearth.accounts.users import UserPublic
+from hearth.accounts.users import SignedUp, SignUp, UserPublic
 from hearth.errors import Forbidden
 from hearth.gateway.limits import Limits
 
@@ -22,6 +22,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Guessing passwords: a few tries a minute per email, more per address (offices share one).
 SIGN_IN_PER_EMAIL = Limits(requests_per_minute=10)
 SIGN_IN_PER_ADDRESS = Limits(requests_per_minute=300)
+# Sign-ups cost an Argon2 hash each and could probe for accounts: the same few a minute per
+# email, and fewer per address than sign-ins (a whole office signs up once, not hourly).
+SIGN_UP_PER_EMAIL = Limits(requests_per_minute=10)
+SIGN_UP_PER_ADDRESS = Limits(requests_per_minute=60)
 _UNRESOLVED = object()
 
 
@@ -75,17 +79,30 @@ async def start_session(request: Request, email: str, password: str) -> tuple[Us
     """Sign in with a password: rate-limited per address and per email (on every replica
     when Redis is configured), then a new session; returns the user and the cookie value."""
     state = request.app.state
-    address = request.client.host if request.client else "unknown"
-    await state.gateway.limiter.admit(
-        [
-            (f"signin-ip:{address}", SIGN_IN_PER_ADDRESS),
-            (f"signin-email:{email.strip().lower()}", SIGN_IN_PER_EMAIL),
-        ],
-        estimated_tokens=0,
-    )
+    await _admit(request, "signin", email, SIGN_IN_PER_ADDRESS, SIGN_IN_PER_EMAIL)
     user = await state.users.sign_in(email, password)
     cookie = await state.sessions.create(user.id, user_agent=request.headers.get("user-agent"))
     return user, cookie
+
+
+async def sign_up(request: Request, body: SignUp) -> SignedUp:
+    """Sign up, rate-limited like sign-in (per address and per email) before the hash."""
+    await _admit(request, "signup", body.email, SIGN_UP_PER_ADDRESS, SIGN_UP_PER_EMAIL)
+    state = request.app.state
+    return await state.users.sign_up(body, await state.site.get())
+
+
+async def _admit(
+    request: Request, kind: str, email: str, per_address: Limits, per_email: Limits
+) -> None:
+    address = request.client.host if request.client else "unknown"
+    await request.app.state.gateway.limiter.admit(
+        [
+            (f"{kind}-ip:{address}", per_address),
+            (f"{kind}-email:{email.strip().lower()}", per_email),
+        ],
+        estimated_tokens=0,
+    )
 
 
 def set_session_cookie(request: Request, response: Response, cookie: str | None) -> None:

@@ -3,14 +3,17 @@ roles, passwords, group membership."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import Select, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from hearth.accounts.models import ApiKey, Group, GroupMember, User
 from hearth.accounts.oidc import Identity
@@ -19,6 +22,8 @@ from hearth.accounts.principal import Principal
 from hearth.admin.service import SiteSettings
 from hearth.db.session import Database
 from hearth.errors import Forbidden, HearthError, InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
 
 Role = Literal["admin", "user"]
 Status = Literal["pending", "active", "disabled"]
@@ -58,6 +63,28 @@ class SignUp(BaseModel):
     password: str
 
     _check_email = field_validator("email")(lambda cls, v: _email(v))
+
+
+SignUpNext = Literal["sign_in", "wait_for_approval"]
+
+
+class SignUpReceived(BaseModel):
+    """What a sign-up is answered: the same for a new email and for one that has an
+    account (else sign-up would tell anyone who has an account here)."""
+
+    email: str
+    next: SignUpNext = Field(description="What the person does now.")
+    message: str
+
+
+class Person(BaseModel):
+    """Someone a user may name (to share with): id, email and display name."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    email: str
+    name: str
 
 
 class UserPublic(BaseModel):
@@ -103,6 +130,45 @@ class GroupPublic(TeamLimits):
     members: list[str] = Field(description="User ids.")
 
 
+@dataclass(frozen=True)
+class SignedUp:
+    """A sign-up's outcome. `account` is the account it created or completed (an
+    invitation), None when the email was taken or sign-up is closed to it: for the routes to
+    decide whether to start a session, never to show."""
+
+    account: UserPublic | None
+    received: SignUpReceived
+
+
+def _received(email: str, site: SiteSettings, *, first: bool) -> SignUpReceived:
+    if first:
+        return SignUpReceived(
+            email=email, next="sign_in", message="The administrator account is ready: sign in."
+        )
+    if site.signup_mode != "open":
+        return SignUpReceived(
+            email=email,
+            next="sign_in",
+            message="If an administrator invited this email, its account now has this "
+            "password: sign in (once approved, if it waits for approval). Otherwise ask an "
+            "administrator for an invitation.",
+        )
+    if site.approve_new_users:
+        return SignUpReceived(
+            email=email,
+            next="wait_for_approval",
+            message="Thanks for signing up. New accounts wait for an administrator's "
+            "approval: you can sign in once yours is approved. If this email already has an "
+            "account, sign in with it.",
+        )
+    return SignUpReceived(
+        email=email,
+        next="sign_in",
+        message="Thanks for signing up: sign in with this email and password. If this email "
+        "already had an account, sign in with that account's password.",
+    )
+
+
 # What a feature erases of a deleted account (its chats, its collections): registered by
 # the features through `Users.on_delete`, so accounts never touch their tables.
 Eraser = Callable[[str], Awaitable[None]]
@@ -117,34 +183,41 @@ class Users:
         """Call `erase(user_id)` when an account is deleted, before the account goes."""
         self._erasers.append(erase)
 
-    async def sign_up(self, body: SignUp, site: SiteSettings) -> UserPublic:
+    async def sign_up(self, body: SignUp, site: SiteSettings) -> SignedUp:
         """Create an account from the sign-up form. The first account ever becomes an active
-        admin; after that the site's sign-up mode and approval setting decide."""
+        admin; after that the site's sign-up mode and approval setting decide.
+
+        Whether the email already had an account shows only in `account`, which the routes
+        keep to themselves: what the person is told (`received`) depends on the site alone,
+        and a taken email costs the same password hash as a new one."""
         password_hash = await hash_password(body.password)
         async with self.database.session() as session:
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FIRST_USER_LOCK})
             first = await session.scalar(select(func.count()).select_from(User)) == 0
-            invited = await session.scalar(
+            existing = await session.scalar(
                 select(User).where(func.lower(User.email) == body.email.lower())
             )
-            if invited is not None:
-                if invited.password_hash is not None or invited.oidc_subject is not None:
-                    raise InvalidRequest("An account with this email exists; sign in instead.")
-                # An invitation: the admin created the account, the person sets a password.
-                invited.password_hash = password_hash
-                invited.name = body.name or invited.name
-                user = invited
+            user: User | None = None
+            if existing is not None:
+                if existing.password_hash is None and existing.oidc_subject is None:
+                    # An invitation: the admin created the account, the person sets a password.
+                    existing.password_hash = password_hash
+                    existing.name = body.name or existing.name
+                    user = existing
+                else:
+                    # Its owner is told by the usual path (they can sign in); the log says
+                    # which account, never the email.
+                    log.info("a sign-up named the email of account %s", existing.id)
             elif first:
                 user = _new_user(body.email, body.name, password_hash, "admin", "active")
                 session.add(user)
-            elif site.signup_mode != "open":
-                raise Forbidden("Sign-up is by invitation only; ask an administrator.")
-            else:
+            elif site.signup_mode == "open":
                 status = "pending" if site.approve_new_users else "active"
                 user = _new_user(body.email, body.name, password_hash, "user", status)
                 session.add(user)
             await session.commit()
-            return UserPublic.model_validate(user)
+            account = UserPublic.model_validate(user) if user is not None else None
+        return SignedUp(account, _received(body.email, site, first=first))
 
     async def create(self, body: UserCreate, *, status: Status = "active") -> UserPublic:
         """Create an account as an administrator (or `hearth users create`)."""
@@ -228,6 +301,32 @@ class Users:
         if user is None:
             raise NotFound(f"no user with the email {email}")
         return UserPublic.model_validate(user)
+
+    async def people(
+        self, principal: Principal, *, query: str = "", limit: int = 100
+    ) -> list[Person]:
+        """The people `principal` may name, by email: everyone for an administrator, else
+        those who share a group with them. Sharing resolves names only among these, so no
+        one learns through it whether an email has an account."""
+        statement = _visible_to(principal).order_by(User.email).limit(limit)
+        if query:
+            pattern = f"%{_escape_like(query)}%"
+            statement = statement.where(or_(User.email.ilike(pattern), User.name.ilike(pattern)))
+        async with self.database.read() as session:
+            return [Person.model_validate(user) for user in await session.scalars(statement)]
+
+    async def find_person(self, principal: Principal, email: str) -> Person:
+        """The person with this email among those `principal` may name: NotFound alike for
+        an email with no account and for one the caller may not see."""
+        statement = _visible_to(principal).where(func.lower(User.email) == email.strip().lower())
+        async with self.database.read() as session:
+            user = await session.scalar(statement)
+        if user is None:
+            raise NotFound(
+                f"No one you can share with has the email {email.strip()}: share through a "
+                "group you both belong to, or ask an administrator."
+            )
+        return Person.model_validate(user)
 
     async def emails(self, user_ids: list[str]) -> dict[str, str]:
         """Email by user id, for the ids that are accounts (usage rows name owners by id)."""
@@ -384,6 +483,23 @@ def _group(group: Group, members: list[str]) -> GroupPublic:
         budget=group.budget,
         budget_period=group.budget_period,  # type: ignore[arg-type]
     )
+
+
+def _visible_to(principal: Principal) -> Select[tuple[User]]:
+    """Accounts other than the caller's that the caller may name: all of them for an
+    administrator, else the members of the caller's groups."""
+    statement = select(User).where(User.id != principal.user_id)
+    if principal.is_admin:
+        return statement
+    mine, theirs = aliased(GroupMember), aliased(GroupMember)
+    shares_a_group = (
+        select(1)
+        .select_from(mine)
+        .join(theirs, theirs.group_id == mine.group_id)
+        .where(mine.user_id == principal.user_id, theirs.user_id == User.id)
+        .exists()
+    )
+    return statement.where(shares_a_group)
 
 
 def _new_user(email: str, name: str, password_hash: str | None, role: str, status: str) -> User:

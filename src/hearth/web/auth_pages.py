@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from hearth.accounts.auth import set_session_cookie, signed_in_user, start_session
+from hearth.accounts.auth import set_session_cookie, sign_up, signed_in_user, start_session
 from hearth.accounts.oidc import STATE_COOKIE, STATE_SECONDS, SignOnFailed
 from hearth.accounts.sessions import COOKIE
 from hearth.accounts.users import SignUp
@@ -70,7 +70,7 @@ async def signup(request: Request) -> Response:
             name=form.get("name", ""),
             password=form.get("password", ""),
         )
-        user = await request.app.state.users.sign_up(body, site)
+        signed_up = await sign_up(request, body)
     except ValidationError as exc:
         context["error"] = "Enter a valid email address."
         if any(e["loc"] == ("name",) for e in exc.errors()):
@@ -79,11 +79,14 @@ async def signup(request: Request) -> Response:
     except HearthError as exc:
         context["error"] = exc.message
         return page(request, "signup.html", context, status_code=exc.status)
-    if user.status != "active":
-        return page(request, "pending.html", {"email": user.email}, status_code=202)
+    account = signed_up.account
+    if account is None or account.status != "active":
+        # A taken email, an uninvited one or an account waiting for approval: one page,
+        # whose words depend on the site's settings only.
+        return page(request, "signup_received.html", {"received": signed_up.received})
     # The password was just hashed: start the session directly, not by checking it again.
     sessions = request.app.state.sessions
-    cookie = await sessions.create(user.id, user_agent=request.headers.get("user-agent"))
+    cookie = await sessions.create(account.id, user_agent=request.headers.get("user-agent"))
     response = RedirectResponse("/", status_code=303)
     set_session_cookie(request, response, cookie)
     return response

@@ -51,13 +51,14 @@ async def collection_page(request: Request, collection_id: uuid.UUID, done: str 
     documents = request.app.state.documents
     collection = await documents.get_collection(user.principal, collection_id)
     owner = collection.owner_id == user.user_id
-    groups = await request.app.state.users.list_groups() if owner else []
+    groups = await _groups_of(request, user.principal) if owner else []
     context = {
         "collection": collection,
         "documents": await documents.list_documents(user.principal, collection_id),
         "owner": owner,
         "groups": groups,
         "grants": await _grants(request, user.principal, collection_id, groups) if owner else [],
+        "people": await request.app.state.users.people(user.principal) if owner else [],
         "done": done,
     }
     return page(request, "collection.html", context)
@@ -72,7 +73,9 @@ async def collection_action(request: Request, collection_id: uuid.UUID) -> Respo
     if action == "share":
         who = form.get("group") or ""
         if not who:
-            person = await request.app.state.users.find(form.get("email", ""))
+            person = await request.app.state.users.find_person(
+                user.principal, form.get("email", "")
+            )
             who = person.id
         permission = "write" if form.get("permission") == "write" else "read"
         await documents.grant(
@@ -89,6 +92,12 @@ async def collection_action(request: Request, collection_id: uuid.UUID) -> Respo
         await documents.delete_collection(user.principal, collection_id)
         return RedirectResponse("/collections", status_code=303)
     raise InvalidRequest(f"unknown action {action!r}")
+
+
+async def _groups_of(request: Request, principal: Principal) -> list[GroupPublic]:
+    """The groups one may share with: one's own (every group, for an administrator)."""
+    groups = await request.app.state.users.list_groups()
+    return [g for g in groups if principal.is_admin or g.id in principal.groups]
 
 
 async def _grants(
