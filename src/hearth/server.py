@@ -44,6 +44,7 @@ from hearth.gateway.usage import UsageRecorder
 from hearth.http.disconnect import CancelOnDisconnect
 from hearth.http.errors import install_error_handlers
 from hearth.http.hot_path import HearthApp
+from hearth.http.text_guard import TextGuard
 from hearth.jobs.queue import JobQueue
 from hearth.observability.health import router as health_router
 from hearth.observability.metrics import DatabaseCollector, Metrics
@@ -140,12 +141,16 @@ def create_app(
         "max_body": settings.max_request_bytes,
         "max_upload": settings.rag_max_file_bytes + 64 * 1024,
     }
+    ollama_paths = frozenset(route.path for route in ollama_router.routes)  # type: ignore[attr-defined]
+    app.add_middleware(TextGuard, ollama_paths=ollama_paths)
     app.add_middleware(CancelOnDisconnect)
     app.add_middleware(RequestMiddleware, metrics=metrics, **limits)
     # The gateway's hottest route skips the layers between RequestMiddleware and itself.
     app.serve_directly(
         GATEWAY_HOT_ROUTES,
-        lambda inner: RequestMiddleware(CancelOnDisconnect(inner), metrics=metrics, **limits),
+        lambda inner: RequestMiddleware(
+            CancelOnDisconnect(TextGuard(inner)), metrics=metrics, **limits
+        ),
     )
     return app
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig
-from hearth.engines.llamacpp import LlamaCppEngine, bundled_model_path, expand_models
+from hearth.engines.llamacpp import LlamaCppEngine, _generate, bundled_model_path, expand_models
 from hearth.engines.protocol import ChatCompletionRequest, ChatMessage
-from hearth.errors import ConfigError, ModelNotFound
+from hearth.errors import ConfigError, HearthError, ModelNotFound
 
 
 def test_folder_of_ggufs_becomes_one_model_per_file(tmp_path: Path) -> None:
@@ -70,3 +71,33 @@ def test_usage_counts_match_llama_cpp(tmp_path: Path) -> None:
     assert ours.choices[0].message.content == choice["message"]["content"]
     assert ours.usage.prompt_tokens == reference["prompt_tokens"]
     assert ours.usage.completion_tokens == reference["completion_tokens"]
+
+
+class _FailingLlama:
+    """Stands in for a Llama whose decode fails mid-request: llama.cpp's "no KV slot" (the
+    audit saw it once, under load) cannot be provoked on demand with the real model."""
+
+    n_tokens = 0
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def create_chat_completion(self, **_: object) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (RuntimeError("llama_decode returned 1"), 503),
+        (RuntimeError("llama_decode returned -3"), 502),
+    ],
+)
+def test_a_failing_decode_is_503_or_502_never_a_500(error: Exception, status: int) -> None:
+    emitted: list[object] = []
+    _generate(_FailingLlama(error), [], {}, threading.Event(), {}, emitted.append)
+    failure = emitted[0]
+    assert isinstance(failure, HearthError) and failure.status == status
+    assert "llama_decode" not in failure.message  # the client gets a sentence, the log the rest
+    if status == 503:
+        assert failure.retry_after is not None

@@ -3,7 +3,9 @@ every user's API keys. Admins only."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -18,6 +20,7 @@ from hearth.accounts.users import (
     UserPublic,
     UserUpdate,
 )
+from hearth.fields import Offset
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -32,11 +35,11 @@ async def list_users(
     admin: AdminDep,
     status: Status | None = None,
     q: str = "",
-    limit: int = 100,
-    offset: int = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Offset = 0,
 ) -> list[UserPublic]:
     """Users, pending approval first."""
-    return await users.list(status=status, query=q, limit=min(limit, 500), offset=offset)
+    return await users.list(status=status, query=q, limit=limit, offset=offset)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
@@ -24,6 +25,7 @@ from hearth.accounts.models import ApiKey, Group, GroupMember, User
 from hearth.accounts.principal import LOCAL_USER, Principal
 from hearth.db.session import Database
 from hearth.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
+from hearth.fields import Count
 from hearth.gateway.limits import BudgetPeriod, Limits
 
 PREFIX = "hk"
@@ -32,12 +34,14 @@ _CACHE_SECONDS = 1.0
 
 class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    owner_id: str | None = Field(default=None, description="Default: the caller.")
-    team_id: str | None = None
-    models: list[str] | None = Field(default=None, description="Allowed models; empty: all.")
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    max_concurrent: int | None = Field(default=None, ge=1)
+    owner_id: str | None = Field(default=None, max_length=200, description="Default: the caller.")
+    team_id: str | None = Field(default=None, max_length=200)
+    models: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=1000, description="Allowed models; empty: all."
+    )
+    requests_per_minute: Count | None = None
+    tokens_per_minute: Count | None = None
+    max_concurrent: Count | None = None
     budget: float | None = Field(default=None, ge=0)
     budget_period: BudgetPeriod | None = None
     cache_responses: bool = Field(

@@ -22,6 +22,7 @@ from hearth.accounts.principal import Principal
 from hearth.admin.service import SiteSettings
 from hearth.db.session import Database
 from hearth.errors import Forbidden, HearthError, InvalidRequest, NotFound
+from hearth.fields import Count, Patch
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +100,21 @@ class UserPublic(BaseModel):
     last_login_at: datetime | None
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(Patch):
     """What an administrator changes about a user."""
 
     name: str | None = Field(default=None, max_length=200)
     role: Role | None = None
     status: Status | None = None
-    password: str | None = Field(default=None, description="Reset the password.")
+    password: str | None = Field(default=None, max_length=1024, description="Reset the password.")
 
 
 class TeamLimits(BaseModel):
     """A group's limits as a team: what all API keys made for it share (empty: none)."""
 
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    max_concurrent: int | None = Field(default=None, ge=1)
+    requests_per_minute: Count | None = None
+    tokens_per_minute: Count | None = None
+    max_concurrent: Count | None = None
     budget: float | None = Field(default=None, ge=0)
     budget_period: Literal["day", "week", "month"] | None = None
 

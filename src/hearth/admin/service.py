@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from hearth.admin.models import AppSetting
 from hearth.db.session import Database
+from hearth.fields import Patch
 
 _CACHE_SECONDS = 2.0
 _SECRET_KEY = "secret:session"
@@ -36,10 +37,12 @@ class SiteSettings(BaseModel):
     rag_top_k: int = Field(default=5, ge=1, le=50, description="Passages per answer.")
 
 
-class SiteSettingsUpdate(BaseModel):
+class SiteSettingsUpdate(Patch):
+    nullable = frozenset({"default_model"})  # null: no default model
+
     signup_mode: Literal["open", "invite", "closed"] | None = None
     approve_new_users: bool | None = None
-    default_model: str | None = None
+    default_model: str | None = Field(default=None, max_length=200)
     system_prompt: str | None = Field(default=None, max_length=20_000)
     rag_top_k: int | None = Field(default=None, ge=1, le=50)
 

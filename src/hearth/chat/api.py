@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
@@ -25,6 +26,7 @@ from hearth.chat.schemas import (
 )
 from hearth.chat.service import Chats, export_markdown
 from hearth.errors import InvalidRequest
+from hearth.fields import RowId
 from hearth.http.replies import Streamed
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
@@ -96,7 +98,7 @@ async def list_messages(
     chat_id: uuid.UUID,
     chats: ChatsDep,
     caller: CallerDep,
-    before: int | None = None,
+    before: RowId | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> MessagesPage:
     """The latest messages, oldest first; `before` pages back through a long chat."""
@@ -119,7 +121,7 @@ async def send_message(
 
 @router.post("/{chat_id}/messages/{message_id}/regenerate")
 async def regenerate(
-    chat_id: uuid.UUID, message_id: int, request: Request, caller: CallerDep
+    chat_id: uuid.UUID, message_id: RowId, request: Request, caller: CallerDep
 ) -> StreamingResponse:
     """Answer user message `message_id` again, dropping what followed it."""
     site = await request.app.state.site.get()
@@ -131,7 +133,7 @@ async def regenerate(
 
 @router.put("/{chat_id}/messages/{message_id}")
 async def edit_message(
-    chat_id: uuid.UUID, message_id: int, body: MessageCreate, request: Request, caller: CallerDep
+    chat_id: uuid.UUID, message_id: RowId, body: MessageCreate, request: Request, caller: CallerDep
 ) -> StreamingResponse:
     """Change a user message and continue from there (what followed it is dropped)."""
     site = await request.app.state.site.get()
@@ -155,13 +157,23 @@ async def export_chat(
 ) -> Response:
     """The whole chat as JSON (importable) or Markdown, as a download."""
     data = await chats.export(caller, chat_id)
-    name = "".join(c if c.isalnum() or c in "-_ " else "_" for c in data.title)[:60] or "chat"
     if format == "md":
         body, media = export_markdown(data), "text/markdown; charset=utf-8"
     else:
         body, media = data.model_dump_json(indent=2), "application/json"
-    disposition = f'attachment; filename="{name}.{format}"'
-    return Response(body, media_type=media, headers={"content-disposition": disposition})
+    headers = {"content-disposition": _attachment(data.title, format)}
+    return Response(body, media_type=media, headers=headers)
+
+
+def _attachment(title: str, extension: str) -> str:
+    """A download named after the chat: an ASCII name for old clients, and the title itself
+    (any script) in RFC 6266's `filename*`, since headers carry Latin-1 only."""
+    name = "".join(c if c.isalnum() or c in "-_ " else "_" for c in title)[:60].strip() or "chat"
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
+    return (
+        f'attachment; filename="{ascii_name}.{extension}"; '
+        f"filename*=UTF-8''{quote(f'{name}.{extension}', safe='')}"
+    )
 
 
 async def chat_model(request: Request, wanted: str | None) -> str:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hearth.fields import Patch
+
 MAX_MESSAGE_CHARS = 100_000
 # An answer being generated has its text saved every SAVE_EVERY_SECONDS; one not saved for
 # STALE_STREAM_SECONDS lost the replica that was generating it.
@@ -16,14 +18,16 @@ STALE_STREAM_SECONDS = 15.0
 
 
 class ChatCreate(BaseModel):
-    model: str | None = Field(default=None, description="Default: the site's default model.")
+    model: str | None = Field(
+        default=None, max_length=200, description="Default: the site's default model."
+    )
     title: str = Field(default="", max_length=300)
     collection_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
 
 
-class ChatUpdate(BaseModel):
+class ChatUpdate(Patch):
     title: str | None = Field(default=None, min_length=1, max_length=300)
-    model: str | None = None
+    model: str | None = Field(default=None, max_length=200)
     archived: bool | None = None
     collection_ids: list[uuid.UUID] | None = Field(default=None, max_length=20)
 
@@ -82,7 +86,7 @@ class ChatExport(BaseModel):
     """A chat as JSON: what export writes and import reads."""
 
     title: str = Field(max_length=300)
-    model: str
+    model: str = Field(max_length=200)
     created_at: datetime | None = None
     messages: list[ExportedMessage] = Field(max_length=100_000)
 

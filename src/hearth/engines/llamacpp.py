@@ -33,7 +33,15 @@ from hearth.engines.protocol import (
     Usage,
     new_id,
 )
-from hearth.errors import ConfigError, ContextLengthExceeded, InvalidRequest, ModelNotFound
+from hearth.errors import (
+    ConfigError,
+    ContextLengthExceeded,
+    EngineBusy,
+    HearthError,
+    InvalidRequest,
+    ModelNotFound,
+    UpstreamError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +346,20 @@ def _generate(
         else:
             emit(InvalidRequest(str(exc)))
     except Exception as exc:
-        emit(exc)
+        emit(_engine_failure(exc))
     finally:
         if stream is not None:
             with contextlib.suppress(Exception):
                 stream.close()  # type: ignore[attr-defined]
         emit(_END)
+
+
+def _engine_failure(exc: Exception) -> HearthError:
+    """What llama.cpp raising mid-request means to the client. "llama_decode returned 1"
+    is llama.cpp finding no room in its KV cache for the batch: the engine is busy, try
+    again (503, so the gateway retries elsewhere). Anything else is the engine failing on
+    this request (502), never a bare 500. The log keeps the original."""
+    log.warning("llama.cpp failed: %s", exc, exc_info=exc)
+    if "llama_decode returned 1" in str(exc):
+        return EngineBusy("The local model has no room for this request now; try again.")
+    return UpstreamError("The local model failed while generating the answer.")

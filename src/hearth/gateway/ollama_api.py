@@ -14,14 +14,15 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hearth import __version__
 from hearth.accounts.api import KeyCallerDep
@@ -52,6 +53,8 @@ OLLAMA_VERSION = "0.12.0"
 NDJSON = "application/x-ndjson"
 _NOT_FOUND = re.compile(r"The model '(.*)' does not exist")
 
+M = TypeVar("M", bound=BaseModel)
+
 
 class _OllamaRoute(APIRoute):
     """Errors in Ollama's shape, `{"error": "..."}`, whatever raised them (a service, the
@@ -70,6 +73,8 @@ class _OllamaRoute(APIRoute):
                 return error_response(exc.status, _message(exc), headers)
             except RequestValidationError as exc:
                 return error_response(400, _validation_message(exc))
+            except StarletteHTTPException as exc:  # a body refused before parsing
+                return error_response(exc.status_code, str(exc.detail), exc.headers)
             except DEPENDENCY_ERRORS as exc:
                 outage = request.app.state.outages.of(exc)
                 if outage is None:
@@ -158,8 +163,11 @@ async def generate(
 async def embed(body: OllamaEmbedRequest, gateway: GatewayDep, caller: KeyCallerDep) -> Response:
     """Embed a string or a list of strings; vectors in input order."""
     started = time.perf_counter_ns()
+    if not body.input:  # as Ollama answers "" and []: no vectors
+        return _json({"model": body.model, "embeddings": []})
     model = _served_name(gateway, body.model)
-    request = EmbeddingRequest(model=model, input=body.input, dimensions=body.dimensions)
+    fields = {"model": model, "input": body.input, "dimensions": body.dimensions}
+    request = _validated(EmbeddingRequest, {k: v for k, v in fields.items() if v is not None})
     result = await gateway.embed(request, caller)
     return _json(
         {
@@ -231,11 +239,15 @@ def _openai_request(
     elif isinstance(body.format, dict):
         schema = {"name": "response", "schema": body.format}
         fields["response_format"] = {"type": "json_schema", "json_schema": schema}
+    return _validated(ChatCompletionRequest, {k: v for k, v in fields.items() if v is not None})
+
+
+def _validated(model: type[M], fields: dict[str, Any]) -> M:
+    """The OpenAI-shaped request an Ollama one translates to; a value OpenAI's shape
+    refuses (an option out of range, an empty text to embed) is the client's error."""
     try:
-        return ChatCompletionRequest.model_validate(
-            {k: v for k, v in fields.items() if v is not None}
-        )
-    except ValidationError as exc:  # an option out of OpenAI's range, say
+        return model.model_validate(fields)
+    except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise InvalidRequest(f"{where}: {first['msg']}", param=where) from exc

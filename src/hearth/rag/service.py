@@ -200,6 +200,7 @@ class Documents:
             raise RequestTooLarge(f"the file exceeds the limit of {self.max_file_bytes} bytes")
         if not data:
             raise InvalidRequest("the file is empty", param="file")
+        _check_upload_names(filename, content_type)
         if not is_supported(filename, content_type):
             raise InvalidRequest(f"unsupported file type: {filename}", param="file")
         digest = sha256(data)
@@ -381,3 +382,24 @@ async def _document(
     except NotFound:
         raise NotFound(f"document {document_id} not found") from None
     return document
+
+
+_MAX_FILENAME = 500  # document.filename
+_MAX_CONTENT_TYPE = 200  # document.content_type
+
+
+def _check_upload_names(filename: str, content_type: str | None) -> None:
+    """What a multipart part says of its file, checked before it is stored: the text guard
+    (hearth.http.text_guard) leaves multipart bodies alone, since their files are bytes."""
+    if "\x00" in filename or len(filename) > _MAX_FILENAME:
+        raise InvalidRequest(
+            f"the file name must have at most {_MAX_FILENAME} characters and no NUL",
+            param="file",
+        )
+    if content_type is not None and (
+        "\x00" in content_type or len(content_type) > _MAX_CONTENT_TYPE
+    ):
+        raise InvalidRequest(
+            f"the file's Content-Type must have at most {_MAX_CONTENT_TYPE} characters",
+            param="file",
+        )
