@@ -82,6 +82,18 @@ class LlamaCppModelConfig(ModelConfig):
     chat_format: str | None = Field(
         default=None, description="llama.cpp chat format; empty uses the GGUF's own template."
     )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most tokens one answer may have: a request asking more is refused, one "
+        "asking nothing is capped here. Empty: what the context window leaves.",
+    )
+    request_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest one request may generate: the answer ends there, with "
+        'finish_reason "length", so one request cannot hold the model for everyone.',
+    )
 
 
 class LlamaCppEngineConfig(BaseModel):

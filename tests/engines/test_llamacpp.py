@@ -11,7 +11,7 @@ import pytest
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig
 from hearth.engines.llamacpp import LlamaCppEngine, _generate, bundled_model_path, expand_models
 from hearth.engines.protocol import ChatCompletionRequest, ChatMessage
-from hearth.errors import ConfigError, HearthError, ModelNotFound
+from hearth.errors import ConfigError, HearthError, InvalidRequest, ModelNotFound
 
 
 def test_folder_of_ggufs_becomes_one_model_per_file(tmp_path: Path) -> None:
@@ -101,3 +101,38 @@ def test_a_failing_decode_is_503_or_502_never_a_500(error: Exception, status: in
     assert "llama_decode" not in failure.message  # the client gets a sentence, the log the rest
     if status == 503:
         assert failure.retry_after is not None
+
+
+def test_a_model_caps_max_tokens_and_the_time_one_request_may_generate() -> None:
+    """A ceiling refuses a request asking more and caps one asking nothing; the deadline
+    ends a long answer early, as "length", with the model free for the next request."""
+    capped = LlamaCppModelConfig(name="capped", max_tokens=8)
+    hurried = LlamaCppModelConfig(name="hurried", request_seconds=0.05)
+    engine = LlamaCppEngine(LlamaCppEngineConfig(models=[capped, hurried]))
+    story = [ChatMessage(role="user", content="Write a very long story about the sea.")]
+
+    async def run() -> tuple[object, object, object]:
+        await engine.start()
+        try:
+            with pytest.raises(InvalidRequest, match="at most 8 tokens") as refused:
+                await engine.chat(
+                    ChatCompletionRequest(model="capped", messages=story, max_tokens=9)
+                )
+            assert refused.value.param == "max_tokens"
+            unasked = await engine.chat(ChatCompletionRequest(model="capped", messages=story))
+            cut = await engine.chat(
+                ChatCompletionRequest(model="hurried", messages=story, max_tokens=400)
+            )
+            after = await engine.chat(
+                ChatCompletionRequest(model="hurried", messages=story, max_tokens=2)
+            )
+            return unasked, cut, after
+        finally:
+            await engine.close()
+
+    unasked, cut, after = asyncio.run(run())
+    assert unasked.usage.completion_tokens <= 8
+    assert unasked.choices[0].finish_reason == "length"
+    assert cut.choices[0].finish_reason == "length"
+    assert 0 < cut.usage.completion_tokens < 400
+    assert after.usage.completion_tokens <= 2

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -187,6 +188,17 @@ class LlamaCppEngine(Engine):
                 if request.max_completion_tokens is None
                 else "max_completion_tokens",
             )
+        ceiling = loaded.config.max_tokens
+        if ceiling is not None:
+            if (request.token_limit or 0) > ceiling:
+                raise InvalidRequest(
+                    f"max_tokens is {request.token_limit}; this model answers at most "
+                    f"{ceiling} tokens",
+                    param="max_tokens"
+                    if request.max_completion_tokens is None
+                    else "max_completion_tokens",
+                )
+            params.setdefault("max_tokens", ceiling)
         include_usage = request.include_usage if with_usage is None else with_usage
         chunk_id, created = new_id("chatcmpl"), int(time.time())
 
@@ -245,7 +257,7 @@ class LlamaCppEngine(Engine):
         loaded.started()
         self.active_generations += 1
         try:
-            _generate(loaded.llama, *args)
+            _generate(loaded.llama, *args, seconds=loaded.config.request_seconds)
         finally:
             self.active_generations -= 1
             loaded.finished()
@@ -313,8 +325,11 @@ def _generate(
     cancel: threading.Event,
     stats: dict[str, int],
     emit: Any,
+    *,
+    seconds: float = math.inf,
 ) -> None:
-    """Runs in a worker thread: stream tokens from llama.cpp into `emit` until done or cancelled."""
+    """Runs in a worker thread: stream tokens from llama.cpp into `emit` until done,
+    cancelled, or `seconds` after it starts (then it ends as if out of tokens: "length")."""
     stream: Iterator[dict[str, Any]] | None = None
     if cancel.is_set():  # the client left while this request waited for the model
         emit(_END)
@@ -324,6 +339,7 @@ def _generate(
             # Reusing the cached prompt prefix changes the logits in the last bits, and so
             # the samples: a seeded request evaluates its whole prompt to be reproducible.
             llama.reset()
+        deadline = time.monotonic() + seconds
         stream = llama.create_chat_completion(messages=messages, stream=True, **params)
         prompt, finish = None, None
         for part in stream:
@@ -335,6 +351,11 @@ def _generate(
             choice = part["choices"][0]
             finish = choice.get("finish_reason") or finish
             emit((choice["delta"].get("content"), choice.get("finish_reason")))
+            if finish is None and time.monotonic() > deadline:
+                log.info("a request reached its %.0f s deadline: its answer ends here", seconds)
+                finish = "length"
+                emit((None, "length"))
+                break
         # Every sampled token but the last is evaluated; on "stop" the last was end-of-text,
         # which is not a completion token.
         prompt = prompt or llama.n_tokens
