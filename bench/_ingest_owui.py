@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _procs import free_port, spawn, wait_ready
+from _procs import spawn, wait_ready
 
-DEFAULT_BINARY = Path("/work/peers/openwebui/bin/open-webui")
 EMAIL, PASSWORD = "bench@example.org", "bench-password-123"
 WARM_UP = b"Warm up the embedding model."
 
@@ -39,18 +38,19 @@ JOIN embedding_metadata m ON m.id = e.id AND m.key = 'chroma:document'
 """
 
 
-def openwebui_phase(corpus: Path, manifest: list[dict], binary: Path = DEFAULT_BINARY) -> dict:
+def openwebui_phase(corpus: Path, manifest: list[dict], binary: Path, port: int) -> dict:
+    """Open WebUI (`binary`, its venv's `open-webui`) on `port`, ingesting the corpus."""
     from hearth.engines._minilm import reference_model_dir
 
     if not binary.exists():
+        venv = binary.parent.parent
         raise SystemExit(
-            f"{binary} not found: python3 -m venv /work/peers/openwebui && "
-            "/work/peers/openwebui/bin/pip install open-webui"
+            f"{binary} not found: python3 -m venv {venv} && {venv}/bin/pip install open-webui"
+            " (or give another venv with --owui-venv)"
         )
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
-        port = free_port()
         env = dict(os.environ) | {
             "DATA_DIR": str(data),
             "WEBUI_SECRET_KEY": "bench-secret-key-0123456789abcdef",

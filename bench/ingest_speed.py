@@ -17,8 +17,9 @@ Each pipeline runs in its own fresh process, one after the other, on the same fi
   Then the same files go to a second collection: unchanged bytes must not be embedded
   again (their chunks are copied in SQL).
 - **Open WebUI itself** (`openwebui`, the default peer): started offline from its own venv
-  with its defaults, files uploaded into a knowledge base through its API as its web app
-  does (see `_ingest_owui.py`). Install: `python3 -m venv /work/peers/openwebui &&
+  (`--owui-venv`, default /work/peers/openwebui) with its defaults, files uploaded into a
+  knowledge base through its API as its web app does (see `_ingest_owui.py`), on a free
+  port the OS picks or on `--port-base N`. Install: `python3 -m venv /work/peers/openwebui &&
   /work/peers/openwebui/bin/pip install open-webui` (~7.4 GB with a CUDA torch; it runs on
   the CPU).
 - **Open WebUI's defaults, reproduced in this harness** (`st-list`, `batch-1`: its embedding
@@ -38,6 +39,11 @@ Each pipeline runs in its own fresh process, one after the other, on the same fi
   Timed: parse + split + embed per file, in one thread, model loaded and warmed first.
   Not timed: storing in a vector database (Open WebUI's Chroma), the upload request, and
   the second embedding of every chunk when a file is added to a knowledge base.
+
+Runs from the venv of `make dev`: the corpus is made with fpdf2 and Open WebUI driven with
+httpx, both from the dev extra, and `st-list`/`batch-1` need sentence-transformers (torch);
+`--help` needs only Hearth installed. Hearth's own pipeline opens no TCP port (the embedded
+PostgreSQL listens on a Unix socket).
 
     python bench/ingest_speed.py --rounds 2 # full corpus: 20 PDF, 20 DOCX, 10 Markdown, 467 pages
     python bench/ingest_speed.py --small    # a few small files, to check the harness
@@ -70,6 +76,7 @@ from typing import Any
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval" / "scifact"
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
+OWUI_VENV = Path("/work/peers/openwebui")
 PAGE_CHARS = 3600  # text per authored DOCX/Markdown page: about one generated PDF page
 SEED = 20261123
 
@@ -446,11 +453,14 @@ def _load(name: str, data: bytes) -> list[str]:
     return [data.decode("utf-8")]
 
 
-def peer_phase(corpus: Path, variant: str) -> dict:
+def peer_phase(corpus: Path, variant: str, owui_venv: Path, port_base: int | None) -> dict:
     if variant == "openwebui":
         from _ingest_owui import openwebui_phase
+        from _procs import Ports
 
-        return openwebui_phase(corpus, json.loads((corpus / "manifest.json").read_text()))
+        manifest = json.loads((corpus / "manifest.json").read_text())
+        binary = owui_venv / "bin" / "open-webui"
+        return openwebui_phase(corpus, manifest, binary, Ports(port_base)("openwebui"))
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -643,11 +653,14 @@ def embedder_grid(corpus: Path, count: int, extra: list[Path]) -> str:
 # -- report --------------------------------------------------------------------------------
 
 
-def _child(phase: str, corpus: Path, variant: str, round_: int) -> dict:
+def _child(phase: str, corpus: Path, variant: str, round_: int, args: argparse.Namespace) -> dict:
     out = corpus / f"result-{phase}-{variant or 'hearth'}-{round_}.json"
     cmd = [sys.executable, __file__, "--phase", phase, "--corpus", str(corpus), "--out", str(out)]
     if variant:
         cmd += ["--variant", variant]
+    cmd += ["--owui-venv", str(args.owui_venv)]
+    if args.port_base is not None:
+        cmd += ["--port-base", str(args.port_base)]
     load = os.getloadavg()[0]
     subprocess.run(cmd, check=True)
     result = json.loads(out.read_text())
@@ -768,13 +781,29 @@ def report(files: list[dict], hearth_runs: list[dict], peer_runs: dict[str, list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", action="store_true", help="A few small files only.")
     parser.add_argument(
         "--peer-variants",
         default="openwebui,st-list",
-        help="Peers to run: openwebui (Open WebUI itself, from /work/peers/openwebui), "
+        help="Peers to run: openwebui (Open WebUI itself, from --owui-venv), "
         "st-list, batch-1 (its defaults reproduced in this harness).",
+    )
+    parser.add_argument(
+        "--owui-venv",
+        type=Path,
+        default=OWUI_VENV,
+        metavar="DIR",
+        help=f"the venv Open WebUI is installed in (default: {OWUI_VENV})",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        metavar="N",
+        help="Open WebUI listens on 127.0.0.1 port N (the only server this starts); default: "
+        "a free port the OS picks",
     )
     parser.add_argument(
         "--rounds",
@@ -808,7 +837,7 @@ def main() -> None:
         if args.phase == "hearth":
             result = asyncio.run(hearth_phase(args.corpus))
         else:
-            result = peer_phase(args.corpus, args.variant)
+            result = peer_phase(args.corpus, args.variant, args.owui_venv, args.port_base)
         args.out.write_text(json.dumps(result))
         return
 
@@ -833,7 +862,7 @@ def main() -> None:
             if round_ % 2:
                 plan.reverse()
             for phase, variant in plan:
-                result = _child(phase, corpus, variant, round_)
+                result = _child(phase, corpus, variant, round_, args)
                 (hearth_runs if phase == "hearth" else peer_runs[variant]).append(result)
                 seconds = result["first"]["seconds"] if phase == "hearth" else result["seconds"]
                 print(

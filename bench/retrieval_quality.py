@@ -8,6 +8,10 @@ entry (best rank wins) before scoring.
 
     python bench/retrieval_quality.py --dataset scifact
     python bench/retrieval_quality.py --dataset hotpotqa
+
+Runs from the venv of `make dev`, or of `pip install -e .` alone; everything runs in this
+process (no peer, and no TCP port: the embedded PostgreSQL listens on a Unix socket), so
+there is no `--port-base`.
 """
 
 from __future__ import annotations
@@ -131,7 +135,9 @@ async def run(dataset: str, limit: int | None, data_dir: Path | None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", choices=["scifact", "hotpotqa"], default="scifact")
     parser.add_argument("--limit", type=int, help="Use only the first N corpus entries.")
     parser.add_argument(

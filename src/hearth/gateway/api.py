@@ -31,12 +31,15 @@ from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_event_batches
 from hearth.http.hot_path import HotRoute
 from hearth.http.replies import EventStream, JsonReply
+from hearth.http.stamps import ON_END, RECEIVED
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-# Milliseconds Hearth spent on the request besides waiting for engines (see `Timing`).
+# Milliseconds Hearth spent on the request from its first byte read to the response's head,
+# less the time waiting for engines (`Timing.overhead`). The whole time Hearth added, to the
+# last byte written, is only known after the head has gone: hearth_gateway_added_seconds.
 OVERHEAD_HEADER = "x-hearth-overhead-ms"
 _OVERHEAD = OVERHEAD_HEADER.encode()
 _CACHE = CACHE_HEADER.lower().encode()
@@ -113,7 +116,7 @@ async def chat_completions(request: Request) -> JsonReply | EventStream:
         principal = caller.principal if caller else LOCAL_USER
         body, found = await state.answerer.attach(principal, body)
         citations = [c.model_dump(mode="json") for c in found]
-    timing = _timing(request)
+    timing = request_timing(request.scope)
     if not body.stream:
         cache = _use_cache(asked_cache, caller)
         result = await gateway.chat(body, caller, session=session, timing=timing, cache=cache)
@@ -193,9 +196,24 @@ def _use_cache(asked: str, caller: Caller | None) -> bool:
     return asked == "use" or bool(caller and caller.cache_responses)
 
 
-def _timing(request: Request) -> Timing:
-    arrived = request.scope.get("state", {}).get("hearth_arrived")
-    return Timing(arrived=arrived) if arrived is not None else Timing()
+def request_timing(scope: Scope) -> Timing:
+    """The request's `Timing`, from when its first bytes were read; RequestMiddleware tells
+    it when the response's last byte is written (`Timing.ended`)."""
+    state = scope.get("state")
+    received = state.get(RECEIVED) if state is not None else None
+    if received is None:  # not under RequestMiddleware
+        return Timing()
+    timing = Timing(received)
+    state[ON_END] = timing.ended
+    return timing
+
+
+async def _request_timing(request: Request) -> Timing:
+    return request_timing(request.scope)
+
+
+# For routes that take dependencies (Ollama's); async, as `_gateway`.
+TimingDep = Annotated[Timing, Depends(_request_timing)]
 
 
 def _ms(timing: Timing) -> str:
@@ -233,6 +251,6 @@ async def embeddings(
     body: EmbeddingRequest, request: Request, gateway: GatewayDep, caller: KeyCallerDep
 ) -> Response:
     """Embed a string or a list of strings."""
-    timing = _timing(request)
+    timing = request_timing(request.scope)
     result = await gateway.embed(body, caller, timing=timing)
     return _json(result, timing)

@@ -7,13 +7,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hearth.accounts.keys import Caller
 from hearth.errors import EngineTimeout, EngineUnavailable, HearthError, UpstreamError
 from hearth.gateway.limits import Admission
 from hearth.gateway.routing import Deployment
 from hearth.gateway.usage import Usage
+from hearth.observability.metrics import DeploymentMetrics
 
 if TYPE_CHECKING:
     from hearth.gateway.service import Gateway
@@ -25,22 +26,48 @@ log = logging.getLogger(__name__)
 RETRYABLE = (EngineUnavailable, EngineTimeout, UpstreamError)
 
 
-@dataclass
+@dataclass(slots=True)
 class Timing:
-    """Where a request's time went, for `x-hearth-overhead-ms`: from its arrival to the
-    response (non-streaming) or to the first chunk (streaming), less the time spent
-    waiting for engines (failed attempts included)."""
+    """Where a request's time went, for what the gateway reports as its own.
 
-    arrived: float = field(default_factory=time.perf_counter)
+    Both figures start at `received`, when the request's first bytes were read
+    (`hearth.http.stamps.RECEIVED`), and leave out `upstream`, the time waiting for engines:
+    each attempt from its start to its reply read and validated (failed attempts and the
+    backoff before a retry included), and a stream's wait for each next batch of chunks.
+    That wait therefore holds Hearth's own side of the upstream hop too (building and
+    writing the engine's request, reading and validating its reply); bench/RESULTS.md
+    measures how much.
+
+    - `overhead`, for the `x-hearth-overhead-ms` header and `hearth_gateway_overhead_seconds`:
+      up to the response's head (`ready`). A header goes out before the body, so it can
+      not hold the body's serialization and writing, nor a stream's relaying after its
+      first chunk.
+    - `hearth_gateway_added_seconds`, observed by `ended`: up to the response's last byte
+      written, for requests that reached a deployment (`added` is its histogram's child)
+      and whose route registered `ended` with RequestMiddleware (`stamps.ON_END`).
+
+    Neither holds what happens before the server reads the request (the client's send,
+    the kernel, waking the event loop) or after the last write; the client sees those."""
+
+    received: float = field(default_factory=time.perf_counter)
     upstream: float = 0.0
     overhead: float | None = None
     cached: bool = False  # answered from the response cache
+    added: Any = None  # hearth_gateway_added_seconds{model, deployment}, once attached
 
     def ready(self) -> float:
         """The response is about to start: fix the overhead (seconds)."""
         if self.overhead is None:
-            self.overhead = max(time.perf_counter() - self.arrived - self.upstream, 0.0)
+            self.overhead = max(time.perf_counter() - self.received - self.upstream, 0.0)
         return self.overhead
+
+    def ended(self, now: float) -> None:
+        """The response's last byte is written (`now`, perf_counter): observe the time
+        added, if a deployment was attached."""
+        added = self.added
+        if added is not None:
+            self.added = None  # once
+            added.observe(max(now - self.received - self.upstream, 0.0))
 
 
 @dataclass
@@ -61,12 +88,15 @@ class Call:
     held: bool = False  # counted in the deployment's in-flight requests
     label: str = ""  # what usage rows call the deployment when none served it ("cache")
     finished: bool = False
+    children: DeploymentMetrics | None = None  # the metrics of (`served`, `deployment`)
 
     def __post_init__(self) -> None:
         self.served = self.model
 
     def attach(self, model: str, deployment: Deployment) -> None:
         self.served, self.deployment, self.held = model, deployment, True
+        self.children = children = self.gateway.metrics.deployment(model, deployment.id)
+        self.timing.added = children.added
         self.gateway.balancer.begin(deployment, model)
 
     def detach(self) -> None:
@@ -137,7 +167,9 @@ class Call:
         self.detach()
         cost = deployment.model.cost(prompt, completion) if deployment else 0.0
         latency = time.perf_counter() - self.started
-        children = metrics.deployment(self.served, name)
+        children = self.children  # set with `deployment`
+        if children is None:
+            children = metrics.deployment(self.served, name)
         children.prompt_tokens.inc(prompt)
         children.completion_tokens.inc(completion)
         children.requests(status).inc()

@@ -33,7 +33,8 @@ from hearth.engines.protocol import (
     EmbeddingRequest,
 )
 from hearth.errors import HearthError, InvalidRequest, ModelNotFound
-from hearth.gateway.api import GatewayDep
+from hearth.gateway.api import GatewayDep, TimingDep
+from hearth.gateway.calls import Timing
 from hearth.gateway.ollama_schemas import (
     GenerateBase,
     OllamaChatRequest,
@@ -134,19 +135,21 @@ async def show(body: OllamaShowRequest, gateway: GatewayDep, caller: KeyCallerDe
 
 
 @router.post("/chat")
-async def chat(body: OllamaChatRequest, gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+async def chat(
+    body: OllamaChatRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
+) -> Response:
     """Chat with a model; NDJSON chunk by chunk unless `"stream": false`."""
     messages = [_openai_message(m) for m in body.messages]
     if not messages:
         # Ollama loads the model and answers at once when there is nothing to say.
         return _json(_loaded(_served_name(gateway, body.model), chat=True))
     request = _openai_request(gateway, body, messages, tools=body.tools)
-    return await _answer(gateway, caller, request, chat=True)
+    return await _answer(gateway, caller, request, timing, chat=True)
 
 
 @router.post("/generate")
 async def generate(
-    body: OllamaGenerateRequest, gateway: GatewayDep, caller: KeyCallerDep
+    body: OllamaGenerateRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
 ) -> Response:
     """Complete a prompt (sent as one user message, after `system` if given)."""
     if not body.prompt:
@@ -156,11 +159,14 @@ async def generate(
         messages.append({"role": "system", "content": body.system})
     user = OllamaMessage(role="user", content=body.prompt, images=body.images)
     messages.append(_openai_message(user))
-    return await _answer(gateway, caller, _openai_request(gateway, body, messages), chat=False)
+    request = _openai_request(gateway, body, messages)
+    return await _answer(gateway, caller, request, timing, chat=False)
 
 
 @router.post("/embed")
-async def embed(body: OllamaEmbedRequest, gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+async def embed(
+    body: OllamaEmbedRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
+) -> Response:
     """Embed a string or a list of strings; vectors in input order."""
     started = time.perf_counter_ns()
     if not body.input:  # as Ollama answers "" and []: no vectors
@@ -168,7 +174,7 @@ async def embed(body: OllamaEmbedRequest, gateway: GatewayDep, caller: KeyCaller
     model = _served_name(gateway, body.model)
     fields = {"model": model, "input": body.input, "dimensions": body.dimensions}
     request = _validated(EmbeddingRequest, {k: v for k, v in fields.items() if v is not None})
-    result = await gateway.embed(request, caller)
+    result = await gateway.embed(request, caller, timing=timing)
     return _json(
         {
             "model": body.model,
@@ -182,13 +188,13 @@ async def embed(body: OllamaEmbedRequest, gateway: GatewayDep, caller: KeyCaller
 
 @router.post("/embeddings")
 async def embeddings(
-    body: OllamaEmbeddingsRequest, gateway: GatewayDep, caller: KeyCallerDep
+    body: OllamaEmbeddingsRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
 ) -> Response:
     """The older single-prompt endpoint: `{"embedding": [...]}`."""
     if not body.prompt:
         return _json({"embedding": []})
     request = EmbeddingRequest(model=_served_name(gateway, body.model), input=body.prompt)
-    result = await gateway.embed(request, caller)
+    result = await gateway.embed(request, caller, timing=timing)
     return _json({"embedding": result.data[0].embedding})
 
 
@@ -254,14 +260,17 @@ def _validated(model: type[M], fields: dict[str, Any]) -> M:
 
 
 async def _answer(
-    gateway: Gateway, caller: Any, request: ChatCompletionRequest, *, chat: bool
+    gateway: Gateway, caller: Any, request: ChatCompletionRequest, timing: Timing, *, chat: bool
 ) -> Response:
+    # `timing`: the same figures as /v1 in the gateway's metrics; no header, which
+    # Ollama's clients would not read.
     started = time.perf_counter_ns()
     name = request.model
     if not request.stream:
-        result = await gateway.chat(request, caller)
+        result = await gateway.chat(request, caller, timing=timing)
+        timing.ready()  # as /v1 fixes it for its header: the reply is about to start
         return _json(_reply(name, result, started, chat=chat))
-    chunks = await gateway.chat_stream(request, caller)
+    chunks = await gateway.chat_stream(request, caller, timing=timing)
     return Streamed(_ndjson(name, chunks, started, chat=chat), media_type=NDJSON)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -246,10 +247,19 @@ class Gateway:
         # 499: the client closed the connection before the end (nginx's convention).
         status, outcome = 499, "cancelled"
         tokens = Tokens(call)
+        timing, clock = call.timing, time.perf_counter
         try:
             if first:
                 yield tokens.count(first)
-                async for batch in stream:
+                while True:
+                    # Waiting for the engine's next chunks: not time Hearth added.
+                    waited = clock()
+                    try:
+                        batch = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        timing.upstream += clock() - waited
                     yield tokens.count(batch)
             status, outcome = 200, "completed"
         except Exception as exc:

@@ -61,8 +61,18 @@ class Metrics:
         )
         self.overhead = Histogram(
             "hearth_gateway_overhead_seconds",
-            "Time Hearth spent on a request besides waiting for engines, to the response "
-            "(or the first chunk) — what x-hearth-overhead-ms reports",
+            "What x-hearth-overhead-ms reports: from the request's first byte read to its "
+            "response's head (a stream's: with its first chunk), less the time waiting for "
+            "engines",
+            ["model", "deployment"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.added = Histogram(
+            "hearth_gateway_added_seconds",
+            "Time the gateway added to a request: from its first byte read to its response's "
+            "last byte written, less the time waiting for engines (a stream's waits for each "
+            "chunk included); observed as the response ends",
             ["model", "deployment"],
             buckets=_OVERHEAD_BUCKETS,
             registry=r,
@@ -169,6 +179,10 @@ class DeploymentMetrics:
     @cached_property
     def overhead(self) -> Any:
         return self._metrics.overhead.labels(self.model, self.deployment)
+
+    @cached_property
+    def added(self) -> Any:
+        return self._metrics.added.labels(self.model, self.deployment)
 
     @cached_property
     def prompt_tokens(self) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.http.errors import error_response
+from hearth.http.stamps import ON_END, RECEIVED
 from hearth.observability.logging import request_id
 from hearth.observability.metrics import Metrics
 
@@ -45,9 +46,10 @@ class RequestMiddleware:
         rid = incoming if incoming and _SAFE_ID.match(incoming) else os.urandom(16).hex()
         token = request_id.set(rid)
         started = time.perf_counter()
-        # The arrival time, for the gateway's x-hearth-overhead-ms (uvicorn gives each
-        # request its own copy of `state`).
-        scope.setdefault("state", {})["hearth_arrived"] = started
+        # Where the gateway's added time starts, if the protocol did not stamp it.
+        state = scope.setdefault("state", {})
+        if RECEIVED not in state:
+            state[RECEIVED] = started
         status = 500
         # File uploads (POST .../documents) may be larger than API bodies.
         limit = self.max_upload if scope["path"].endswith("/documents") else self.max_body
@@ -91,9 +93,13 @@ class RequestMiddleware:
                 body_too_large = False
                 await self._too_large(scope, receive, send_wrapper, limit)
         finally:
-            if status == 500 and scope["state"].get("hearth_client_gone"):
+            ended = time.perf_counter()  # the app's last send has returned: all written
+            on_end = state.get(ON_END)
+            if on_end is not None:
+                on_end(ended)
+            if status == 500 and state.get("hearth_client_gone"):
                 status = 499  # the client left before the answer (nginx's code for it)
-            elapsed = time.perf_counter() - started
+            elapsed = ended - started
             route = _route_path(scope)
             method = scope["method"]
             self.metrics.in_flight.dec()
