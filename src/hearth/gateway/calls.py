@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,7 @@ class Call:
     held: bool = False  # counted in the deployment's in-flight requests
     label: str = ""  # what usage rows call the deployment when none served it ("cache")
     finished: bool = False
+    call_id: uuid.UUID | None = None  # set when an estimate of its usage was recorded
     children: DeploymentMetrics | None = None  # the metrics of (`served`, `deployment`)
 
     def __post_init__(self) -> None:
@@ -118,6 +120,29 @@ class Call:
     def abandoned(self) -> None:
         if self.deployment is not None:
             self.gateway.balancer.health.abandoned(self.deployment.id, self.served)
+
+    def estimate(self, prompt: int) -> None:
+        """A stream has started: record an estimate of its usage (the prompt's tokens), which
+        its real row replaces when it ends, so a replica that dies mid-stream still leaves
+        a row (hearth.gateway.usage)."""
+        deployment = self.deployment
+        self.call_id = uuid.uuid4()
+        self.gateway.usage.record(
+            Usage(
+                model=self.served,
+                deployment=deployment.id if deployment else self.label,
+                endpoint=self.endpoint,
+                status=0,
+                prompt_tokens=prompt,
+                completion_tokens=0,
+                latency_ms=0.0,
+                key_id=self.caller.key_id if self.caller else None,
+                owner_id=self.caller.principal.user_id if self.caller else None,
+                cost=deployment.model.cost(prompt, 0) if deployment else 0.0,
+                call_id=self.call_id,
+                estimated=True,
+            )
+        )
 
     def first_token(self) -> None:
         # Observed in the metrics at the end (`_record`), not on the first chunk's way out.
@@ -199,6 +224,7 @@ class Call:
                 key_id=self.caller.key_id if self.caller else None,
                 owner_id=self.caller.principal.user_id if self.caller else None,
                 cost=cost,
+                call_id=self.call_id,
             )
         )
         return cost

@@ -5,7 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, SmallInteger, String, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +32,7 @@ class UsageRecord(Base):
         Index("ix_usage_record_owner_time", "owner_id", "created_at"),
         # Retention deletes by time; BRIN is tiny for an append-only, time-ordered table.
         Index("ix_usage_record_created_brin", "created_at", postgresql_using="brin"),
+        Index("ix_usage_record_estimates", "call_id", postgresql_where=text("estimated")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -35,3 +48,7 @@ class UsageRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
+    # A stream's row written when it starts (status 0), replaced by the real one, with the
+    # same call_id, when it ends; one left behind is a stream its replica never finished.
+    call_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    estimated: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)

@@ -235,6 +235,7 @@ class Gateway:
             raise
         call.succeeded()  # it answered; a break from now on counts against it again
         call.timing.ready()
+        call.estimate(estimate_prompt_tokens(request))  # what a crash mid-stream leaves
         relay = self._relay(call, stream, first)
         # A response whose client left before its body started never runs the relay, so
         # its `finally` would not free the deployment's slot: its collection does.
@@ -324,10 +325,14 @@ class Gateway:
 
 
 def estimate_tokens(request: ChatCompletionRequest) -> int:
-    """Tokens a request will use, before it runs: about 4 characters a token for the
-    prompt, plus its completion budget. Settling corrects it to the real count."""
-    prompt = sum(len(m.text()) if isinstance(m.content, str) else 64 for m in request.messages)
-    return prompt // 4 + (request.token_limit or 256)
+    """Tokens a request will use, before it runs: its prompt's, plus its completion
+    budget. Settling corrects it to the real count."""
+    return estimate_prompt_tokens(request) + (request.token_limit or 256)
+
+
+def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
+    """About 4 characters a token (64 for a part that is not text)."""
+    return sum(len(m.text()) if isinstance(m.content, str) else 64 for m in request.messages) // 4
 
 
 def build_gateway(

@@ -5,6 +5,12 @@ every second (or sooner when it fills) in one statement. If PostgreSQL is briefl
 rows wait in the buffer and go in later; the buffer is bounded, and what does not fit is
 dropped and counted in `hearth_usage_dropped_total` rather than slowing requests down or
 growing memory without end. Rows still buffered at shutdown are flushed.
+
+A stream's usage is recorded twice: an estimate when it starts (`estimated`, status 0) and
+its real row when it ends, both with the stream's `call_id`. The real row replaces the
+estimate: in the buffer when both are there (most streams end within a flush), else by a
+DELETE in the transaction that writes it. A replica killed mid-stream so leaves the estimate
+in the table (if it had been flushed, a second after the start), never no row at all.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from hearth.db.session import Database
 from hearth.gateway.models import UsageRecord
@@ -44,10 +50,14 @@ class Usage:
     key_id: uuid.UUID | None = None
     owner_id: str | None = None
     cost: float = 0.0
+    call_id: uuid.UUID | None = None  # ties a stream's estimate to its real row
+    estimated: bool = False
 
 
 _FIELDS = tuple(f.name for f in fields(Usage))
 _COLUMNS = (*_FIELDS, "created_at")
+_CALL, _ESTIMATED = _FIELDS.index("call_id"), _FIELDS.index("estimated")
+_SETTLE = text("DELETE FROM usage_record WHERE estimated AND call_id = ANY(:ids)")
 
 
 class UsageRecorder:
@@ -58,6 +68,7 @@ class UsageRecorder:
         self._wake = asyncio.Event()
         self._task = BackgroundTask("hearth-usage")
         self._database: Database | None = None
+        self._estimates_written: set[uuid.UUID] = set()  # in the table, real row to come
 
     def record(self, usage: Usage) -> None:
         """Queue one row; never waits, never raises."""
@@ -83,17 +94,31 @@ class UsageRecorder:
         written = 0
         while self._rows and self._database is not None:
             batch = [self._rows.popleft() for _ in range(min(BATCH, len(self._rows)))]
+            batch, settled = self._settle(batch)
             try:
-                await self._copy(batch)
+                await self._copy(batch, settled)
             except Exception as exc:
                 self._rows.extendleft(reversed(batch))
                 log.warning("usage rows kept for later: %s", exc)
                 break
+            self._estimates_written -= settled
+            self._estimates_written.update(row[_CALL] for row in batch if row[_ESTIMATED])  # type: ignore[misc]
             written += len(batch)
             self.metrics.usage_written.inc(len(batch))
         return written
 
-    async def _copy(self, batch: list[tuple[object, ...]]) -> None:
+    def _settle(
+        self, batch: list[tuple[object, ...]]
+    ) -> tuple[list[tuple[object, ...]], set[uuid.UUID]]:
+        """The batch without the estimates its real rows replace, and the estimates already
+        in the table that they replace."""
+        finals = {row[_CALL] for row in batch if row[_CALL] is not None and not row[_ESTIMATED]}
+        if not finals:
+            return batch, set()
+        kept = [row for row in batch if not (row[_ESTIMATED] and row[_CALL] in finals)]
+        return kept, finals & self._estimates_written  # type: ignore[operator]
+
+    async def _copy(self, batch: list[tuple[object, ...]], settled: set[uuid.UUID]) -> None:
         # PostgreSQL's COPY (binary, through asyncpg) rather than an INSERT of many rows:
         # SQLAlchemy's bulk insert spent about a millisecond of CPU per row here, more than
         # serving the request the row describes.
@@ -104,6 +129,8 @@ class UsageRecorder:
             await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
                 UsageRecord.__tablename__, records=batch, columns=_COLUMNS
             )
+            if settled:
+                await session.execute(_SETTLE, {"ids": list(settled)})
 
     async def delete_older_than(self, days: int) -> int:
         """Retention: drop rows older than `days`."""
