@@ -40,12 +40,13 @@ def _engines(upstream: FakeOpenAIUpstream) -> list[OpenAIEngineConfig]:
     ]
 
 
-def _until(check, attempts: int = 100) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(attempts):
-        if check():
-            return
+def _until(check, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """Wait for `check` to pass: a deadline in time, not in attempts, since each attempt
+    is a request whose length a loaded machine stretches."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
         time.sleep(0.1)
-    assert check()
 
 
 def _outage_logs(caplog: pytest.LogCaptureFixture, dependency: str) -> int:
