@@ -287,6 +287,24 @@ class Settings(BaseSettings):
     rag_max_text_chars: int = Field(
         default=5_000_000, ge=1000, description="Most text extracted from one file."
     )
+    rag_max_pdf_pages: int = Field(
+        default=5_000, ge=1, description="Most pages in one PDF (its document fails above)."
+    )
+    rag_max_elements: int = Field(
+        default=2_000_000,
+        ge=1000,
+        description="Most XML elements (paragraphs, runs, table cells...) in one Word, "
+        "PowerPoint or Excel file, counted before a library loads them.",
+    )
+    rag_parse_memory_mb: int = Field(
+        default=512,
+        ge=64,
+        description="Memory (address space) the child process parsing one file may add to "
+        "what it starts with; a file that needs more fails alone.",
+    )
+    rag_parse_seconds: float = Field(
+        default=60.0, ge=1, description="Longest one file's parse may take (wall clock and CPU)."
+    )
     rag_search_candidates: int = Field(
         default=100,
         ge=10,

@@ -17,6 +17,8 @@ from hearth.rag.schemas import CollectionCreate, GrantCreate
 from hearth.rag.service import Documents
 from tests._accounts import api_key, create_user
 from tests._server import Running
+from tests.rag.test_parse_limits import MAX_GROWTH_MB, MB, PeakMemory, padded
+from tests.rag.test_parsers import make_docx
 from tests.rag.test_text_idf import MISMATCHES
 
 GUIDE = b"""# Hearth guide
@@ -222,6 +224,34 @@ def test_bad_file_fails_only_that_document(
     failed = wait_done(api, bad.json()["id"])
     assert failed["status"] == "failed" and reason in failed["error"].lower(), failed
     assert wait_done(api, good.json()["id"])["status"] == "ready"
+
+
+def test_hostile_files_fail_alone_and_the_server_stays_small(api: httpx.Client) -> None:
+    # The worker runs in this process: its peak memory is what the bombs would have raised.
+    hostile = {
+        "gigabyte.docx": padded(
+            make_docx(), "word/document.xml", b" ", 1024 * MB, declared_size=1000
+        ),
+        "empty.docx": padded(
+            make_docx(), "word/document.xml", b"<w:p/>", 100 * MB, before=b"<w:sectPr"
+        ),
+    }
+    collection = new_collection(api)
+    with PeakMemory() as memory:
+        bad = {
+            name: upload(api, collection, name, data).json()["id"] for name, data in hostile.items()
+        }
+        good = upload(api, collection, "good.md", GUIDE + b"after the bombs")
+        failed = {name: wait_done(api, document_id) for name, document_id in bad.items()}
+        assert wait_done(api, good.json()["id"])["status"] == "ready"
+    assert (
+        failed["gigabyte.docx"]["error"]
+        == "the file is not a valid Word document (it may be damaged)"
+    )
+    assert failed["empty.docx"]["error"].startswith(
+        "the Word document has more than 2,000,000 elements"
+    )
+    assert memory.growth_mb <= MAX_GROWTH_MB
 
 
 def test_upload_errors(api: httpx.Client) -> None:

@@ -22,10 +22,12 @@ from hearth.rag.parsers import (
     Block,
     ParsedDocument,
     ParseError,
+    ParseLimits,
     is_supported,
     parse_document,
     register_parser,
 )
+from tests.rag._plugins import NotesParser
 
 # --- files -------------------------------------------------------------------------------
 
@@ -437,26 +439,14 @@ def test_encrypted_and_legacy_office_files() -> None:
 )
 def test_text_over_the_limit_fails(filename: str, data: bytes) -> None:
     with pytest.raises(ParseError, match="exceeds the limit of 300 characters"):
-        parse_document(data, filename, max_text_chars=300)
+        parse_document(data, filename, limits=ParseLimits(max_text_chars=300))
 
 
 # --- extension -----------------------------------------------------------------------------
 
 
-class NotesParser:
-    name = "notes file"
-    extensions = (".notes",)
-    mime_types = ("application/x-notes",)
-
-    def parse(self, data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
-        if data.startswith(b"!"):
-            raise RuntimeError("library blew up")
-        lines = data.decode().splitlines()
-        return ParsedDocument([Block(line, headings=("Notes",)) for line in lines], title=filename)
-
-
 def test_registered_parsers_get_the_same_guarantees() -> None:
-    register_parser(NotesParser())
+    register_parser(NotesParser())  # in a module of its own: the child process imports it
     assert is_supported("x.notes") and is_supported("x", "application/x-notes")
     document = parse_document(b"one\n\ntwo", "day.notes")
     assert texts(document) == ["one", "two"]  # the empty block is dropped

@@ -19,7 +19,7 @@ from hearth.rag.chunking import chunk_blocks, embedding_input
 from hearth.rag.embedding import Embedder
 from hearth.rag.files import FileStore
 from hearth.rag.models import Collection, Document, DocumentChunk
-from hearth.rag.parsers import ParseError, parse_document
+from hearth.rag.parsers import ParseError, ParseLimits, parse_document
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,14 @@ class Ingestor:
         *,
         chunk_tokens: int,
         chunk_overlap: int,
-        max_text_chars: int,
+        parse_limits: ParseLimits,
     ) -> None:
         self.database = database
         self.files = files
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
-        self.max_text_chars = max_text_chars
+        self.parse_limits = parse_limits
 
     async def ingest(self, document_id: uuid.UUID, *, last_attempt: bool = True) -> None:
         """Index one document. A file that cannot be parsed fails the document at once; other
@@ -88,8 +88,9 @@ class Ingestor:
         digest: str,
     ) -> None:
         data = await asyncio.to_thread(self.files.get, digest)
+        # In a child process under the limits: a hostile file fails alone, this one lives.
         parsed = await asyncio.to_thread(
-            parse_document, data, filename, content_type, max_text_chars=self.max_text_chars
+            parse_document, data, filename, content_type, limits=self.parse_limits
         )
         chunks = await asyncio.to_thread(
             chunk_blocks, parsed.blocks, size=self.chunk_tokens, overlap=self.chunk_overlap

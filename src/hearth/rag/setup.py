@@ -14,6 +14,7 @@ from hearth.rag.embedding import Embedder
 from hearth.rag.files import FileStore
 from hearth.rag.ingest import Ingestor
 from hearth.rag.models import EMBEDDING_DIMENSIONS
+from hearth.rag.parsers import ParseLimits
 from hearth.rag.service import Documents
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,13 @@ async def open_documents(
         embedder,
         chunk_tokens=settings.rag_chunk_tokens,
         chunk_overlap=settings.rag_chunk_overlap,
-        max_text_chars=settings.rag_max_text_chars,
+        parse_limits=ParseLimits(
+            max_text_chars=settings.rag_max_text_chars,
+            max_pdf_pages=settings.rag_max_pdf_pages,
+            max_elements=settings.rag_max_elements,
+            memory_mb=settings.rag_parse_memory_mb,
+            seconds=settings.rag_parse_seconds,
+        ),
     )
     queue = JobQueue(
         database.url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from hearth.rag.parsers.base import ParsedDocument
+from hearth.rag.parsers.base import ParsedDocument, ParseLimits
 
 _PACKAGE = "hearth.rag.parsers"
 
@@ -20,10 +20,10 @@ class BuiltinParser:
     mime_types: tuple[str, ...]
     target: str  # "module:function" under hearth.rag.parsers
 
-    def parse(self, data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
+    def parse(self, data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
         module, _, function = self.target.partition(":")
         parse = getattr(importlib.import_module(f"{_PACKAGE}.{module}"), function)
-        return parse(data, filename, max_text_chars=max_text_chars)
+        return parse(data, filename, limits=limits)
 
 
 _PROSE = (".txt", ".text", ".rst", ".log", ".adoc", ".asciidoc", ".org", ".tex")

@@ -20,7 +20,7 @@ from lxml import etree
 
 from hearth.rag.parsers._blocks import BlockBuilder, clean_line
 from hearth.rag.parsers._ooxml import DAMAGED, check_package, invalid_package
-from hearth.rag.parsers.base import ParsedDocument
+from hearth.rag.parsers.base import ParsedDocument, ParseLimits
 
 NAME = "Word document"
 _HEADING_STYLE = re.compile(r"heading ([1-9])", re.IGNORECASE)
@@ -41,14 +41,14 @@ _NUMBERING = etree.XPath("w:pPr/w:numPr[not(w:numId/@w:val = '0')]", namespaces=
 _NUMBERING_LEVEL = etree.XPath("string(w:ilvl/@w:val)", namespaces=_NS)
 
 
-def parse_docx(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
-    check_package(data, NAME, ".docx", max_text_chars=max_text_chars)
+def parse_docx(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
+    check_package(data, NAME, ".docx", limits=limits)
     try:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, *DAMAGED) as exc:  # not a Word package
         raise invalid_package(NAME) from exc
     styles = _Styles(document)
-    builder = BlockBuilder(max_text_chars)
+    builder = BlockBuilder(limits.max_text_chars)
     title = document.core_properties.title or None
     items: list[str] = []  # the list being read, one line per item
 

@@ -9,7 +9,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from hearth.rag.parsers._blocks import BlockBuilder, clean_line
 from hearth.rag.parsers._charset import decode_text
-from hearth.rag.parsers.base import ParsedDocument
+from hearth.rag.parsers.base import ParsedDocument, ParseLimits
 
 _SKIPPED = frozenset({
     "-comment", "head", "script", "style", "noscript", "template", "nav", "footer", "svg",
@@ -26,12 +26,12 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", r
 _SPACES = re.compile(r"\s+")
 
 
-def parse_html(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
+def parse_html(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
     declared = _META_CHARSET.search(data[:4096])
     text = decode_text(data, declared=declared[1].decode("ascii") if declared else None)
     tree = LexborHTMLParser(text)
     title_node = tree.css_first("title")
-    reader = _Reader(BlockBuilder(max_text_chars))
+    reader = _Reader(BlockBuilder(limits.max_text_chars))
     reader.read(tree.body or tree.root)
     reader.flush()
     title = (title_node.text() if title_node else None) or reader.first_h1

@@ -12,7 +12,7 @@ from markdown_it.token import Token
 
 from hearth.rag.parsers._blocks import BlockBuilder, clean_line
 from hearth.rag.parsers._charset import decode_text
-from hearth.rag.parsers.base import ParsedDocument
+from hearth.rag.parsers.base import ParsedDocument, ParseLimits
 
 _MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 # YAML front matter (Jekyll, Hugo, Obsidian) would otherwise read as a heading.
@@ -21,7 +21,7 @@ _FRONT_MATTER_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 _TAG = re.compile(r"<[^>]*>")
 
 
-def parse_markdown(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
+def parse_markdown(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
     text = decode_text(data)
     title = None
     if front := _FRONT_MATTER.match(text):
@@ -29,7 +29,7 @@ def parse_markdown(data: bytes, filename: str, *, max_text_chars: int) -> Parsed
         if found := _FRONT_MATTER_TITLE.search(front[1]):
             title = found[1].strip("'\"")
     tokens = _MARKDOWN.parse(text)
-    builder = BlockBuilder(max_text_chars)
+    builder = BlockBuilder(limits.max_text_chars)
     i = 0
     while i < len(tokens):
         token = tokens[i]

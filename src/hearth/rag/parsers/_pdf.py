@@ -17,7 +17,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from hearth.rag.parsers._blocks import BlockBuilder, clean_line
-from hearth.rag.parsers.base import ParsedDocument, ParseError, text_limit_error
+from hearth.rag.parsers.base import ParsedDocument, ParseError, ParseLimits, text_limit_error
 
 # PDFium must not be entered from two threads at once, even for different documents, and
 # callers parse in worker threads.
@@ -45,23 +45,27 @@ class _Paragraph:
     height: float  # line height of its first line: a stand-in for the font size
 
 
-def parse_pdf(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
+def parse_pdf(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
     with _PDFIUM:
         try:
             pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
             raise ParseError(_load_error(exc)) from exc
         try:
+            # The page count comes from the page tree, without loading a page: a PDF of
+            # 10,000 pages fails here, before its text is read.
+            if len(pdf) > limits.max_pdf_pages:
+                raise ParseError(f"the PDF has more than {limits.max_pdf_pages:,} pages")
             title = pdf.get_metadata_dict().get("Title")
             outline = _outline(pdf)
-            pages = _read_pages(pdf, max_text_chars)
+            pages = _read_pages(pdf, limits.max_text_chars)
         finally:
             pdf.close()
     if not pages:
         raise ParseError("the PDF has no pages")
     if not any(pages):
         raise ParseError("the PDF has no text layer (is it a scanned document?)")
-    builder = BlockBuilder(max_text_chars)
+    builder = BlockBuilder(limits.max_text_chars)
     levels = {} if outline else _heading_levels(pages)
     for index, paragraphs in enumerate(pages):
         entries = outline.get(index, [])

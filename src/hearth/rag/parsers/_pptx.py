@@ -13,18 +13,18 @@ from pptx.shapes.group import GroupShape
 
 from hearth.rag.parsers._blocks import BlockBuilder, clean_line
 from hearth.rag.parsers._ooxml import DAMAGED, check_package, invalid_package
-from hearth.rag.parsers.base import ParsedDocument
+from hearth.rag.parsers.base import ParsedDocument, ParseLimits
 
 NAME = "PowerPoint presentation"
 
 
-def parse_pptx(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
-    check_package(data, NAME, ".pptx", max_text_chars=max_text_chars)
+def parse_pptx(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
+    check_package(data, NAME, ".pptx", limits=limits)
     try:
         presentation = pptx.Presentation(io.BytesIO(data))
     except (PackageNotFoundError, *DAMAGED) as exc:  # not a PowerPoint package
         raise invalid_package(NAME) from exc
-    builder = BlockBuilder(max_text_chars)
+    builder = BlockBuilder(limits.max_text_chars)
     first_title = None
     slides = list(presentation.slides)
     for number, slide in enumerate(slides, start=1):

@@ -19,14 +19,14 @@ from openpyxl.utils.exceptions import InvalidFileException
 from hearth.rag.parsers._blocks import BlockBuilder
 from hearth.rag.parsers._charset import decode_text
 from hearth.rag.parsers._ooxml import DAMAGED, check_package, invalid_package
-from hearth.rag.parsers.base import ParsedDocument, ParseError
+from hearth.rag.parsers.base import ParsedDocument, ParseError, ParseLimits
 
 NAME = "Excel workbook"
 _SNIFF_CHARS = 16_384
 
 
-def parse_xlsx(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
-    check_package(data, NAME, ".xlsx", max_text_chars=max_text_chars)
+def parse_xlsx(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
+    check_package(data, NAME, ".xlsx", limits=limits)
     with warnings.catch_warnings():
         # openpyxl warns about each part it does not support (styles, extensions, drawings)
         # and drops it; none of them holds cell values.
@@ -36,7 +36,7 @@ def parse_xlsx(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocu
         except (InvalidFileException, OSError, *DAMAGED) as exc:
             raise invalid_package(NAME) from exc
         try:
-            builder = BlockBuilder(max_text_chars)
+            builder = BlockBuilder(limits.max_text_chars)
             sheets = workbook.worksheets
             for number, sheet in enumerate(sheets, start=1):
                 # The stored dimensions may claim a million empty rows or columns.
@@ -70,13 +70,13 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def parse_csv(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
+def parse_csv(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
     text = decode_text(data)
     if filename.lower().endswith(".tsv"):
         delimiter = "\t"
     else:
         delimiter = _sniff_delimiter(text[:_SNIFF_CHARS])
-    builder = BlockBuilder(max_text_chars)
+    builder = BlockBuilder(limits.max_text_chars)
     try:
         builder.add_table(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as exc:

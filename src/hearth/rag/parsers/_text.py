@@ -6,23 +6,23 @@ import re
 
 from hearth.rag.parsers._blocks import BlockBuilder
 from hearth.rag.parsers._charset import decode_text
-from hearth.rag.parsers.base import ParsedDocument
+from hearth.rag.parsers.base import ParsedDocument, ParseLimits
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _CLOSERS = ")]}"
 
 
-def parse_text(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
+def parse_text(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
     text = decode_text(data).replace("\r\n", "\n")
-    builder = BlockBuilder(max_text_chars)
+    builder = BlockBuilder(limits.max_text_chars)
     for paragraph in _PARAGRAPH_BREAK.split(text):
         builder.add(paragraph)
     return builder.document()
 
 
-def parse_code(data: bytes, filename: str, *, max_text_chars: int) -> ParsedDocument:
+def parse_code(data: bytes, filename: str, *, limits: ParseLimits) -> ParsedDocument:
     text = decode_text(data).replace("\r\n", "\n")
-    builder = BlockBuilder(max_text_chars)
+    builder = BlockBuilder(limits.max_text_chars)
     for block in code_blocks(text):
         builder.add(block, kind="code")
     return builder.document()

@@ -1,16 +1,24 @@
-"""Which parser reads a file, and the one entry point that turns every failure into ParseError."""
+"""Which parser reads a file, and the one entry point that turns every failure into ParseError.
+
+Every parse runs in a child process under `ParseLimits` (`_process`): the limits hold for
+every format, built in or registered, whatever its library does with a hostile file."""
 
 from __future__ import annotations
 
 import dataclasses
-import logging
+import pickle
 
 from hearth.rag.parsers._builtins import BUILTIN_PARSERS
-from hearth.rag.parsers.base import ParsedDocument, ParseError, Parser, text_limit_error
+from hearth.rag.parsers._process import parse_in_child
+from hearth.rag.parsers.base import (
+    ParsedDocument,
+    ParseError,
+    ParseLimits,
+    Parser,
+    text_limit_error,
+)
 
-log = logging.getLogger(__name__)
-
-DEFAULT_MAX_TEXT_CHARS = 5_000_000
+DEFAULT_LIMITS = ParseLimits()
 
 _BY_EXTENSION: dict[str, Parser] = {}
 _BY_MIME: dict[str, Parser] = {}
@@ -20,7 +28,16 @@ _NOT_PLAIN = frozenset({"text/rtf", "text/richtext"})
 
 
 def register_parser(parser: Parser) -> None:
-    """Read the parser's extensions and MIME types with it, replacing earlier registrations."""
+    """Read the parser's extensions and MIME types with it, replacing earlier registrations.
+
+    Raises TypeError for a parser that cannot be sent to the child process parses run in."""
+    try:
+        pickle.dumps(parser)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise TypeError(
+            f"the {parser.name} parser cannot be pickled (make it an instance of a "
+            "module-level class): parses run in a child process"
+        ) from exc
     for extension in parser.extensions:
         _BY_EXTENSION[extension.lower()] = parser
     for mime_type in parser.mime_types:
@@ -48,29 +65,21 @@ def parse_document(
     filename: str,
     content_type: str | None = None,
     *,
-    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> ParsedDocument:
     """Extract a file's text as blocks with their section path and page, plus its title.
 
     Raises ParseError, and nothing else, when the file cannot be used: unsupported type,
-    empty, damaged, encrypted, without text, or with more than `max_text_chars` of text.
-    CPU-bound and synchronous: run it in a worker thread.
+    empty, damaged, encrypted, without text, or past one of `limits` (text, pages, elements,
+    memory, time). Synchronous, and waits for a child process: run it in a worker thread.
     """
     parser = find_parser(filename, content_type)
     if parser is None:
         raise ParseError(_unsupported(filename, content_type))
     if not data:
         raise ParseError("the file is empty")
-    try:
-        document = parser.parse(data, filename, max_text_chars=max_text_chars)
-    except ParseError:
-        raise
-    except Exception as exc:
-        # Libraries fail on damaged files in their own ways (zlib, XML, struct errors...);
-        # the user gets a reason, the log keeps the traceback.
-        log.warning("the %s parser failed on %r", parser.name, filename, exc_info=True)
-        raise ParseError(f"the {parser.name} could not be read (it may be damaged)") from exc
-    return _checked(document, max_text_chars)
+    document = parse_in_child(parser, data, filename, limits)
+    return _checked(document, limits.max_text_chars)
 
 
 def _checked(document: ParsedDocument, max_text_chars: int) -> ParsedDocument:
