@@ -80,6 +80,20 @@ def add_port_base(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port-base", type=int, metavar="N", help=PORT_BASE_HELP)
 
 
+OWUI_VENV = Path("/work/peers/openwebui")  # where PEERS.md installs Open WebUI
+
+
+def add_owui_venv(parser: argparse.ArgumentParser) -> None:
+    """`--owui-venv DIR`, as the benchmarks against Open WebUI take it."""
+    parser.add_argument(
+        "--owui-venv",
+        type=Path,
+        default=OWUI_VENV,
+        metavar="DIR",
+        help=f"the venv Open WebUI is installed in (default: {OWUI_VENV})",
+    )
+
+
 @dataclass
 class Ports:
     """The port of each service a benchmark starts, by name: from `base` up in the order

@@ -74,9 +74,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _procs import Ports, add_owui_venv
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval" / "scifact"
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
-OWUI_VENV = Path("/work/peers/openwebui")
 PAGE_CHARS = 3600  # text per authored DOCX/Markdown page: about one generated PDF page
 SEED = 20261123
 
@@ -456,7 +458,6 @@ def _load(name: str, data: bytes) -> list[str]:
 def peer_phase(corpus: Path, variant: str, owui_venv: Path, port_base: int | None) -> dict:
     if variant == "openwebui":
         from _ingest_owui import openwebui_phase
-        from _procs import Ports
 
         manifest = json.loads((corpus / "manifest.json").read_text())
         binary = owui_venv / "bin" / "open-webui"
@@ -791,13 +792,7 @@ def main() -> None:
         help="Peers to run: openwebui (Open WebUI itself, from --owui-venv), "
         "st-list, batch-1 (its defaults reproduced in this harness).",
     )
-    parser.add_argument(
-        "--owui-venv",
-        type=Path,
-        default=OWUI_VENV,
-        metavar="DIR",
-        help=f"the venv Open WebUI is installed in (default: {OWUI_VENV})",
-    )
+    add_owui_venv(parser)
     parser.add_argument(
         "--port-base",
         type=int,

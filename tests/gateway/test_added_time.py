@@ -2,27 +2,21 @@
 bounds: `x-hearth-overhead-ms` (first byte read → response head) and the histogram
 `hearth_gateway_added_seconds` (first byte read → last byte written) both leave out the time
 spent waiting for the engine, a stream's waits between chunks included; the histogram
-always holds at least what the header said; the start is the request's first byte, stamped
-by the server's protocol before the app is called."""
+always holds at least what the header said. That both start at the request's first byte,
+stamped by the server's protocol, tests/http/test_protocol.py checks."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from hearth.config import ModelConfig, OpenAIEngineConfig, Settings
-from hearth.http.protocol import HttpProtocol
-from hearth.http.stamps import RECEIVED
-from hearth.observability.metrics import Metrics
-from hearth.observability.middleware import RequestMiddleware
 from hearth.server import create_app
-from tests._server import Running, free_port, running
+from tests._server import Running, running
 from tests.fakes.openai_upstream import FakeOpenAIUpstream
 
 HELLO = [{"role": "user", "content": "hi"}]
@@ -152,47 +146,3 @@ def test_ollamas_routes_are_measured_from_the_request_too(hearth: Running) -> No
     latency = time.perf_counter() - sent
     assert reply.status_code == 200 and reply.text.count("\n") >= 2
     assert 0 <= _one_sample(hearth.url, name, "ollama", before) <= latency
-
-
-def test_the_protocol_stamps_the_requests_first_byte_before_the_app_sees_it() -> None:
-    seen: dict[str, float] = {}
-
-    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] != "http":
-            return
-        seen["called"] = time.perf_counter()
-        seen["received"] = scope["state"][RECEIVED]
-        await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    # RequestMiddleware keeps the protocol's stamp (it only stands in for a missing one).
-    wrapped = RequestMiddleware(app, metrics=Metrics(), max_body=1024, max_upload=1024)
-
-    async def main() -> None:
-        port = free_port()
-        config = uvicorn.Config(
-            wrapped, host="127.0.0.1", port=port, http=HttpProtocol, log_config=None, lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
-            await asyncio.sleep(0.01)
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            # The request line now, the rest later: the app is called once the headers
-            # are complete, but the request began with its first byte.
-            writer.write(b"POST /x HTTP/1.1\r\n")
-            await writer.drain()
-            await asyncio.sleep(0.2)
-            rest_sent = time.perf_counter()
-            writer.write(b"host: x\r\ncontent-length: 2\r\n\r\nhi")
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            assert head.startswith(b"HTTP/1.1 200")
-            writer.close()
-        finally:
-            server.should_exit = True
-            await serving
-        assert seen["received"] < rest_sent <= seen["called"]
-
-    asyncio.run(main())

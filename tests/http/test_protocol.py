@@ -1,16 +1,23 @@
 """The HTTP protocol `hearth serve` runs: a response's head goes out with the first bytes of
-its body, in one write, and alone at the loop's next turn when the body is not ready."""
+its body, in one write, and alone at the loop's next turn when the body is not ready; each
+request stamped with when its first byte was read."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import uvicorn
 import uvloop
 
 from hearth.http.protocol import HeadHoldingTransport, HttpProtocol
+from hearth.http.stamps import RECEIVED
+from hearth.observability.metrics import Metrics
+from hearth.observability.middleware import RequestMiddleware
 from tests._server import free_port
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n"
@@ -113,18 +120,28 @@ async def _app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": b" last"})
 
 
+@contextlib.asynccontextmanager
+async def _serving(app: Any) -> AsyncIterator[int]:
+    """`app` under uvicorn with Hearth's protocol, on a free port (yielded), in this loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=HttpProtocol, log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
+        await asyncio.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await serving
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_through_uvicorn_heads_are_never_held_back_and_bodies_arrive_whole(loop: str) -> None:
     async def main() -> None:
-        port = free_port()
-        config = uvicorn.Config(
-            _app, host="127.0.0.1", port=port, http=HttpProtocol, log_config=None, lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
-            await asyncio.sleep(0.01)
-        try:
+        async with _serving(_app) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             for path in ("/fast", "/slow", "/fast"):  # keep-alive: one connection for all
                 writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
@@ -137,10 +154,40 @@ def test_through_uvicorn_heads_are_never_held_back_and_bodies_arrive_whole(loop:
                 body = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
                 assert body == b"5\r\nfirst\r\n5\r\n last\r\n0\r\n\r\n"
             writer.close()
-        finally:
-            server.should_exit = True
-            await serving
 
     factory = uvloop.new_event_loop if loop == "uvloop" else None
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
+
+
+def test_the_protocol_stamps_the_requests_first_byte_before_the_app_sees_it() -> None:
+    seen: dict[str, float] = {}
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        seen["called"] = time.perf_counter()
+        seen["received"] = scope["state"][RECEIVED]
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    # RequestMiddleware keeps the protocol's stamp (it only stands in for a missing one).
+    wrapped = RequestMiddleware(app, metrics=Metrics(), max_body=1024, max_upload=1024)
+
+    async def main() -> None:
+        async with _serving(wrapped) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # The request line now, the rest later: the app is called once the headers
+            # are complete, but the request began with its first byte.
+            writer.write(b"POST /x HTTP/1.1\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            rest_sent = time.perf_counter()
+            writer.write(b"host: x\r\ncontent-length: 2\r\n\r\nhi")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            writer.close()
+        assert seen["received"] < rest_sent <= seen["called"]
+
+    asyncio.run(main())

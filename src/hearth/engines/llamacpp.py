@@ -178,27 +178,9 @@ class LlamaCppEngine(Engine):
         loaded = await self._model(request.model)
         messages = _messages(request)
         params = _sampling(request)
-        n_ctx = loaded.config.n_ctx
-        if (request.token_limit or 0) > n_ctx:
-            # More than the whole window could ever hold: refused, not run until it fills.
-            raise InvalidRequest(
-                f"max_tokens is {request.token_limit}, more than the model's context window "
-                f"of {n_ctx} tokens can hold",
-                param="max_tokens"
-                if request.max_completion_tokens is None
-                else "max_completion_tokens",
-            )
-        ceiling = loaded.config.max_tokens
-        if ceiling is not None:
-            if (request.token_limit or 0) > ceiling:
-                raise InvalidRequest(
-                    f"max_tokens is {request.token_limit}; this model answers at most "
-                    f"{ceiling} tokens",
-                    param="max_tokens"
-                    if request.max_completion_tokens is None
-                    else "max_completion_tokens",
-                )
-            params.setdefault("max_tokens", ceiling)
+        _check_token_limit(request, loaded.config)
+        if loaded.config.max_tokens is not None:
+            params.setdefault("max_tokens", loaded.config.max_tokens)
         include_usage = request.include_usage if with_usage is None else with_usage
         chunk_id, created = new_id("chatcmpl"), int(time.time())
 
@@ -302,6 +284,20 @@ def _messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
         ]
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="messages") from exc
+
+
+def _check_token_limit(request: ChatCompletionRequest, config: LlamaCppModelConfig) -> None:
+    """Refuse a completion budget the model cannot give: more than its whole context window
+    (it would run until the window fills), or more than its configured ceiling."""
+    asked, ceiling = request.token_limit or 0, config.max_tokens
+    if asked > config.n_ctx:
+        why = f"more than the model's context window of {config.n_ctx} tokens can hold"
+    elif ceiling is not None and asked > ceiling:
+        why = f"and this model answers at most {ceiling} tokens"
+    else:
+        return
+    param = "max_tokens" if request.max_completion_tokens is None else "max_completion_tokens"
+    raise InvalidRequest(f"{param} is {asked}, {why}", param=param)
 
 
 def _sampling(request: ChatCompletionRequest) -> dict[str, Any]:

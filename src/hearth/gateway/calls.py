@@ -127,20 +127,28 @@ class Call:
         a row (hearth.gateway.usage)."""
         deployment = self.deployment
         self.call_id = uuid.uuid4()
+        self._record_usage(
+            deployment.id if deployment else self.label,
+            status=0,
+            prompt_tokens=prompt,
+            completion_tokens=0,
+            latency_ms=0.0,
+            cost=deployment.model.cost(prompt, 0) if deployment else 0.0,
+            estimated=True,
+        )
+
+    def _record_usage(self, deployment: str, **row: Any) -> None:
+        """Buffer a usage row of this call: who asked, for what, and `row`'s figures."""
+        caller = self.caller
         self.gateway.usage.record(
             Usage(
                 model=self.served,
-                deployment=deployment.id if deployment else self.label,
+                deployment=deployment,
                 endpoint=self.endpoint,
-                status=0,
-                prompt_tokens=prompt,
-                completion_tokens=0,
-                latency_ms=0.0,
-                key_id=self.caller.key_id if self.caller else None,
-                owner_id=self.caller.principal.user_id if self.caller else None,
-                cost=deployment.model.cost(prompt, 0) if deployment else 0.0,
+                key_id=caller.key_id if caller else None,
+                owner_id=caller.principal.user_id if caller else None,
                 call_id=self.call_id,
-                estimated=True,
+                **row,
             )
         )
 
@@ -186,7 +194,7 @@ class Call:
 
     def _record(self, status: int, outcome: str | None, prompt: int, completion: int) -> float:
         """Free the deployment's slot; metrics and the usage row. Returns the cost."""
-        gateway, metrics = self.gateway, self.gateway.metrics
+        metrics = self.gateway.metrics
         deployment = self.deployment
         name = deployment.id if deployment else self.label
         self.detach()
@@ -211,21 +219,14 @@ class Call:
                 children.time_per_output_token.observe(per_token)
         if outcome is not None:
             children.generations(outcome).inc()
-        gateway.usage.record(
-            Usage(
-                model=self.served,
-                deployment=name,
-                endpoint=self.endpoint,
-                status=status,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                latency_ms=latency * 1000,
-                ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
-                key_id=self.caller.key_id if self.caller else None,
-                owner_id=self.caller.principal.user_id if self.caller else None,
-                cost=cost,
-                call_id=self.call_id,
-            )
+        self._record_usage(
+            name,
+            status=status,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            latency_ms=latency * 1000,
+            ttft_ms=self.ttft * 1000 if self.ttft is not None else None,
+            cost=cost,
         )
         return cost
 
