@@ -57,7 +57,50 @@ def recall_at_10(ranked: list[str], relevant: set[str]) -> float:
     return len(set(ranked[:10]) & relevant) / len(relevant)
 
 
-async def run(dataset: str, limit: int | None, data_dir: Path | None) -> None:
+async def ingested(documents, dataset: str, corpus: list[dict]) -> tuple[object, dict]:
+    """The set's collection (ingested now through the real pipeline, or already, in a kept
+    --data-dir) and each document id's corpus entry id."""
+    pending = []
+    try:  # a kept --data-dir already holds the ingested set: measure search only
+        collection = await documents.find_collection(LOCAL_USER, dataset)
+        existing = await documents.list_documents(LOCAL_USER, collection.id)
+        pending, corpus = [d.id for d in existing], []
+    except NotFound:
+        collection = await documents.create_collection(LOCAL_USER, CollectionCreate(name=dataset))
+    for entry in corpus:
+        body = f"# {entry['title']}\n\n{entry['text']}" if entry.get("title") else entry["text"]
+        doc, _ = await documents.add_document(
+            LOCAL_USER, collection.id, f"{entry['id']}.md", body.encode()
+        )
+        pending.append(doc.id)
+    names = {}
+    while pending:
+        still = []
+        for doc_id in pending:
+            doc = await documents.get_document(LOCAL_USER, doc_id)
+            if doc.status == "ready":
+                names[doc.id] = doc.filename.removesuffix(".md")
+            elif doc.status == "failed":
+                raise RuntimeError(f"{doc.filename}: {doc.error}")
+            else:
+                still.append(doc_id)
+        pending = still
+        if pending:
+            await asyncio.sleep(0.5)
+    return collection, names
+
+
+def by_document(chunks: list, names: dict) -> list[str]:
+    """Corpus entry ids in the order their best chunk ranks."""
+    ranked: list[str] = []
+    for document_id in chunks:
+        name = names[document_id]
+        if name not in ranked:
+            ranked.append(name)
+    return ranked
+
+
+async def run(dataset: str, limit: int | None, data_dir: Path | None, study: Path | None) -> None:
     corpus, queries, qrels = load(dataset)
     if limit:
         corpus = corpus[:limit]
@@ -68,39 +111,7 @@ async def run(dataset: str, limit: int | None, data_dir: Path | None) -> None:
         async with services(settings, run_worker=True) as svc:
             documents = svc.documents
             started = time.perf_counter()
-            pending = []
-            try:  # a kept --data-dir already holds the ingested set: measure search only
-                collection = await documents.find_collection(LOCAL_USER, dataset)
-                existing = await documents.list_documents(LOCAL_USER, collection.id)
-                pending, corpus = [d.id for d in existing], []
-            except NotFound:
-                collection = await documents.create_collection(
-                    LOCAL_USER, CollectionCreate(name=dataset)
-                )
-            for entry in corpus:
-                body = (
-                    f"# {entry['title']}\n\n{entry['text']}"
-                    if entry.get("title")
-                    else entry["text"]
-                )
-                doc, _ = await documents.add_document(
-                    LOCAL_USER, collection.id, f"{entry['id']}.md", body.encode()
-                )
-                pending.append(doc.id)
-            names = {}
-            while pending:
-                still = []
-                for doc_id in pending:
-                    doc = await documents.get_document(LOCAL_USER, doc_id)
-                    if doc.status == "ready":
-                        names[doc.id] = doc.filename.removesuffix(".md")
-                    elif doc.status == "failed":
-                        raise RuntimeError(f"{doc.filename}: {doc.error}")
-                    else:
-                        still.append(doc_id)
-                pending = still
-                if pending:
-                    await asyncio.sleep(0.5)
+            collection, names = await ingested(documents, dataset, corpus)
             ingest_s = time.perf_counter() - started
 
             scores: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
@@ -112,14 +123,12 @@ async def run(dataset: str, limit: int | None, data_dir: Path | None) -> None:
                         LOCAL_USER, [collection.id], queries[query_id], k=30, mode=mode
                     )
                     latencies[mode].append(time.perf_counter() - t0)
-                    ranked: list[str] = []
-                    for hit in hits:
-                        name = names[hit.document_id]
-                        if name not in ranked:
-                            ranked.append(name)
+                    ranked = by_document([hit.document_id for hit in hits], names)
                     scores[mode].append(
                         (ndcg_at_10(ranked, relevant), recall_at_10(ranked, relevant))
                     )
+            if study:
+                await keep_sides(documents, collection, names, queries, qrels, study)
     print(
         f"dataset {dataset}: {len(names)} documents, {len(qrels)} queries; "
         f"ingested in {ingest_s:.0f} s"
@@ -134,17 +143,116 @@ async def run(dataset: str, limit: int | None, data_dir: Path | None) -> None:
         )
 
 
+STUDY_DEPTH = 200
+
+
+async def keep_sides(documents, collection, names, queries, qrels, path: Path) -> None:
+    """Write each query's vector and text candidates (chunk, document, score) to `path`, for
+    `--fusions` to fuse offline."""
+    documents.search_candidates = STUDY_DEPTH
+    out = {"names": {str(k): v for k, v in names.items()}, "queries": []}
+    for query_id, relevant in qrels.items():
+        sides = {}
+        for mode, field in (("vector", "similarity"), ("text", "relevance")):
+            hits = await documents.search(
+                LOCAL_USER,
+                [collection.id],
+                queries[query_id],
+                k=STUDY_DEPTH,
+                mode=mode,
+                explain=True,
+            )
+            sides[mode] = [
+                (h.chunk_id, str(h.document_id), getattr(h.explain, field)) for h in hits
+            ]
+        out["queries"].append({"id": query_id, "relevant": sorted(relevant), **sides})
+    await asyncio.to_thread(path.write_text, json.dumps(out))
+
+
+def fusion_study(paths: list[Path]) -> None:
+    """nDCG@10 of every fusion in bench/_fusion.py on each kept set; the pick by the worst
+    case across sets (hybrid minus the better side), and each set's pick tested on the other."""
+    import _fusion
+
+    fusions = _fusion.candidates()
+    table: dict[str, dict[str, float]] = {name: {} for name in fusions}
+    sides: dict[str, dict[str, float]] = {}
+    for path in paths:
+        kept = json.loads(path.read_text())
+        names, label = kept["names"], path.stem
+        docs = {}
+        per_side = {"vector": [], "text": []}
+        lists = []
+        for q in kept["queries"]:
+            relevant = set(q["relevant"])
+            vec = [(c, s) for c, _, s in q["vector"]]
+            txt = [(c, s) for c, _, s in q["text"]]
+            for c, d, _ in q["vector"] + q["text"]:
+                docs[c] = d
+            lists.append((vec, txt, relevant))
+            for side in per_side:
+                ranked = by_document([d for _, d, _ in q[side][:30]], names)
+                per_side[side].append(ndcg_at_10(ranked, relevant))
+        sides[label] = {side: sum(v) / len(v) for side, v in per_side.items()}
+        for name, fuse in fusions.items():
+            values = []
+            for vec, txt, relevant in lists:
+                ranked = by_document([docs[c] for c in fuse(vec, txt)[:30]], names)
+                values.append(ndcg_at_10(ranked, relevant))
+            table[name][label] = sum(values) / len(values)
+    labels = [p.stem for p in paths]
+    print(
+        "sides: "
+        + ", ".join(
+            f"{label} vector {sides[label]['vector']:.4f} text {sides[label]['text']:.4f}"
+            for label in labels
+        )
+    )
+
+    def margin(name: str) -> float:  # the worst set's gain over its better side
+        return min(table[name][lb] - max(sides[lb].values()) for lb in labels)
+
+    print(f"{'fusion':40}" + "".join(f"{lb:>12}" for lb in labels) + f"{'worst gain':>12}")
+    for name in sorted(table, key=margin, reverse=True):
+        print(
+            f"{name:40}"
+            + "".join(f"{table[name][lb]:>12.4f}" for lb in labels)
+            + f"{margin(name):>12.4f}"
+        )
+    for train in labels:
+        best = max(table, key=lambda n: table[n][train])
+        print(
+            f"picked on {train}: {best}: "
+            + ", ".join(f"{lb} {table[best][lb]:.4f}" for lb in labels)
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", choices=["scifact", "hotpotqa"], default="scifact")
+    parser.add_argument(
+        "--keep-sides",
+        type=Path,
+        help="Also write each query's vector and text candidates to this JSON file.",
+    )
+    parser.add_argument(
+        "--fusions",
+        type=Path,
+        nargs="+",
+        help="Compare the fusions of bench/_fusion.py on files written by --keep-sides "
+        "(one per set), and stop.",
+    )
     parser.add_argument("--limit", type=int, help="Use only the first N corpus entries.")
     parser.add_argument(
         "--data-dir", type=Path, help="Keep the ingested set here and reuse it on the next run."
     )
     args = parser.parse_args()
-    asyncio.run(run(args.dataset, args.limit, args.data_dir))
+    if args.fusions:
+        fusion_study(args.fusions)
+        return
+    asyncio.run(run(args.dataset, args.limit, args.data_dir, args.keep_sides))
 
 
 if __name__ == "__main__":

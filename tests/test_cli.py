@@ -279,3 +279,47 @@ def test_ingest_a_folder_then_search(tmp_path: Path) -> None:
 
     missing = run("search", "x", "-c", "nope", env=env)
     assert missing.returncode == 1 and "no collection named 'nope'" in missing.stderr
+
+
+def test_ingest_and_search_act_as_a_real_account(tmp_path: Path) -> None:
+    """`hearth ingest` makes the collection the first admin's (so their key and pages see
+    it), or the account `--as` names; progress shows in a log (no terminal here); `search
+    --explain` says how each side ranked a result; and keys belong to real accounts."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tides.md").write_text("# Tides\n\nThe moon's pull raises the spring tides.\n")
+    env = _env(tmp_path / "data")
+    for email, admin in (("ops@example.org", ["--admin"]), ("bea@example.org", [])):
+        made = run(
+            "users", "create", *admin, email, "--password-stdin", env=env, input="a long password\n"
+        )
+        assert made.returncode == 0, made.stderr
+
+    result = run("ingest", str(docs), "-c", "notes", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "ingesting: 1/1 done (0 failed)" in result.stderr and "documents/s" in result.stderr
+    explained = run("search", "spring tides", "-c", "notes", "--explain", env=env)
+    assert explained.returncode == 0, explained.stderr
+    assert "vector rank 1 (cosine" in explained.stdout and "text rank 1 (BM25" in explained.stdout
+    # Bea cannot see the admin's collection; as herself she gets one of her own.
+    hidden = run("search", "tides", "-c", "notes", "--as", "Bea@Example.org", env=env)
+    assert hidden.returncode == 1 and "no collection named 'notes'" in hidden.stderr
+    assert (
+        run("ingest", str(docs), "-c", "notes", "--as", "bea@example.org", env=env).returncode == 0
+    )
+    mine = run("search", "tides", "-c", "notes", "--as", "bea@example.org", env=env)
+    assert mine.returncode == 0 and "tides.md" in mine.stdout
+    nobody = run("ingest", str(docs), "-c", "notes", "--as", "nobody@example.org", env=env)
+    assert nobody.returncode == 1
+    assert "cannot act as nobody@example.org: no account" in nobody.stderr
+
+    key = run("keys", "create", "ci", "--owner", "BEA@example.org", env=env)
+    assert key.returncode == 0, key.stderr
+    listed = run("keys", "list", env=env)
+    assert "ci" in listed.stdout
+    for owner in ("nobody@example.org", "not-a-user-id"):
+        refused = run("keys", "create", "x", "--owner", owner, env=env)
+        assert refused.returncode == 1 and f"cannot act as {owner}: no account" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    team = run("keys", "create", "x", "--team", "no-such-team", env=env)
+    assert team.returncode == 1 and "no team no-such-team" in team.stderr

@@ -168,17 +168,23 @@ def worker(data_dir: str | None, concurrency: int | None, health_port: int | Non
     _run_command(run_worker(settings, concurrency, health_port))
 
 
+_AS_HELP = (
+    "The account to act as (an email or id); the collection is theirs. Default: the first admin."
+)
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--collection", "-c", required=True, help="Collection name (created if missing).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
-def ingest(paths: tuple[str, ...], collection: str, data_dir: str | None) -> None:
+@click.option("--as", "who", metavar="EMAIL", help=_AS_HELP)
+def ingest(paths: tuple[str, ...], collection: str, data_dir: str | None, who: str | None) -> None:
     """Add files to a collection and index them; a folder is ingested recursively."""
     settings = load_settings(data_dir=data_dir)
     configure_logging("warning", "console")
     from hearth.commands import ingest_paths
 
-    failed = _run_command(ingest_paths(settings, [Path(p) for p in paths], collection))
+    failed = _run_command(ingest_paths(settings, [Path(p) for p in paths], collection, who))
     if failed:
         sys.exit(1)
 
@@ -193,13 +199,25 @@ def ingest(paths: tuple[str, ...], collection: str, data_dir: str | None) -> Non
     "-k", type=click.IntRange(1, 100), default=5, show_default=True, help="Results to show."
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory.")
-def search(query: str, collection: str, mode: str, k: int, data_dir: str | None) -> None:
+@click.option("--as", "who", metavar="EMAIL", help=_AS_HELP)
+@click.option(
+    "--explain", is_flag=True, help="Show each result's rank on each side and its scores."
+)
+def search(
+    query: str,
+    collection: str,
+    mode: str,
+    k: int,
+    data_dir: str | None,
+    who: str | None,
+    explain: bool,
+) -> None:
     """Search a collection and print the best passages with their citations."""
     settings = load_settings(data_dir=data_dir)
     configure_logging("warning", "console")
     from hearth.commands import search_collection
 
-    _run_command(search_collection(settings, collection, query, mode, k))
+    _run_command(search_collection(settings, collection, query, mode, k, who, explain))
 
 
 def _run_command(coro: Any) -> Any:
@@ -223,7 +241,7 @@ def keys() -> None:
 @keys.command("create")
 @click.argument("name")
 @click.option("--model", "models", multiple=True, help="Allowed model (repeat); default: all.")
-@click.option("--owner", "owner_id", help="User the key belongs to.")
+@click.option("--owner", "owner_id", help="Account the key belongs to (email or id).")
 @click.option("--team", "team_id", help="Team the key belongs to.")
 @click.option("--rpm", "requests_per_minute", type=click.IntRange(1), help="Requests/minute.")
 @click.option("--tpm", "tokens_per_minute", type=click.IntRange(1), help="Tokens/minute.")

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,7 +18,7 @@ import click
 from pydantic import ValidationError
 
 from hearth.accounts.keys import ApiKeys, KeyCreate
-from hearth.accounts.principal import LOCAL_USER
+from hearth.accounts.principal import LOCAL_USER, Principal
 from hearth.accounts.users import UserCreate, Users
 from hearth.config import Settings
 from hearth.engines.base import build_engine
@@ -116,30 +117,48 @@ def _files(paths: list[Path]) -> list[Path]:
     return found
 
 
-async def ingest_paths(settings: Settings, paths: list[Path], collection_name: str) -> int:
+async def acting_as(database: Any, who: str | None) -> Principal:
+    """Whom `hearth ingest` and `hearth search` act as: the account `--as` names, else the
+    first admin, so that what the command line makes is theirs and visible to them; with no
+    account yet, the machine's operator ("local"), as before anyone signed up."""
+    principal = await Users(database).principal(who)
+    if principal is None:
+        click.echo(
+            'no accounts yet: acting as the command line\'s own user "local" '
+            "(an admin sees its collections in the admin view)",
+            err=True,
+        )
+        return LOCAL_USER
+    return principal
+
+
+async def ingest_paths(
+    settings: Settings, paths: list[Path], collection_name: str, who: str | None = None
+) -> int:
     """Ingest files with a worker in this process; show progress; return how many failed."""
     files = _files(paths)
     if not files:
         raise click.UsageError("no supported files found")
     async with services(settings, run_worker=True) as svc:
         documents = svc.documents
+        principal = await acting_as(svc.database, who)
         try:
-            collection = await documents.find_collection(LOCAL_USER, collection_name)
+            collection = await documents.find_collection(principal, collection_name)
         except NotFound:
             collection = await documents.create_collection(
-                LOCAL_USER, CollectionCreate(name=collection_name)
+                principal, CollectionCreate(name=collection_name)
             )
         queued: list[DocumentPublic] = []
         rejected: list[str] = []
         for path in files:
             try:
                 doc, _ = await documents.add_document(
-                    LOCAL_USER, collection.id, path.name, await asyncio.to_thread(path.read_bytes)
+                    principal, collection.id, path.name, await asyncio.to_thread(path.read_bytes)
                 )
                 queued.append(doc)
             except Exception as exc:  # one bad file must not stop the others
                 rejected.append(f"{path}: {getattr(exc, 'message', exc)}")
-        done = await _follow(documents, [d.id for d in queued])
+        done = await _follow(documents, principal, [d.id for d in queued])
     failed = [d for d in done if d.status == "failed"]
     ready = [d for d in done if d.status == "ready"]
     click.echo(
@@ -151,30 +170,67 @@ async def ingest_paths(settings: Settings, paths: list[Path], collection_name: s
     return len(failed) + len(rejected)
 
 
-async def _follow(documents: Documents, ids: list[uuid.UUID]) -> list[DocumentPublic]:
-    """Poll the documents until each is ready or failed, with a progress bar."""
+PROGRESS_SECONDS = 5.0  # without a terminal, a progress line this often (and at the end)
+
+
+async def _follow(
+    documents: Documents, principal: Principal, ids: list[uuid.UUID]
+) -> list[DocumentPublic]:
+    """Poll the documents until each is ready or failed: a progress bar on a terminal, and
+    a line every few seconds in a log (where a bar would print nothing until the end)."""
     pending = dict.fromkeys(ids)
     finished: list[DocumentPublic] = []
+    started = last = time.monotonic()
+
+    def line() -> None:
+        elapsed = time.monotonic() - started
+        failed = sum(d.status == "failed" for d in finished)
+        click.echo(
+            f"ingesting: {len(finished)}/{len(ids)} done ({failed} failed), "
+            f"{len(finished) / max(elapsed, 1e-9):.1f} documents/s, {elapsed:.0f} s",
+            err=True,
+        )
+
+    terminal = sys.stderr.isatty()
     with click.progressbar(
         length=len(ids), label="ingesting", file=sys.stderr, show_pos=True
     ) as bar:
         while pending:
             for doc_id in list(pending):
                 with contextlib.suppress(NotFound):
-                    doc = await documents.get_document(LOCAL_USER, doc_id)
+                    doc = await documents.get_document(principal, doc_id)
                     if doc.status in ("ready", "failed"):
                         finished.append(doc)
                         del pending[doc_id]
                         bar.update(1)
+            if not terminal and (not pending or time.monotonic() - last >= PROGRESS_SECONDS):
+                line()
+                last = time.monotonic()
             if pending:
                 await asyncio.sleep(0.2)
     return finished
 
 
-async def search_collection(settings: Settings, name: str, query: str, mode: str, k: int) -> None:
+async def search_collection(
+    settings: Settings,
+    name: str,
+    query: str,
+    mode: str,
+    k: int,
+    who: str | None = None,
+    explain: bool = False,
+) -> None:
     async with services(settings, run_worker=False) as svc:
-        collection = await svc.documents.find_collection(LOCAL_USER, name)
-        results = await svc.documents.search(LOCAL_USER, [collection.id], query, k=k, mode=mode)  # type: ignore[arg-type]
+        principal = await acting_as(svc.database, who)
+        collection = await svc.documents.find_collection(principal, name)
+        results = await svc.documents.search(
+            principal,
+            [collection.id],
+            query,
+            k=k,
+            mode=mode,
+            explain=explain,  # type: ignore[arg-type]
+        )
     if not results:
         click.echo("no results")
     for i, hit in enumerate(results, 1):
@@ -185,7 +241,26 @@ async def search_collection(settings: Settings, name: str, query: str, mode: str
             + (f"  ({where})" if where else "")
             + f"  score {hit.score:.4f}"
         )
+        if hit.explain is not None:
+            click.echo("    " + explanation(hit.explain, mode))
         click.echo("    " + hit.text[:400].replace("\n", "\n    ") + "\n")
+
+
+def explanation(why: Any, mode: str) -> str:
+    """One line on why a result ranked where it did (`hearth search --explain`): its place on
+    each side the mode searched, and the score it was ordered by."""
+
+    def side(rank: int | None, name: str, value: float | None, label: str) -> str:
+        if rank is None:
+            return f"{name}: not among its candidates"
+        return f"{name} rank {rank} ({label} {value:.4f})"
+
+    parts = []
+    if mode != "text":
+        parts.append(side(why.vector_rank, "vector", why.similarity, "cosine"))
+    if mode != "vector":
+        parts.append(side(why.text_rank, "text", why.relevance, "BM25"))
+    return "; ".join([*parts, f"score {why.score:.4f}"])
 
 
 async def manage_keys(settings: Settings, action: str, **options: Any) -> None:
@@ -193,6 +268,9 @@ async def manage_keys(settings: Settings, action: str, **options: Any) -> None:
     async with AsyncExitStack() as stack:
         keys = ApiKeys(await open_database(settings, stack))
         if action == "create":
+            if options.get("owner_id"):  # an email or an id, of an existing account
+                owner = await Users(keys.database).principal(options["owner_id"])
+                options["owner_id"] = owner.user_id if owner else None
             created = await keys.create(LOCAL_USER, KeyCreate(**options), everyone=True)
             click.echo(created.key)
             click.echo(

@@ -109,6 +109,48 @@ def test_upload_ingest_search_with_citations(api: httpx.Client) -> None:
         assert best["end"] > best["start"]
 
 
+def test_a_title_and_headings_are_found_by_full_text(
+    api: httpx.Client, hearth: Running, base_url: str
+) -> None:
+    """A document's title and section headings are in the full-text index (issue 18): its
+    text never says "Laramie" or "premiere", yet a text search for either finds it, and
+    `explain` (admins only) says how each side ranked each result."""
+    collection = new_collection(api)
+    play = b"# The Laramie Project\n\nA play by Moises Kaufman about a murder in Wyoming.\n\n"
+    play += b"## Premiere\n\nIt opened in Denver in February 2000.\n"
+    wait_done(api, upload(api, collection, "play.md", play).json()["id"])
+    other = b"# Notes\n\nA project plan lists the tasks of the week.\n"
+    wait_done(api, upload(api, collection, "notes.md", other).json()["id"])
+
+    def search(query: str, **body: object) -> httpx.Response:
+        return api.post(
+            f"/collections/{collection}/search", json={"query": query, "mode": "text", **body}
+        )
+
+    titled = search("The Laramie Project").json()["results"]
+    assert titled and titled[0]["title"] == "The Laramie Project", titled
+    assert "explain" not in titled[0]  # only when asked
+    assert "Denver" in search("premiere").json()["results"][0]["text"]
+
+    refused = search("The Laramie Project", explain=True)
+    assert refused.status_code == 403 and "admins" in refused.json()["error"]["message"]
+    admin = create_user(hearth, admin=True)
+    as_admin = {"authorization": f"Bearer {api_key(hearth, admin)}"}
+    url = f"{base_url}/api/collections/{collection}/search"
+    body = {"query": "The Laramie Project", "explain": True}
+    # an admin who may not read the collection gets 404 all the same
+    assert httpx.post(url, json=body, headers=as_admin).status_code == 404
+    grant = api.put(
+        f"/collections/{collection}/grants", json={"principal": admin.id, "permission": "read"}
+    )
+    assert grant.status_code == 204, grant.text
+    explained = httpx.post(url, json=body, headers=as_admin).json()["results"]
+    why = explained[0]["explain"]
+    assert explained[0]["title"] == "The Laramie Project"
+    assert why["vector_rank"] >= 1 and why["text_rank"] == 1
+    assert why["similarity"] > 0 and why["relevance"] > 0 and why["score"] == explained[0]["score"]
+
+
 def test_full_text_matches_any_word_unless_excluding(api: httpx.Client) -> None:
     collection = new_collection(api)
     wait_done(api, upload(api, collection, "guide.md", GUIDE + b"\nfull text").json()["id"])

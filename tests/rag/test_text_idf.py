@@ -1,7 +1,7 @@
 """The full-text side's BM25 against a real PostgreSQL: the per-collection lexeme counts and
-the postings the triggers keep (migrations 0008, 0009), that a rare query word outweighs a
-common one, that counts come only from the collections searched, and that concurrent
-writers do not deadlock."""
+the postings the triggers keep (migrations 0008, 0009; weighted by label since 0014), that
+a rare query word outweighs a common one, that counts come only from the collections
+searched, and that concurrent writers do not deadlock."""
 
 from __future__ import annotations
 
@@ -27,21 +27,26 @@ WITH chunks AS (
     SELECT ch.*, c.number FROM document_chunk ch JOIN collection c ON c.id = ch.collection_id
     WHERE ch.collection_id = ANY(CAST(:collections AS uuid[]))
 ),
+weighted AS (  -- each position counts by its label: title (A) 3, headings (B) 2, body 1
+    SELECT id, collection_id, number, t.lexeme,
+           (SELECT sum(CASE w WHEN 'A' THEN 3 WHEN 'B' THEN 2 ELSE 1 END)
+            FROM unnest(t.weights) w) AS tf
+    FROM chunks, unnest(tsv) t
+),
 recount AS (
     SELECT collection_id, l AS lexeme, count(*) AS chunks
     FROM chunks, unnest(tsvector_to_array(tsv) || ''::text) l
     GROUP BY 1, 2
     UNION ALL
-    SELECT collection_id, ' ', sum(cardinality(t.positions))
-    FROM chunks, unnest(tsv) t GROUP BY 1
+    SELECT collection_id, ' ', sum(tf) FROM weighted GROUP BY 1
 ),
 kept AS (
     SELECT * FROM collection_lexeme WHERE collection_id = ANY(CAST(:collections AS uuid[]))
 ),
 postings AS (
-    SELECT id AS chunk_id, number AS collection, t.lexeme, cardinality(t.positions) AS tf,
-           sum(cardinality(t.positions)) OVER (PARTITION BY id) AS length
-    FROM chunks, unnest(tsv) t
+    SELECT id AS chunk_id, number AS collection, lexeme, tf,
+           sum(tf) OVER (PARTITION BY id) AS length
+    FROM weighted
 ),
 kept_postings AS (
     SELECT p.* FROM chunk_term p JOIN collection c ON c.number = p.collection

@@ -59,3 +59,28 @@ def test_admin_forms_refuse_a_missing_csrf_token(hearth: Running) -> None:
     )
     assert done.status_code == 303
     assert hearth.call(hearth.app.state.users.get(victim.id)).status == "disabled"
+
+
+def test_admins_see_every_collection(hearth: Running) -> None:
+    """A collection nobody shared (here a user's own) is listed for admins, page and API,
+    with its owner's email and size; users get 403."""
+    owner = create_user(hearth)
+    client = signed_in(hearth, owner)
+    made = client.post("/api/collections", json={"name": "private-notes"})
+    assert made.status_code == 201, made.text
+    admin = signed_in(hearth, create_user(hearth, admin=True))
+    page = admin.get("/admin/collections")
+    assert page.status_code == 200
+    assert re.search(
+        rf"<td>private-notes</td><td>{re.escape(owner.email)}</td><td>0</td><td>0</td>", page.text
+    )
+    listed = admin.get("/api/admin/collections").json()
+    (mine,) = [c for c in listed if c["id"] == made.json()["id"]]
+    assert (mine["name"], mine["owner_id"], mine["documents"], mine["chunks"]) == (
+        "private-notes",
+        owner.id,
+        0,
+        0,
+    )
+    assert client.get("/admin/collections").status_code == 403
+    assert client.get("/api/admin/collections").status_code == 403

@@ -129,6 +129,7 @@ class ApiKeys:
             raise Forbidden("You can only create keys for teams you belong to.")
         prefix = f"{PREFIX}-{secrets.token_hex(4)}"
         secret = secrets.token_urlsafe(32)
+        await self._check_exist(body)
         row = ApiKey(
             **body.model_dump(exclude={"owner_id"}),
             prefix=prefix,
@@ -140,6 +141,17 @@ class ApiKeys:
             await session.commit()
             public = KeyPublic.model_validate(row)
         return KeyCreated(**public.model_dump(), key=f"{prefix}-{secret}")
+
+    async def _check_exist(self, body: KeyCreate) -> None:
+        """A key for an owner or a team that does not exist would act for nobody: refused
+        by name (the command line's own "local" owner aside)."""
+        async with self.database.session() as session:
+            if body.owner_id not in (None, LOCAL_USER.user_id) and (
+                await session.get(User, body.owner_id) is None
+            ):
+                raise InvalidRequest(f"no user {body.owner_id}", param="owner_id")
+            if body.team_id is not None and await session.get(Group, body.team_id) is None:
+                raise InvalidRequest(f"no team {body.team_id}", param="team_id")
 
     async def list(self, principal: Principal, *, everyone: bool = False) -> list[KeyPublic]:
         """The caller's keys (or every key, for an administrator), newest first."""

@@ -294,6 +294,34 @@ class Users:
             raise NotFound(f"no user {user_id}")
         return UserPublic.model_validate(user)
 
+    async def principal(self, who: str | None = None) -> Principal | None:
+        """Whom a command acts as: the active account `who` names (an email or an id), or,
+        with no `who`, the first admin; None when there is no account yet. NotFound when
+        `who` names no active account."""
+        groups = (
+            select(func.coalesce(func.array_agg(GroupMember.group_id), []))
+            .where(GroupMember.user_id == User.id)
+            .scalar_subquery()
+        )
+        statement = select(User.id, User.role, User.status, groups)
+        if who is None:
+            statement = statement.where(User.role == "admin", User.status == "active").order_by(
+                User.created_at, User.id
+            )
+        elif "@" in who:
+            statement = statement.where(func.lower(User.email) == who.strip().lower())
+        else:
+            statement = statement.where(User.id == who)
+        async with self.database.session() as session:
+            row = (await session.execute(statement.limit(1))).first()
+        if row is None or row.status != "active":
+            if who is None:
+                return None
+            state = "no account" if row is None else f"the account is {row.status}"
+            raise NotFound(f"cannot act as {who}: {state}")
+        user_id, role, _, group_ids = row
+        return Principal(user_id, tuple(sorted(group_ids)), is_admin=role == "admin")
+
     async def find(self, email: str) -> UserPublic:
         async with self.database.session() as session:
             user = await session.scalar(

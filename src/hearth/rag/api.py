@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from hearth.accounts.auth import CallerDep
 from hearth.engines.protocol import ChatCompletionChunk
-from hearth.errors import InvalidRequest
+from hearth.errors import Forbidden, InvalidRequest
 from hearth.gateway.sse import SSE_HEADERS, sse_events
 from hearth.http.replies import Streamed
 from hearth.rag.schemas import (
@@ -21,6 +21,7 @@ from hearth.rag.schemas import (
     Citation,
     CollectionCreate,
     CollectionPublic,
+    CollectionSummary,
     DocumentPublic,
     GrantCreate,
     GrantPublic,
@@ -51,6 +52,12 @@ async def create_collection(
 async def list_collections(documents: DocumentsDep, caller: CallerDep) -> list[CollectionPublic]:
     """Collections the caller owns or may read."""
     return await documents.list_collections(caller)
+
+
+@router.get("/admin/collections")
+async def all_collections(documents: DocumentsDep, caller: CallerDep) -> list[CollectionSummary]:
+    """Every collection on the site, with its size (administrators)."""
+    return await documents.all_collections(caller)
 
 
 @router.get("/collections/{collection_id}")
@@ -195,7 +202,12 @@ async def _ask_events(
 async def search(
     collection_id: uuid.UUID, body: SearchRequest, documents: DocumentsDep, caller: CallerDep
 ) -> SearchResults:
-    """Hybrid (default), vector or full-text search with citations."""
+    """Hybrid (default), vector or full-text search with citations; `explain` (admins)
+    adds each result's rank on each side and its scores."""
+    if body.explain and not caller.is_admin:
+        raise Forbidden("explain is for admins: leave it out, or ask an admin")
     await documents.get_collection(caller, collection_id)  # 404 rather than silently nothing
-    results = await documents.search(caller, [collection_id], body.query, k=body.k, mode=body.mode)
+    results = await documents.search(
+        caller, [collection_id], body.query, k=body.k, mode=body.mode, explain=body.explain
+    )
     return SearchResults(query=body.query, mode=body.mode, results=results)

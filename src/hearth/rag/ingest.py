@@ -112,7 +112,7 @@ class Ingestor:
                 "ordinal": i,
                 "text": chunk.text,
                 "embedding": vector,
-                "meta": chunk.metadata(),
+                "meta": {**chunk.metadata(), "title": title},
             }
             for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
         ]

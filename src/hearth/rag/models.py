@@ -33,6 +33,17 @@ from hearth.db.base import Base
 # migration and a re-index (Hearth checks this at start-up).
 EMBEDDING_DIMENSIONS = 384
 TEXT_SEARCH_CONFIG = "english"
+# A chunk's full-text vector: its document's title (label A), its section headings (B, less
+# a first heading that repeats the title, as a Markdown `# Title` does) and its text (D).
+CHUNK_TSV = (
+    f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, "
+    "coalesce(metadata ->> 'title', '')), 'A') || "
+    f"setweight(to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, CASE "
+    "WHEN (metadata #>> '{headings,0}') = (metadata ->> 'title') "
+    "THEN (metadata -> 'headings') - 0 "
+    "ELSE coalesce(metadata -> 'headings', '[]'::jsonb) END), 'B') || "
+    f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, text)"
+)
 
 
 class Collection(Base):
@@ -110,11 +121,12 @@ class DocumentChunk(Base):
     # Stored in the row (STORAGE MAIN, toast_tuple_target 4080: migration 0007), not in
     # TOAST as pgvector's default would: every distance computed on a row reads it.
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
-    # page, headings, start/end character offsets in the document's text
+    # page, headings, start/end character offsets in the document's text, and the
+    # document's title (for the full-text index below)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
-    tsv: Mapped[Any] = mapped_column(
-        TSVECTOR, Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}', text)", persisted=True)
-    )
+    # Title (A), headings (B) and text (D): the postings weigh a word by its label
+    # (migration 0014, where this expression is made).
+    tsv: Mapped[Any] = mapped_column(TSVECTOR, Computed(CHUNK_TSV, persisted=True))
 
 
 # HNSW (cosine) over the chunks' vectors in half precision (migration 0010); search.py

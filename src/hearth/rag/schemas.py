@@ -25,6 +25,13 @@ class CollectionPublic(BaseModel):
     created_at: datetime
 
 
+class CollectionSummary(CollectionPublic):
+    """A collection as the admin view lists it: with its size."""
+
+    documents: int
+    chunks: int
+
+
 class GrantCreate(BaseModel):
     principal: str = Field(min_length=1, max_length=200, description="A user id, or `group:<id>`.")
     permission: Literal["read", "write"] = "read"
@@ -60,6 +67,24 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
     k: int = Field(default=8, ge=1, le=100)
     mode: Literal["hybrid", "vector", "text"] = "hybrid"
+    explain: bool = Field(
+        default=False,
+        description="Admins only: give each result its rank on each side and its scores.",
+    )
+
+
+class Explanation(BaseModel):
+    """Why a result ranked where it did."""
+
+    vector_rank: int | None = Field(
+        description="Its rank among the vector side's candidates; null: not among them."
+    )
+    text_rank: int | None = Field(
+        description="Its rank among the full-text side's candidates; null: not among them."
+    )
+    similarity: float | None = Field(description="Cosine similarity to the query.")
+    relevance: float | None = Field(description="BM25 relevance to the query.")
+    score: float = Field(description="The fused score results are ordered by.")
 
 
 class Citation(BaseModel):
@@ -75,6 +100,7 @@ class Citation(BaseModel):
     end: int
     text: str
     score: float
+    explain: Explanation | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class SearchResults(BaseModel):

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hearth.accounts.principal import Principal
 from hearth.rag.models import EMBEDDING_DIMENSIONS, TEXT_SEARCH_CONFIG
-from hearth.rag.schemas import Citation
+from hearth.rag.schemas import Citation, Explanation
 
 EXACT_SCAN_RATIO = 400  # "few" permitted chunks: their number² < this * all chunks (below)
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
@@ -117,7 +117,7 @@ _MANY = "(collection_id IN (SELECT unnest(allowed))) IS TRUE"
 _VECTOR = {
     False: f"""
 vec AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+    SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM (
         SELECT id, embedding <=> v AS distance FROM (
             SELECT id, embedding FROM document_chunk
             WHERE {_MANY}
@@ -126,7 +126,7 @@ vec AS (
 )""",
     True: f"""
 vec AS (
-    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+    SELECT id, distance, row_number() OVER (ORDER BY distance, id) AS rank FROM (
         SELECT id, (embedding <=> v) + 0 AS distance FROM document_chunk
         WHERE {_FEW}
         ORDER BY distance LIMIT p_candidates) nearest
@@ -160,7 +160,7 @@ _PHRASE_OR_NOT = "'!|<[0-9-]+>|&'"  # tsquery operators the postings alone canno
 
 _TEXT = f"""
 txt AS (
-    SELECT id, row_number() OVER (ORDER BY relevance DESC, id) AS rank FROM (
+    SELECT id, relevance, row_number() OVER (ORDER BY relevance DESC, id) AS rank FROM (
         SELECT id, relevance FROM (
             SELECT p.chunk_id AS id,
                    sum(t.weight * p.tf / (p.tf + {_C1!r}::float8 + c2 * p.length)) AS relevance
@@ -195,25 +195,33 @@ SELECT array_agg(f.lexeme ORDER BY f.lexeme),
        {BM25_K1} * {BM25_B} / greatest(max(t.length / greatest(t.n, 1)), 1)
 FROM found f, totals t WHERE f.lexeme NOT IN ('', ' ')"""
 
+# Each result keeps what explains its place: its rank on each side (NULL where that side did
+# not find it among its candidates), its cosine distance and its BM25 relevance.
+_SIDES = {
+    "vector": "rank AS vector_rank, NULL::bigint AS text_rank, distance, NULL::float8 AS relevance",
+    "text": "NULL::bigint AS vector_rank, rank AS text_rank, NULL::float8 AS distance, relevance",
+}
 _FUSED = {
     "hybrid": f"""
 fused AS (
     SELECT coalesce(vec.id, txt.id) AS id,
            coalesce(1.0 / ({RRF_K} + vec.rank), 0) + coalesce(1.0 / ({RRF_K} + txt.rank), 0)
-             AS score
+             AS score,
+           vec.rank AS vector_rank, txt.rank AS text_rank, vec.distance, txt.relevance
     FROM vec FULL OUTER JOIN txt ON vec.id = txt.id
 )""",
-    "vector": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score FROM vec)",
-    "text": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score FROM txt)",
+    "vector": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score, {_SIDES['vector']} FROM vec)",
+    "text": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score, {_SIDES['text']} FROM txt)",
 }
 
 # Ties (equal BM25 scores are common; equal fused scores too) are broken by chunk id on every
 # side, so the order does not depend on where rows happen to sit in the table.
 # Cut to k before fetching the rows' text and documents, not after.
 _SELECT = """,
-best AS (SELECT id, score FROM fused ORDER BY score DESC, id LIMIT p_k)
+best AS (SELECT * FROM fused ORDER BY score DESC, id LIMIT p_k)
 SELECT ch.id, ch.document_id, ch.collection_id, ch.text, ch.metadata::text,
-       d.filename::text, d.title::text, best.score::float8
+       d.filename::text, d.title::text, best.score::float8, best.vector_rank,
+       best.text_rank, (1 - best.distance)::float8, best.relevance::float8
 FROM best
 JOIN document_chunk ch ON ch.id = best.id
 JOIN document d ON d.id = ch.document_id
@@ -258,7 +266,8 @@ CREATE OR REPLACE FUNCTION {FUNCTION}(
     p_mode text, p_collections uuid[], p_user_id text, p_principals text[], p_query text,
     p_strict boolean, p_vector real[], p_k integer, p_candidates integer)
 RETURNS TABLE (id bigint, document_id uuid, collection_id uuid, text text, metadata text,
-               filename text, title text, score float8)
+               filename text, title text, score float8, vector_rank bigint, text_rank bigint,
+               similarity float8, relevance float8)
 LANGUAGE plpgsql STABLE
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -360,8 +369,10 @@ async def search_chunks(
     k: int,
     mode: Literal["hybrid", "vector", "text"],
     candidates: int,
+    explain: bool = False,
 ) -> list[Citation]:
-    """Top `k` chunks for `query` among `collections` that `principal` may read."""
+    """Top `k` chunks for `query` among `collections` that `principal` may read; with
+    `explain`, each says how each side ranked it."""
     arguments = search_parameters(
         principal, collections, query, vector, k=k, mode=mode, candidates=candidates
     )
@@ -395,6 +406,15 @@ async def search_chunks(
                 headings=meta.get("headings", []),
                 start=meta.get("start", 0),
                 end=meta.get("end", 0),
+                explain=Explanation(
+                    vector_rank=row["vector_rank"],
+                    text_rank=row["text_rank"],
+                    similarity=row["similarity"],
+                    relevance=row["relevance"],
+                    score=row["score"],
+                )
+                if explain
+                else None,
             )
         )
     return citations

@@ -29,6 +29,7 @@ from hearth.rag.schemas import (
     Citation,
     CollectionCreate,
     CollectionPublic,
+    CollectionSummary,
     DocumentPublic,
     GrantCreate,
     GrantPublic,
@@ -89,6 +90,36 @@ class Documents:
                 _readable(principal).order_by(Collection.created_at.desc())
             )
             return [CollectionPublic.model_validate(c) for c in rows]
+
+    async def all_collections(self, principal: Principal) -> list[CollectionSummary]:
+        """Every collection on the site, newest first, with its documents and chunks
+        (administrators only: what `hearth ingest` or a departed user left is found here)."""
+        if not principal.is_admin:
+            raise Forbidden("only administrators list every collection")
+        sizes = (
+            select(
+                Document.collection_id,
+                func.count().label("documents"),
+                func.coalesce(func.sum(Document.chunks), 0).label("chunks"),
+            )
+            .group_by(Document.collection_id)
+            .subquery()
+        )
+        statement = (
+            select(Collection, sizes.c.documents, sizes.c.chunks)
+            .outerjoin(sizes, sizes.c.collection_id == Collection.id)
+            .order_by(Collection.created_at.desc(), Collection.id)
+        )
+        async with self.database.session() as session:
+            rows = (await session.execute(statement)).all()
+        return [
+            CollectionSummary(
+                **CollectionPublic.model_validate(c).model_dump(),
+                documents=documents or 0,
+                chunks=chunks or 0,
+            )
+            for c, documents, chunks in rows
+        ]
 
     async def find_collection(self, principal: Principal, name: str) -> CollectionPublic:
         async with self.database.session() as session:
@@ -317,8 +348,10 @@ class Documents:
         *,
         k: int = 8,
         mode: Literal["hybrid", "vector", "text"] = "hybrid",
+        explain: bool = False,
     ) -> list[Citation]:
-        """The `k` best chunks for `query` in those of `collections` the caller may read."""
+        """The `k` best chunks for `query` in those of `collections` the caller may read
+        (with `explain`, each result's ranks and scores on each side)."""
         vector = None if mode == "text" else await self.embedder.embed_query(query)
         async with self.database.session() as session:
             return await search_chunks(
@@ -330,6 +363,7 @@ class Documents:
                 k=k,
                 mode=mode,
                 candidates=self.search_candidates,
+                explain=explain,
             )
 
 

@@ -191,6 +191,15 @@ async def admin_keys(request: Request) -> Response:
     return page(request, "admin_keys.html", {"keys": keys})
 
 
+@router.get("/admin/collections", response_class=HTMLResponse)
+async def admin_collections(request: Request) -> Response:
+    """Every collection, its owner and size: also those made at the command line."""
+    admin = await require_user(request, admin=True)
+    collections = await request.app.state.documents.all_collections(admin.principal)
+    emails = await request.app.state.users.emails(list({c.owner_id for c in collections}))
+    return page(request, "admin_collections.html", {"collections": collections, "emails": emails})
+
+
 @router.post("/admin/keys", response_class=HTMLResponse)
 async def admin_revoke_key(request: Request) -> Response:
     admin = await require_user(request, admin=True)
