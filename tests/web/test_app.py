@@ -277,3 +277,33 @@ def test_documents_answer_with_citations_and_sharing(
     expect(ada.get_by_text("No longer shared.")).to_be_visible()
     expect(ada.get_by_text("Shared with nobody.")).to_be_visible()
     assert bob.goto(collection_url).status == 404
+
+
+def test_api_docs_work_with_the_network_blocked(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    """/docs (Swagger UI) and /redoc render the API from Hearth's own copy of their
+    scripts: every request off the site is blocked, and none but ReDoc's footer logo (an
+    image on its vendor's site, which it cannot be told to drop) is even attempted."""
+    context = browser.new_context()
+    contexts.append(context)
+    elsewhere: list[tuple[str, str]] = []
+
+    def only_the_site(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.url.startswith(site.url):
+            route.continue_()
+        else:
+            elsewhere.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    context.route("**/*", only_the_site)
+    page = context.new_page()
+    page.goto(site.url + "/docs")
+    expect(page).to_have_title("Hearth API")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("OAS 3.1")
+    expect(page.locator(".opblock-summary-path", has_text="/v1/chat/completions")).to_have_count(1)
+    icon = page.request.get(site.url + "/favicon.ico")  # followed to the page's own icon
+    assert icon.ok and icon.headers["content-type"].startswith("image/svg+xml")
+    page.goto(site.url + "/redoc")
+    expect(page.locator(".api-info h1")).to_contain_text("Hearth")  # ReDoc drew it
+    assert [kind for kind, _ in elsewhere if kind != "image"] == [], elsewhere

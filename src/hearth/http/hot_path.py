@@ -24,6 +24,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hearth.http.api_docs import install_api_docs
+
 Endpoint = Callable[[Request], Coroutine[Any, Any, ASGIApp]]
 
 
@@ -37,10 +39,18 @@ class HotRoute:
 
 
 class HearthApp(FastAPI):
-    """FastAPI, with hot routes served outside its middleware stack."""
+    """FastAPI, with hot routes served outside its middleware stack, and API documentation
+    pages that work offline (`api_docs`)."""
 
     _hot: dict[str, HotRoute]
     _hot_stack: ASGIApp | None = None
+
+    def __init__(self, **options: Any) -> None:
+        docs_url = options.pop("docs_url", "/docs")
+        redoc_url = options.pop("redoc_url", "/redoc")
+        super().__init__(**options, docs_url=None, redoc_url=None)
+        if docs_url and redoc_url:
+            install_api_docs(self, docs_url, redoc_url)
 
     def serve_directly(self, routes: list[HotRoute], wrap: Callable[[ASGIApp], ASGIApp]) -> None:
         """Serve POSTs to `routes` inside `wrap` (RequestMiddleware) only."""

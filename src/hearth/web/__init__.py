@@ -4,7 +4,7 @@ styles, nothing fetched from anywhere else. Pages call the same services as `/ap
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from hearth.web._render import STATIC_DIR, SignInRequired, error_page, sign_in_redirect
@@ -12,6 +12,11 @@ from hearth.web.admin_pages import router as admin_router
 from hearth.web.auth_pages import router as auth_router
 from hearth.web.chat_pages import router as chat_router
 from hearth.web.collection_pages import router as collection_router
+
+
+async def _favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever a page links (and so do the API docs)."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 async def _sign_in_required(request: Request, exc: Exception) -> Response:
@@ -25,5 +30,6 @@ def install_web(app: FastAPI) -> None:
     app.include_router(admin_router)
     app.include_router(collection_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.state.error_page = error_page
