@@ -9,12 +9,20 @@ from markupsafe import Markup
 
 
 def bar_chart(
-    points: list[tuple[str, float]], *, title: str, unit: str = "", width: int = 640
+    points: list[tuple[str, float]],
+    *,
+    title: str,
+    unit: str = "",
+    width: int = 640,
+    when_zero: str | None = None,
 ) -> Markup:
-    """A bar per point (label, value), with the largest value on the axis."""
+    """A bar per point (label, value), with the largest value on the axis; `when_zero`, if
+    given, is said instead of drawing a chart whose every bar is 0."""
     height, top, bottom, left = 180, 16, 28, 8
     if not points:
         return Markup(f'<p class="muted">{escape(title)}: nothing yet.</p>')
+    if when_zero is not None and not any(value for _, value in points):
+        return Markup(f'<p class="muted">{escape(when_zero)}</p>')
     peak = max(value for _, value in points) or 1.0
     step = (width - left) / len(points)
     bar = max(step * 0.8, 1.0)

@@ -178,7 +178,12 @@ async def admin_usage(request: Request, days: int = 30) -> Response:
     charts = {
         "requests": bar_chart([(d.label, d.requests) for d in daily], title="Requests per day"),
         "tokens": bar_chart([(d.label, d.tokens) for d in daily], title="Tokens per day"),
-        "cost": bar_chart([(d.label, d.cost) for d in daily], title="Cost per day"),
+        "cost": bar_chart(
+            [(d.label, d.cost) for d in daily],
+            title="Cost per day",
+            when_zero="No priced usage yet: a model's requests cost what its "
+            "input_price and output_price (per million tokens) say; none is set.",
+        ),
     }
     context = {"days": days, "daily": daily, "top": top, "emails": emails, "charts": charts}
     return page(request, "admin_usage.html", context)
@@ -188,7 +193,8 @@ async def admin_usage(request: Request, days: int = 30) -> Response:
 async def admin_keys(request: Request) -> Response:
     admin = await require_user(request, admin=True)
     keys = await request.app.state.keys.list(admin.principal, everyone=True)
-    return page(request, "admin_keys.html", {"keys": keys})
+    emails = await request.app.state.users.emails(list({k.owner_id for k in keys}))
+    return page(request, "admin_keys.html", {"keys": keys, "emails": emails})
 
 
 @router.get("/admin/collections", response_class=HTMLResponse)
