@@ -307,3 +307,32 @@ def test_api_docs_work_with_the_network_blocked(
     page.goto(site.url + "/redoc")
     expect(page.locator(".api-info h1")).to_contain_text("Hearth")  # ReDoc drew it
     assert [kind for kind, _ in elsewhere if kind != "image"] == [], elsewhere
+
+
+def test_a_multi_file_upload_reports_each_file_and_goes_on(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    """A refused file (unsupported type) and a file that fails to parse do not stop the
+    upload: each file gets its own line, and the good one is ingested."""
+    ada = open_page(browser, contexts, site.url + "/login", viewport={"width": 390, "height": 844})
+    sign_in(ada, "ada@example.org")
+    ada.goto(site.url + "/collections")
+    ada.get_by_label("Name").fill("Mixed")
+    ada.get_by_role("button", name="Create collection").click()
+    ready(ada)
+    ada.get_by_label("Files").set_input_files(
+        [
+            {"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ\x90"},
+            {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 cut"},
+            {"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# Notes\n\nKept."},
+        ]
+    )
+    ada.get_by_role("button", name="Upload").click()
+    lines = ada.locator("#upload-status li")
+    expect(lines.nth(2)).to_have_text("notes.md: ready", timeout=60_000)
+    expect(lines.nth(0)).to_contain_text("tool.exe: refused — ")
+    expect(lines.nth(0)).to_have_class("error")
+    expect(lines.nth(1)).to_contain_text("broken.pdf: failed — ")
+    ada.get_by_role("link", name="Show the documents").click()
+    expect(ada.locator("#documents tr[data-status='ready']")).to_contain_text("Notes")
+    assert ada.evaluate("document.documentElement.scrollWidth <= innerWidth")

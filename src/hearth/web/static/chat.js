@@ -1,4 +1,4 @@
-import { ingest } from "./collections.js";
+import { fileReports, ingest } from "./collections.js";
 
 // The chat page's behaviour: send, stream, stop, regenerate, edit, copy; chat menu actions.
 // Text from the model is only ever set as textContent while streaming; the final answer's
@@ -295,7 +295,7 @@ document.getElementById("chat-upload").addEventListener("change", async (event) 
       const created = await (await api("POST", "/api/collections", { name: "My documents" })).json();
       target = created.id;
     }
-    await ingest(target, files, (text) => { uploadStatus.textContent = text; });
+    await ingest(target, files, fileReports(uploadStatus));
     attached.add(target);
     await saveAttached();
     await loadCollections();

@@ -20,24 +20,53 @@ function upload(collectionId, file, onProgress) {
   });
 }
 
+// Uploads every file, then follows each one's ingestion to its end; a file that is refused
+// or fails does not stop the others. `report(i, name, text, failed)` tells file i's state as
+// it changes. Resolves to how many failed.
 export async function ingest(collectionId, files, report) {
-  const documents = [];
-  for (const file of files) {
-    const doc = await upload(collectionId, file, (pct) => report(`${file.name}: uploading ${pct}%`));
-    documents.push(doc);
-  }
-  for (const doc of documents) {
-    let current = doc;
-    while (current.status === "queued" || current.status === "processing") {
-      const progress = current.chunks ? ` (${current.embedded_chunks}/${current.chunks} chunks)` : "";
-      report(`${current.filename}: ${current.status}${progress}`);
-      await new Promise((r) => setTimeout(r, 500));
-      current = await (await fetch(`/api/documents/${doc.id}`)).json();
+  const pending = [];
+  let failed = 0;
+  for (const [i, file] of [...files].entries()) {
+    try {
+      const doc = await upload(collectionId, file, (pct) => report(i, file.name, `uploading ${pct}%`, false));
+      pending.push([i, doc]);
+      report(i, file.name, doc.status, false);
+    } catch (error) {
+      failed += 1;
+      report(i, file.name, `refused — ${error.message}`, true);
     }
-    report(`${current.filename}: ${current.status}${current.error ? ` — ${current.error}` : ""}`);
-    if (current.status === "failed") throw new Error(`${current.filename}: ${current.error}`);
   }
-  return documents;
+  for (const [i, doc] of pending) {
+    let current = doc;
+    try {
+      while (current.status === "queued" || current.status === "processing") {
+        const progress = current.chunks ? ` (${current.embedded_chunks}/${current.chunks} chunks)` : "";
+        report(i, current.filename, `${current.status}${progress}`, false);
+        await new Promise((r) => setTimeout(r, 500));
+        current = await (await fetch(`/api/documents/${doc.id}`)).json();
+      }
+    } catch (error) {
+      current = { ...current, status: "failed", error: error.message };
+    }
+    const bad = current.status === "failed";
+    failed += bad ? 1 : 0;
+    report(i, current.filename, `${current.status}${current.error ? ` — ${current.error}` : ""}`, bad);
+  }
+  return failed;
+}
+
+// One line per file in `list` (a <ul>), kept up to date by `ingest`'s reports.
+export function fileReports(list) {
+  list.replaceChildren();
+  const lines = [];
+  return (i, name, text, failed) => {
+    if (!lines[i]) {
+      lines[i] = document.createElement("li");
+      list.append(lines[i]);
+    }
+    lines[i].textContent = `${name}: ${text}`;
+    lines[i].classList.toggle("error", failed);
+  };
 }
 
 const page = document.getElementById("collection");
@@ -47,12 +76,9 @@ if (page) {
     event.preventDefault();
     const files = document.getElementById("files").files;
     if (!files.length) return;
-    try {
-      await ingest(page.dataset.collectionId, files, (text) => { status.textContent = text; });
-      location.reload();
-    } catch (error) {
-      status.textContent = error.message;
-    }
+    const failed = await ingest(page.dataset.collectionId, files, fileReports(status));
+    if (!failed) location.reload();  // the list of documents shows them all
+    else status.insertAdjacentHTML("beforeend", '<li><a href="">Show the documents</a></li>');
   });
   document.getElementById("upload-button").disabled = false;
   document.documentElement.dataset.ready = "";
