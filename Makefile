@@ -45,11 +45,42 @@ $(VENV)/.llama: pyproject.toml $(VENV)/.torch
 	$(PIP) install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch $(VENV)/.llama
+# llama.cpp's own server (`llama-server`: continuous batching over --parallel slots), which
+# Hearth's CPU engine supervises: built from the llama.cpp source that the pinned
+# llama-cpp-python sdist vendors, with the same CPU flags as the wheel, once per machine and
+# set of flags, into a folder outside the project; then copied into the venv. The only
+# download is the sdist, from the package registry. No git in the sdist, hence the commit
+# given by hand (the vendored llama.cpp's, shown by `llama-server --version`).
+LLAMA_SERVER_FLAGS := -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+  -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_COMMIT=0c1e57098
+LLAMA_SERVER_DIR = $(HOME)/.cache/hearth-llama-server/$(shell echo '$(LLAMA_PIN) $(LLAMA_FLAGS) $(LLAMA_SERVER_FLAGS)' | sha256sum | cut -c1-16)
+LLAMA_SERVER = $(LLAMA_SERVER_DIR)/llama-server
+
+$(VENV)/bin/llama-server: pyproject.toml $(VENV)/.torch
+	@if [ ! -x $(LLAMA_SERVER) ]; then \
+	  set -e; \
+	  command -v cmake >/dev/null && command -v ninja >/dev/null || $(PIP) install --quiet cmake ninja; \
+	  echo "building llama-server from $(LLAMA_PIN)'s llama.cpp: about 12 minutes on two cores"; \
+	  work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	  $(PIP) download --quiet --no-deps --no-binary :all: '$(LLAMA_PIN)' -d $$work/sdist; \
+	  tar -xzf $$work/sdist/*.tar.gz -C $$work; \
+	  export PATH="$(abspath $(VENV))/bin:$$PATH"; \
+	  cmake -S $$work/llama*/vendor/llama.cpp -B $$work/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	    $(LLAMA_FLAGS) $(LLAMA_SERVER_FLAGS) >$$work/build.log 2>&1 \
+	    && ninja -C $$work/build -j$$(nproc) llama-server >>$$work/build.log 2>&1 \
+	    || { tail -40 $$work/build.log; exit 1; }; \
+	  mkdir -p $(LLAMA_SERVER_DIR); \
+	  install -m 0755 $$work/build/bin/llama-server $(LLAMA_SERVER).tmp; \
+	  mv $(LLAMA_SERVER).tmp $(LLAMA_SERVER); \
+	fi
+	install -m 0755 $(LLAMA_SERVER) $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch $(VENV)/.llama $(VENV)/bin/llama-server
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch $(VENV)/.llama
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch $(VENV)/.llama $(VENV)/bin/llama-server
 	$(PIP) install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
@@ -68,12 +99,12 @@ deploy-tools: $(VENV)/.installed-dev
 	@test -x $(CHECKOV) || { $(PYTHON) -m venv $(VENV)/checkov && \
 	  $(VENV)/checkov/bin/pip install --quiet 'checkov==3.3.30'; }
 
-# The container image (deploy/image), built offline with podman from a local Debian base
-# and the llama.cpp wheel above; reused while what goes into it is unchanged.
-image: $(VENV)/.llama
+# The container image (deploy/image), built offline with podman from a local Debian base,
+# the llama.cpp wheel and llama-server above; reused while what goes into it is unchanged.
+image: $(VENV)/.llama $(VENV)/bin/llama-server
 	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
 	  apt-get update -qq && apt-get install -y -qq podman mmdebstrap >/dev/null; }
-	LLAMA_WHEELS=$(LLAMA_WHEELS) deploy/image/build.sh > $(VENV)/.image
+	LLAMA_WHEELS=$(LLAMA_WHEELS) LLAMA_SERVER=$(LLAMA_SERVER) deploy/image/build.sh > $(VENV)/.image
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -22,6 +22,7 @@ OPTIONS = {
     "webapp.py": ["--port-base", "--owui-venv"],
     "ingest_speed.py": ["--port-base", "--owui-venv"],
     "core_speed.py": ["--port-base", "--llama-python"],
+    "engine_concurrency.py": ["--port-base", "--llama-python"],
     "search_speed.py": [],  # no server, no peer: all in one process
     "retrieval_quality.py": [],
 }

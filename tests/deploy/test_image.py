@@ -155,6 +155,8 @@ def test_the_image_is_small_non_root_and_has_no_build_tools(image: Image) -> Non
     assert not (site / "torch").exists() and not (site / "sentence_transformers").exists()
     models = image.root / image.env["HEARTH_MODELS_DIR"].lstrip("/")
     assert list(models.glob("minilm-int8-*.onnx")), "the embedder's ONNX file is built in"
+    # llama.cpp's own server, beside Hearth's Python: the CPU engine batches with it.
+    assert (image.root / "opt/hearth/bin/llama-server").is_file()
     assert image.size < 1.5e9
 
 
@@ -195,6 +197,10 @@ def test_the_engine_answers_a_chat_completion(engine_url: str) -> None:
     assert answer.choices[0].message.content
     vectors = client.embeddings.create(model=DEFAULT_EMBEDDING_MODEL, input="hello")
     assert len(vectors.data[0].embedding) == 384
+    # Served by llama-server (8 slots), not by the one-at-a-time in-process fallback: the
+    # image's read-only root leaves it /tmp for its socket.
+    metrics = httpx.get(f"{engine_url}/metrics").text
+    assert f'hearth_engine_slots{{model="{DEFAULT_CHAT_MODEL}"}} 8.0' in metrics
 
 
 def test_serve_is_healthy_and_ready_against_postgres(

@@ -17,6 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from hearth.config import (
     DEFAULT_CHAT_MODEL,
     DEFAULT_EMBEDDING_MODEL,
+    EmbedderEngineConfig,
+    LlamaCppEngineConfig,
+    LlamaCppModelConfig,
     ModelConfig,
     OpenAIEngineConfig,
     Settings,
@@ -34,8 +37,13 @@ QUESTION = [{"role": "user", "content": "Name a colour."}]
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    # One slot, so that one stream fills the model (llama-server has 8 by default).
+    chat = LlamaCppEngineConfig(models=[LlamaCppModelConfig(name=DEFAULT_CHAT_MODEL, parallel=1)])
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("engine"), engine_api_key=TOKEN, engine_max_waiting=0
+        data_dir=tmp_path_factory.mktemp("engine"),
+        engine_api_key=TOKEN,
+        engine_max_waiting=0,
+        engines=[chat, EmbedderEngineConfig()],
     )
     with running(create_engine_app(settings)) as server:
         yield server

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hearth.engines.protocol import Usage
@@ -110,11 +110,34 @@ class _LoadCollector(Collector):
         slots = GaugeMetricFamily(
             "hearth_engine_slots", "Requests the model serves at once", labels=["model"]
         )
+        speed = GaugeMetricFamily(
+            "hearth_engine_generation_tokens_per_second",
+            "Tokens generated per second over the last 10 s (llama-server engines)",
+            labels=["model"],
+        )
+        prompt = CounterMetricFamily(
+            "hearth_engine_prompt_cache_lookup_tokens",
+            "Prompt tokens of finished requests (llama-server engines)",
+            labels=["model"],
+        )
+        cached = CounterMetricFamily(
+            "hearth_engine_prompt_cache_hit_tokens",
+            "Of those, tokens reused from the engine's prompt cache (not evaluated again)",
+            labels=["model"],
+        )
         for model in self.server.routes.models():
             load = self.server.load(model.name)
             running.add_metric([model.name], load.running or 0)
             waiting.add_metric([model.name], load.waiting or 0)
             slots.add_metric([model.name], load.capacity or 1)
+            stats = self.server.stats(model.name)
+            if stats is not None:
+                speed.add_metric([model.name], stats[0])
+                prompt.add_metric([model.name], stats[1])
+                cached.add_metric([model.name], stats[2])
         yield running
         yield waiting
         yield slots
+        yield speed
+        yield prompt
+        yield cached

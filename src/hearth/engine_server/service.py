@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 from hearth.engine_server.metrics import EngineMetrics, status_of
-from hearth.engines.base import Engine, EngineLoad
+from hearth.engines.base import EngineLoad
 from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -58,16 +58,25 @@ class EngineServer:
         load_of = getattr(deployment.engine, "load_of", None)
         if load_of is not None:
             return load_of(deployment.upstream)  # type: ignore[no-any-return]
-        slots = _slots(deployment.engine)
+        slots = _slots(deployment)
         in_flight = self._in_flight.get(model, 0)
         return EngineLoad(
             running=min(in_flight, slots), waiting=max(0, in_flight - slots), capacity=slots
         )
 
+    def stats(self, model: str) -> tuple[float, int, int] | None:
+        """Tokens/s, prompt tokens and prompt-cache hits, where the engine counts them."""
+        served = self.routes.find(model)
+        if served is None:
+            return None
+        deployment = served.deployments[0]
+        stats_of = getattr(deployment.engine, "stats_of", None)
+        return None if stats_of is None else stats_of(deployment.upstream)  # type: ignore[no-any-return]
+
     def _admit(self, deployment: Deployment) -> None:
         name = deployment.model.name
         in_flight = self._in_flight.get(name, 0)
-        if in_flight >= _slots(deployment.engine) + self.max_waiting:
+        if in_flight >= _slots(deployment) + self.max_waiting:
             self.metrics.rejected.labels(name).inc()
             raise EngineBusy(
                 f"model '{name}' has {in_flight} requests running or waiting; try again shortly"
@@ -177,5 +186,12 @@ def _upstream(request: ChatCompletionRequest, deployment: Deployment) -> ChatCom
     return request.model_copy(update={"model": deployment.upstream})
 
 
-def _slots(engine: Engine) -> int:
-    return int(getattr(engine, "slots", 1))
+def _slots(deployment: Deployment) -> int:
+    """Requests the deployment's engine generates at once for its model: what the engine
+    reports (llama.cpp: its slots), else its `slots` attribute, else one."""
+    load_of = getattr(deployment.engine, "load_of", None)
+    if load_of is not None:
+        capacity = load_of(deployment.upstream).capacity
+        if capacity:
+            return int(capacity)
+    return int(getattr(deployment.engine, "slots", 1))

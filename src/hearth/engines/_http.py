@@ -185,6 +185,7 @@ class HttpEngine(Engine, Generic[_C]):
             connect_timeout=self.config.connect_timeout,
             # Between two reads: a stream may last long, but never stall this long.
             read_timeout=self.config.read_timeout,
+            unix_socket=self._unix_socket(),
         )
         if self._discover:
             try:
@@ -217,6 +218,10 @@ class HttpEngine(Engine, Generic[_C]):
     def _headers(self) -> dict[str, str]:
         """Headers for every request (credentials, say)."""
         return {}
+
+    def _unix_socket(self) -> str | None:
+        """A Unix socket to reach the engine through, instead of base_url's host and port."""
+        return None
 
     @abstractmethod
     async def _fetch_models(self, *, quick: bool) -> list[str]:

@@ -7,6 +7,7 @@ more: GET and POST (not HEAD) with a body in memory; replies delimited by Conten
 chunked encoding or the connection's end; no redirects, cookies, proxies or compression.
 
     client = WireClient(headers={...}, connect_timeout=5, read_timeout=300)
+    # or WireClient(..., unix_socket="/run/x.sock"): every URL's connection goes there
     response = await client.request("POST", url, body, {"Content-Type": "..."})
     body = await response.read()          # or: async for data in response.chunks()
     response.release()                    # read() and chunks() release when they end
@@ -81,6 +82,7 @@ class _Pool:
         self.ssl = (
             (client.ssl_context or ssl.create_default_context()) if scheme == "https" else None
         )
+        self.unix_socket = client.unix_socket
         self.connect_timeout = client.connect_timeout
         self.read_timeout = client.read_timeout
         self.keepalive = client.keepalive
@@ -100,13 +102,18 @@ class _Pool:
         timeout = min(self.connect_timeout, deadline - now)
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await self.loop.create_connection(
-                    lambda: Connection(self),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None,
-                )
+                if self.unix_socket is not None:
+                    _, conn = await self.loop.create_unix_connection(
+                        lambda: Connection(self), self.unix_socket
+                    )
+                else:
+                    _, conn = await self.loop.create_connection(
+                        lambda: Connection(self),
+                        self.host,
+                        self.port,
+                        ssl=self.ssl,
+                        server_hostname=self.host if self.ssl else None,
+                    )
         except TimeoutError as exc:
             raise ConnectTimeout(f"no connection to {self._where} within {timeout:g} s") from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
@@ -138,6 +145,8 @@ class _Pool:
 
     @property
     def _where(self) -> str:
+        if self.unix_socket is not None:
+            return self.unix_socket
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def _sweep(self) -> None:
@@ -221,8 +230,12 @@ class WireClient:
         keepalive: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         max_body: int = MAX_BODY,
+        unix_socket: str | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        # Every connection goes to this Unix socket, whatever the URL's host (which then
+        # only fills the Host header): a child process of Hearth's that listens on no port.
+        self.unix_socket = unix_socket
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive = keepalive

@@ -83,7 +83,8 @@ class Engine(ABC):
 # kind -> "module:Class"; modules are imported only when an engine of that kind is built,
 # so a gateway-only deployment never imports llama.cpp or onnxruntime.
 _KINDS: dict[str, str] = {
-    "llamacpp": "hearth.engines.llamacpp:LlamaCppEngine",
+    # llama-server (many requests at once) where installed, else in-process llama.cpp.
+    "llamacpp": "hearth.engines.llama_server:llamacpp_engine",
     "openai": "hearth.engines.openai:OpenAIEngine",
     "ollama": "hearth.engines.ollama:OllamaEngine",
     "embedder": "hearth.engines.embedder:EmbedderEngine",

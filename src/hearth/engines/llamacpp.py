@@ -1,4 +1,6 @@
-"""In-process llama.cpp engine (llama-cpp-python) for GGUF models on the CPU.
+"""In-process llama.cpp engine (llama-cpp-python) for GGUF models on the CPU: the `llamacpp`
+engine where llama-server is not installed, or with `backend = "in-process"` (llama_server.py
+serves many requests at once; this one, one per model).
 
 A `Llama` object is not reentrant, so each model generates one request at a time on its own
 thread (others queue behind it, as with llama.cpp's own Python server). Generation runs in a
@@ -155,22 +157,7 @@ class LlamaCppEngine(Engine):
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         chunks = [chunk async for chunk in self.chat_stream(request, with_usage=True)]
-        content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        finish = next(
-            (
-                c.choices[0].finish_reason
-                for c in chunks
-                if c.choices and c.choices[0].finish_reason
-            ),
-            None,
-        )
-        return ChatCompletion(
-            id=chunks[0].id,
-            created=chunks[0].created,
-            model=request.model,
-            choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish)],
-            usage=chunks[-1].usage,
-        )
+        return assemble(chunks, request.model)
 
     async def chat_stream(  # type: ignore[override]
         self, request: ChatCompletionRequest, *, with_usage: bool | None = None
@@ -258,6 +245,22 @@ class LlamaCppEngine(Engine):
             waiting=sum(load.waiting or 0 for load in loads),
             capacity=self.slots * max(1, len(loads)),
         )
+
+
+def assemble(chunks: list[ChatCompletionChunk], model: str) -> ChatCompletion:
+    """One completion from a whole stream (its last chunk carrying the usage)."""
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = next(
+        (c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason),
+        None,
+    )
+    return ChatCompletion(
+        id=chunks[0].id,
+        created=chunks[0].created,
+        model=model,
+        choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish)],
+        usage=chunks[-1].usage,
+    )
 
 
 def _load(config: LlamaCppModelConfig) -> Any:
