@@ -96,10 +96,16 @@ def test_key_works_and_is_stored_hashed(replicas: tuple[str, str]) -> None:
 def test_allowed_models(replicas: tuple[str, str]) -> None:
     url = replicas[0]
     key = new_key(url, models=["chat-a"])["key"]
-    assert [m.id for m in sdk(url, key).models.list()] == ["chat-a"]
-    with pytest.raises(openai.PermissionDeniedError) as info:
-        sdk(url, key).chat.completions.create(model="chat-b", messages=HELLO)
-    assert info.value.body["code"] == "model_not_allowed"
+    with sdk(url, key) as client:
+        assert [m.id for m in client.models.list()] == ["chat-a"]
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            client.chat.completions.create(model="chat-b", messages=HELLO)
+        assert info.value.body["code"] == "model_not_allowed"
+        assert client.models.retrieve("chat-a").id == "chat-a"
+        # A model the key may not use is, to it, a model that does not exist (as OpenAI's).
+        with pytest.raises(openai.NotFoundError) as hidden:
+            client.models.retrieve("chat-b")
+        assert hidden.value.body["code"] == "model_not_found"
 
 
 def test_requests_per_minute_across_two_replicas(replicas: tuple[str, str]) -> None:

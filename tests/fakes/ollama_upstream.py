@@ -2,7 +2,7 @@
 
 It speaks Ollama's native API (https://github.com/ollama/ollama/blob/main/docs/api.md):
 /api/chat (JSON, or NDJSON with stream=true, Ollama's default), /api/embed, /api/tags,
-/api/ps and `/`. `tests/engines/test_ollama_engine.py` checks it against the official
+/api/ps, /api/pull and `/`. `tests/engines/test_ollama_engine.py` checks it against the official
 `ollama` SDK. The behaviour of /api/chat and /api/embed is chosen by the request's `model`:
 
     (anything else)  a reply; streamed as `chunk_count` content lines `chunk_delay` seconds
@@ -17,6 +17,9 @@ It speaks Ollama's native API (https://github.com/ollama/ollama/blob/main/docs/a
     bad-ndjson       one good line, then a line that is not JSON
     early-close      two lines, then the response ends without a `done: true` line
     mid-error        one good line, then `{"error": ...}`, as when a runner crashes
+
+/api/pull streams Ollama's progress lines (manifest, one layer in `chunk_count` steps,
+verifying, writing, success), or for a `model` named `missing`, the registry's error line.
 
 The server itself (thread, recording, disconnects) is `tests.fakes._server.FakeServer`.
 """
@@ -70,6 +73,11 @@ class FakeOllama(FakeServer):
         elif path == "/api/embed" and method == "POST":
             if not await self._failed(send, payload["model"]):
                 await self._send_json(send, 200, _embeddings(payload))
+        elif path == "/api/pull" and method == "POST":
+            await self._send_stream(
+                _pull_lines(payload["model"], self.chunk_count), "application/x-ndjson",
+                self.chunk_delay, receive, send,
+            )  # fmt: skip
         elif path == "/api/chat" and method == "POST":
             await self._chat(payload, receive, send)
         else:
@@ -214,3 +222,21 @@ def _embeddings(request: dict[str, Any]) -> dict[str, Any]:
         "load_duration": 1019500,
         "prompt_eval_count": sum(len(text.split()) for text in texts),
     }
+
+
+def _pull_lines(model: str, steps: int) -> list[bytes]:
+    """What Ollama streams while pulling (its registry's error when the model is unknown)."""
+    if model == "missing":
+        return [
+            orjson.dumps({"status": "pulling manifest"}) + b"\n",
+            orjson.dumps({"error": "pull model manifest: file does not exist"}) + b"\n",
+        ]
+    digest, total = "sha256:" + "ab" * 32, 1000 * steps
+    lines = [{"status": "pulling manifest"}]
+    lines += [
+        {"status": f"pulling {digest[7:19]}", "digest": digest, "total": total,
+         "completed": 1000 * (i + 1)}
+        for i in range(steps)
+    ]  # fmt: skip
+    lines += [{"status": s} for s in ("verifying sha256 digest", "writing manifest", "success")]
+    return [orjson.dumps(line) + b"\n" for line in lines]

@@ -24,6 +24,12 @@ def client(base_url: str) -> openai.OpenAI:
 def test_models_lists_default_chat_and_embedding_models(client: openai.OpenAI) -> None:
     ids = {m.id: m.owned_by for m in client.models.list()}
     assert ids == {MODEL: "local", "all-minilm-l6-v2": "local-embeddings"}
+    one = client.models.retrieve(MODEL)
+    assert (one.id, one.object, one.owned_by) == (MODEL, "model", "local")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("org/no-such-model")
+    assert missing.value.body["param"] == "model"
+    assert "'org/no-such-model' does not exist" in missing.value.message
 
 
 def test_chat_answers_with_usage(client: openai.OpenAI) -> None:

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import openai
 
-from hearth.config import DEFAULT_EMBEDDING_MODEL
+from hearth.config import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL
 
 MODEL = DEFAULT_EMBEDDING_MODEL
 
@@ -45,3 +45,19 @@ def test_float_and_base64_agree(base_url: str) -> None:
     assert np.allclose(decoded, floats.json()["data"][0]["embedding"], atol=1e-6)
     assert floats.json()["object"] == "list"
     assert floats.json()["data"][0]["object"] == "embedding"
+
+
+def test_a_model_of_the_other_type_is_a_400_in_plain_english(base_url: str) -> None:
+    chat = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert chat.status_code == 400
+    error = chat.json()["error"]
+    assert error["param"] == "model"
+    assert error["message"] == (f"'{MODEL}' is an embedding model; it cannot serve chat requests")
+    embed = httpx.post(
+        f"{base_url}/v1/embeddings", json={"model": DEFAULT_CHAT_MODEL, "input": "hi"}
+    )
+    assert embed.status_code == 400
+    assert "is a chat model; it cannot serve embedding requests" in embed.json()["error"]["message"]

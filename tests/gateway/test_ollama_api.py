@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import ollama
+import orjson
 import pytest
 
 from hearth.config import ModelConfig, OpenAIEngineConfig, Settings
@@ -146,6 +147,35 @@ def test_bad_requests_are_400_with_ollamas_shape(client: ollama.Client, hearth_u
     with pytest.raises(ollama.ResponseError) as caught:
         client.chat(model="remote-error-400", messages=HI, stream=False)
     assert caught.value.status_code == 400
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_json_body_is_read_whatever_its_content_type(
+    hearth_url: str, content_type: str | None
+) -> None:
+    """As Ollama's own docs send it: `curl http://host/api/chat -d '{...}'` says
+    application/x-www-form-urlencoded; a script may send no content type at all."""
+    body = orjson.dumps({"model": "remote-ok", "messages": HI, "stream": False})
+    headers = {"content-type": content_type} if content_type else {}
+    with httpx.Client() as http:
+        url = f"{hearth_url}/api/chat"
+        request = http.build_request("POST", url, content=body, headers=headers)
+        assert request.headers.get("content-type") == content_type
+        reply = http.send(request)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["message"]["role"] == "assistant" and reply.json()["done"] is True
+    broken = httpx.post(
+        f"{hearth_url}/api/chat", content=b"{not json", headers=headers or {"x": "y"}
+    )
+    assert broken.status_code == 400
+    assert broken.json() == {"error": "invalid JSON in the request body"}
+
+
+def test_a_wrong_method_is_405_in_ollamas_shape(hearth_url: str) -> None:
+    reply = httpx.get(f"{hearth_url}/api/chat")
+    assert reply.status_code == 405
+    assert reply.json() == {"error": "method not allowed"}
+    assert reply.headers["allow"] == "POST"
 
 
 def test_failure_mid_stream_is_an_error_line(client: ollama.Client) -> None:

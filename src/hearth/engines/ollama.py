@@ -141,6 +141,21 @@ class OllamaEngine(HttpEngine[OllamaEngineConfig]):
                     return
         raise UpstreamError(f"engine '{self.name}' ended the stream before its final line")
 
+    async def pull(self, model: str, *, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Have Ollama pull `model` (its own name) from its registry: its progress lines
+        (`{"status": ..., "digest", "total", "completed"}`), ending with "success"; an
+        `{"error": ...}` line ends it too."""
+        payload = {"model": model, "insecure": insecure, "stream": True}
+        async with self._stream(
+            "api/pull", payload, accept="application/x-ndjson", model=model
+        ) as response:
+            async for line in response.aiter_lines():
+                if line.strip():
+                    part = self._loads(line, "pull progress")
+                    if not isinstance(part, dict):
+                        raise UpstreamError(f"engine '{self.name}' sent a malformed pull line")
+                    yield part
+
     async def embed(self, model: str, texts: list[str]) -> Embeddings:
         if not texts:
             return Embeddings(vectors=[], prompt_tokens=0)

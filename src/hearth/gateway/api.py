@@ -22,6 +22,7 @@ from hearth.engines.protocol import (
     ChatCompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
+    ModelCard,
     ModelList,
 )
 from hearth.errors import InvalidRequest
@@ -59,6 +60,12 @@ GatewayDep = Annotated[Gateway, Depends(_gateway)]
 async def list_models(gateway: GatewayDep, caller: KeyCallerDep) -> ModelList:
     """The models this Hearth serves (to this key)."""
     return gateway.list_models(caller)
+
+
+@router.get("/models/{model:path}")
+async def retrieve_model(model: str, gateway: GatewayDep, caller: KeyCallerDep) -> ModelCard:
+    """One model, if this Hearth serves it (to this key); 404 otherwise."""
+    return gateway.model_card(model, caller)
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from hearth import __version__
 from hearth.accounts.api import KeyCallerDep
@@ -32,7 +33,7 @@ from hearth.engines.protocol import (
     ChatCompletionRequest,
     EmbeddingRequest,
 )
-from hearth.errors import HearthError, InvalidRequest, ModelNotFound
+from hearth.errors import HearthError, InvalidRequest, ModelNotFound, NotFound, UpstreamError
 from hearth.gateway.api import GatewayDep, TimingDep
 from hearth.gateway.calls import Timing
 from hearth.gateway.ollama_schemas import (
@@ -43,6 +44,7 @@ from hearth.gateway.ollama_schemas import (
     OllamaGenerateRequest,
     OllamaMessage,
     OllamaOptions,
+    OllamaPullRequest,
     OllamaShowRequest,
 )
 from hearth.gateway.service import Gateway
@@ -65,6 +67,8 @@ class _OllamaRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            if request.method == "POST":
+                _body_is_json(request.scope)
             try:
                 return await handler(request)
             except HearthError as exc:
@@ -84,6 +88,22 @@ class _OllamaRoute(APIRoute):
                 return error_response(outage.status, outage.message, headers)
 
         return route
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A wrong method is refused before the handler above runs: in Ollama's shape too.
+        if self.methods and scope["method"] not in self.methods:
+            allowed = ", ".join(sorted(self.methods))
+            reply = error_response(405, "method not allowed", {"allow": allowed})
+            await reply(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
+
+def _body_is_json(scope: Scope) -> None:
+    """Read a POST body as JSON whatever its content type says, as Ollama does: its own
+    examples use `curl -d '{...}'`, which sends application/x-www-form-urlencoded."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    scope["headers"] = [*headers, (b"content-type", b"application/json")]
 
 
 router = APIRouter(prefix="/api", tags=["ollama"], route_class=_OllamaRoute)
@@ -132,6 +152,53 @@ async def show(body: OllamaShowRequest, gateway: GatewayDep, caller: KeyCallerDe
             "modified_at": entry["modified_at"],
         }
     )
+
+
+@router.post("/pull")
+async def pull(body: OllamaPullRequest, gateway: GatewayDep, caller: KeyCallerDep) -> Response:
+    """Models are configured in Hearth, not pulled; for a model that Ollama engines serve,
+    those engines pull it (progress passed on as NDJSON, or the last line)."""
+    name = _served_name(gateway, body.model or body.name)
+    served = gateway.routes.find(name)
+    if served is None or (caller is not None and not caller.may_use(name)):
+        raise NotFound(
+            f'model "{name}" is not configured in Hearth: models are added to its '
+            "configuration (its engines' model lists), not pulled"
+        )
+    ollamas = [d for d in served.deployments if d.engine.kind == "ollama"]
+    if not ollamas:
+        engine = served.deployments[0].engine
+        raise InvalidRequest(
+            f'model "{name}" is served by Hearth\'s {engine.kind} engine "{engine.name}", '
+            "whose models are configured, not pulled: it is ready to use"
+        )
+    lines = _pulled(ollamas, insecure=body.insecure)
+    if body.stream:
+        return Streamed(lines, media_type=NDJSON)
+    last = b""
+    async for line in lines:
+        last = line
+    reply = orjson.loads(last)
+    if "error" in reply:
+        raise UpstreamError(reply["error"])
+    return _json(reply)
+
+
+async def _pulled(deployments: list[Any], *, insecure: bool) -> AsyncIterator[bytes]:
+    """Each engine's progress in turn; success once all have the model, else the error."""
+    try:
+        for deployment in deployments:
+            async for part in deployment.engine.pull(deployment.upstream, insecure=insecure):
+                if "error" in part:
+                    message = f"engine '{deployment.engine.name}': {part['error']}"
+                    yield orjson.dumps({"error": message}) + b"\n"
+                    return
+                if part.get("status") != "success":
+                    yield orjson.dumps(part) + b"\n"
+    except HearthError as exc:
+        yield orjson.dumps({"error": _message(exc)}) + b"\n"
+        return
+    yield orjson.dumps({"status": "success"}) + b"\n"
 
 
 @router.post("/chat")

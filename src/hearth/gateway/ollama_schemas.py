@@ -78,3 +78,14 @@ class OllamaShowRequest(BaseModel):
 
     model: str = Field(default="", description="The model's name (older clients: `name`).")
     name: str = ""
+
+
+class OllamaPullRequest(BaseModel):
+    """/api/pull: passed on to the Ollama engines that serve the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="", description="The model's name (older clients: `name`).")
+    name: str = ""
+    insecure: bool = Field(default=False, description="Allow a registry without TLS.")
+    stream: bool = True

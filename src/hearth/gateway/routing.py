@@ -88,7 +88,8 @@ class ModelRoutes:
             raise ModelNotFound(name)
         if model.type != type:
             raise InvalidRequest(
-                f"'{name}' is a {model.type} model; it cannot serve {type} requests",
+                f"'{name}' is {'an' if model.type == 'embedding' else 'a'} {model.type} "
+                f"model; it cannot serve {type} requests",
                 param="model",
             )
         return model

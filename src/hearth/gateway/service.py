@@ -30,6 +30,7 @@ from hearth.engines.protocol import (
 from hearth.errors import (
     InvalidRequest,
     ModelNotAllowed,
+    ModelNotFound,
     RateLimited,
 )
 from hearth.gateway.balancer import Balancer, DeploymentCollector
@@ -99,11 +100,19 @@ class Gateway:
         """The models served, or those the caller's key may use."""
         return ModelList(
             data=[
-                ModelCard(id=m.name, owned_by=m.deployments[0].engine.name)
+                self.model_card(m.name)
                 for m in self.routes.models()
                 if caller is None or caller.may_use(m.name)
             ]
         )
+
+    def model_card(self, name: str, caller: Caller | None = None) -> ModelCard:
+        """One model as `list_models` shows it; ModelNotFound if it is not served, or not
+        to this caller's key (as OpenAI answers for a model a key cannot see)."""
+        model = self.routes.find(name)
+        if model is None or (caller is not None and not caller.may_use(name)):
+            raise ModelNotFound(name)
+        return ModelCard(id=model.name, owned_by=model.deployments[0].engine.name)
 
     async def _begin(
         self,
