@@ -41,7 +41,8 @@ from pathlib import Path
 import psutil
 from _procs import Ports, add_port_base, pct, wait_ready
 
-from hearth.engines._llama_server_process import default_threads, find_binary
+from hearth.engines._cpus import default_threads
+from hearth.engines._llama_server_process import find_binary
 from hearth.engines.llamacpp import bundled_model_path
 
 MODEL = "smollm2-135m-instruct"

@@ -81,7 +81,8 @@ class LlamaCppModelConfig(ModelConfig):
     n_threads: int | None = Field(
         default=None,
         ge=1,
-        description="CPU threads for generation (default: half the CPUs, at least one).",
+        description="CPU threads for generation (default: one per physical core, within "
+        "the container's CPU limit).",
     )
     parallel: int = Field(
         default=8,

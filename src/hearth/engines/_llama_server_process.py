@@ -15,7 +15,6 @@ import collections
 import contextlib
 import ctypes
 import logging
-import math
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hearth.config import LlamaCppModelConfig
+from hearth.engines._cpus import default_threads
 from hearth.engines._wire import WireClient, WireError
 from hearth.errors import ConfigError
 
@@ -52,24 +52,6 @@ def find_binary(configured: Path | None) -> Path | None:
         return beside
     found = shutil.which(BINARY)
     return Path(found) if found else None
-
-
-def default_threads() -> int:
-    """Half the CPUs this process may use, at least one: measured fastest on a 2-core
-    machine with 8 streams (bench/engine_concurrency.py), as llama-cpp-python's default.
-    A container's CPU limit counts: a pod limited to 4 CPUs on a 64-core node running 32
-    threads would spend its time throttled."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus // 2)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig
+from hearth.engines._cpus import default_threads
 from hearth.engines.base import Engine, EngineLoad
 from hearth.engines.protocol import (
     AssistantMessage,
@@ -271,7 +272,7 @@ def _load(config: LlamaCppModelConfig) -> Any:
         return Llama(
             model_path=str(config.path),
             n_ctx=config.n_ctx,
-            n_threads=config.n_threads,
+            n_threads=config.n_threads or default_threads(),
             chat_format=config.chat_format,
             verbose=False,
         )
