@@ -147,7 +147,9 @@ def test_a_title_and_headings_are_found_by_full_text(
     explained = httpx.post(url, json=body, headers=as_admin).json()["results"]
     why = explained[0]["explain"]
     assert explained[0]["title"] == "The Laramie Project"
-    assert why["vector_rank"] >= 1 and why["text_rank"] == 1
+    # Both sides found it among their first two (the play has two chunks, both titled).
+    assert 1 <= why["vector_rank"] <= 2 and 1 <= why["text_rank"] <= 2
+    assert 0 < why["score"] <= 1  # half of each side's normalised score
     assert why["similarity"] > 0 and why["relevance"] > 0 and why["score"] == explained[0]["score"]
 
 

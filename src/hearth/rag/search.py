@@ -1,6 +1,7 @@
 """Retrieval in one SQL call: HNSW cosine search restricted to the collections the
 caller may read, fused with full-text search (BM25 over PostgreSQL's lexemes, from
-postings read index-only) by reciprocal rank fusion.
+postings read index-only) by a convex combination of the two sides' min-max-normalised
+scores.
 
 The permission filter is part of the query, not applied afterwards, and pgvector's
 iterative index scan (0.8+) keeps walking the graph until enough rows pass it, so a filter
@@ -22,7 +23,13 @@ from hearth.rag.models import EMBEDDING_DIMENSIONS, TEXT_SEARCH_CONFIG
 from hearth.rag.schemas import Citation, Explanation
 
 EXACT_SCAN_RATIO = 400  # "few" permitted chunks: their number² < this * all chunks (below)
-RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al.)
+# Hybrid's score: VECTOR_WEIGHT * the vector side's normalised similarity + (1 - it) * the
+# full-text side's normalised BM25 relevance, each min-max-normalised over its own
+# candidates (the best 1, the last 0; not among a side's candidates: 0). Equal weights, not
+# tuned to either labelled set: picked by the worst case over both sets and checked on
+# each side's strong queries (bench/RESULTS.md, "fusion"), where it beat reciprocal-rank
+# fusion (k 60) on both sets and on every subset, and weighted reciprocal ranks lost.
+VECTOR_WEIGHT = 0.5
 
 # Set on every pooled connection (so no extra round trip per query): keep scanning the
 # HNSW graph while filtered-out rows are skipped; re-sorting by distance happens below.
@@ -201,17 +208,37 @@ _SIDES = {
     "vector": "rank AS vector_rank, NULL::bigint AS text_rank, distance, NULL::float8 AS relevance",
     "text": "NULL::bigint AS vector_rank, rank AS text_rank, NULL::float8 AS distance, relevance",
 }
+# Each side's score normalised over its candidates: 1 for the best, 0 for the last (1 when
+# they are all equal), from the side's extremes, worked out once per query.
+_NORMALISED = {
+    "vector": "coalesce((v.far - vec.distance) / nullif(v.far - v.near, 0), 1)",
+    "text": "coalesce((txt.relevance - t.low) / nullif(t.high - t.low, 0), 1)",
+}
+_EXTREMES = {
+    "vector": "(SELECT min(distance) AS near, max(distance) AS far FROM vec) v",
+    "text": "(SELECT min(relevance) AS low, max(relevance) AS high FROM txt) t",
+}
 _FUSED = {
     "hybrid": f"""
 fused AS (
     SELECT coalesce(vec.id, txt.id) AS id,
-           coalesce(1.0 / ({RRF_K} + vec.rank), 0) + coalesce(1.0 / ({RRF_K} + txt.rank), 0)
-             AS score,
+           CASE WHEN vec.id IS NULL THEN 0
+                ELSE {VECTOR_WEIGHT!r}::float8 * {_NORMALISED["vector"]} END
+           + CASE WHEN txt.id IS NULL THEN 0
+                  ELSE {1 - VECTOR_WEIGHT!r}::float8 * {_NORMALISED["text"]} END AS score,
            vec.rank AS vector_rank, txt.rank AS text_rank, vec.distance, txt.relevance
-    FROM vec FULL OUTER JOIN txt ON vec.id = txt.id
+    FROM vec FULL OUTER JOIN txt ON vec.id = txt.id, {_EXTREMES["vector"]}, {_EXTREMES["text"]}
 )""",
-    "vector": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score, {_SIDES['vector']} FROM vec)",
-    "text": f"fused AS (SELECT id, 1.0 / ({RRF_K} + rank) AS score, {_SIDES['text']} FROM txt)",
+    "vector": f"""
+fused AS (
+    SELECT id, {_NORMALISED["vector"]} AS score, {_SIDES["vector"]}
+    FROM vec, {_EXTREMES["vector"]}
+)""",
+    "text": f"""
+fused AS (
+    SELECT id, {_NORMALISED["text"]} AS score, {_SIDES["text"]}
+    FROM txt, {_EXTREMES["text"]}
+)""",
 }
 
 # Ties (equal BM25 scores are common; equal fused scores too) are broken by chunk id on every
