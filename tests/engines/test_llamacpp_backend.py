@@ -3,6 +3,7 @@ in-process engine with one warning, or an error naming the binary when it was as
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 from hearth.config import LlamaCppEngineConfig, Settings
 from hearth.engines.llama_server import llamacpp_engine
 from hearth.engines.llamacpp import LlamaCppEngine
-from hearth.errors import ConfigError
+from hearth.engines.protocol import ChatCompletionRequest
+from hearth.errors import ConfigError, InvalidRequest
 
 MISSING = Path("/nonexistent/llama-server")
 
@@ -43,3 +45,20 @@ def test_the_queue_bound_defaults_to_engine_max_waiting(tmp_path: Path) -> None:
     assert llama.max_waiting == 3
     own = LlamaCppEngineConfig(max_waiting=0)
     assert Settings(data_dir=tmp_path, engines=[own]).engines[0].max_waiting == 0
+
+
+def test_in_process_refuses_what_only_llama_server_honours() -> None:
+    engine = LlamaCppEngine(LlamaCppEngineConfig(backend="in-process"))
+    request = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+         "response_format": {"type": "json_object"}, "logprobs": False}
+    )  # fmt: skip
+
+    async def first_chunk() -> None:
+        async for _ in engine.chat_stream(request):
+            break
+
+    with pytest.raises(InvalidRequest) as refused:
+        asyncio.run(first_chunk())
+    assert refused.value.param == "response_format"
+    assert "llama-server backend honours response_format" in refused.value.message

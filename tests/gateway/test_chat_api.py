@@ -3,9 +3,11 @@ real SmolLM2 model in llama.cpp."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
+import ollama
 import openai
 import pytest
 
@@ -175,3 +177,103 @@ def test_server_answers_health_while_generating(base_url: str) -> None:
         started = time.perf_counter()
         assert httpx.get(f"{base_url}/healthz").status_code == 200
         assert time.perf_counter() - started < 0.5
+
+
+COLOUR = {
+    "type": "object",
+    "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]}},
+    "required": ["colour"],
+    "additionalProperties": False,
+}
+
+
+def test_a_json_schema_is_obeyed_by_the_local_engine(client: openai.OpenAI) -> None:
+    """llama.cpp's grammar-constrained sampling: the answer parses and obeys the schema,
+    whatever the small model would have said, streamed or not."""
+    ask = [{"role": "user", "content": "What colour is the sky? Answer in JSON."}]
+    schema = {"type": "json_schema", "json_schema": {"name": "colour", "schema": COLOUR}}
+    for temperature in (0, 1.0):
+        reply = client.chat.completions.create(
+            model=MODEL, messages=ask, max_tokens=40, temperature=temperature,
+            response_format=schema,
+        )  # fmt: skip
+        answer = json.loads(reply.choices[0].message.content)
+        assert set(answer) == {"colour"} and answer["colour"] in ("red", "green", "blue")
+    stream = client.chat.completions.create(
+        model=MODEL, messages=ask, max_tokens=40, response_format=schema, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert json.loads(text)["colour"] in ("red", "green", "blue")
+    plain = client.chat.completions.create(
+        model=MODEL, messages=ask, max_tokens=60, response_format={"type": "json_object"}
+    )
+    if plain.choices[0].finish_reason == "stop":  # cut at max_tokens, it may not have closed
+        assert isinstance(json.loads(plain.choices[0].message.content), dict)
+
+
+def test_logprobs_come_from_llama_cpp(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=HELLO, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3
+    )
+    tokens = reply.choices[0].logprobs.content
+    assert len(tokens) == reply.usage.completion_tokens
+    assert "".join(t.token for t in tokens) == reply.choices[0].message.content
+    for token in tokens:
+        assert token.logprob <= 0 and len(token.top_logprobs) == 3
+        # At temperature 0 the token chosen is the most likely one.
+        assert token.logprob == pytest.approx(max(t.logprob for t in token.top_logprobs))
+    streamed = client.chat.completions.create(
+        model=MODEL, messages=HELLO, max_tokens=5, temperature=0, logprobs=True, stream=True
+    )
+    chunks = [c for c in streamed if c.choices]
+    pieces = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert len(pieces) == 5 and all(t.logprob <= 0 for t in pieces)
+    assert "".join(t.token for t in pieces) == "".join(c.choices[0].delta.content or ""
+                                                       for c in chunks)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+        ("tool_choice", "required"),
+        ("logit_bias", {"42": 5}),
+        ("top_k", 5),
+        ("response_format", {"type": "yaml"}),
+        ("top_logprobs", 2),  # without logprobs: true
+    ],
+)
+def test_what_the_local_engine_cannot_honour_is_a_400_naming_it(
+    client: openai.OpenAI, field: str, value: object
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model=MODEL, messages=HELLO, max_tokens=4, extra_body={field: value}
+        )
+    assert refused.value.param == field, refused.value.message
+    assert field in refused.value.message
+
+
+def test_fields_that_ask_for_nothing_are_honoured(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=HELLO, max_tokens=4,
+        extra_body={"tools": [], "tool_choice": "none", "logprobs": False,
+                    "response_format": {"type": "text"}},
+    )  # fmt: skip
+    assert reply.choices[0].message.content is not None
+
+
+def test_ollamas_format_is_obeyed_and_its_tools_refused_by_the_local_engine(
+    base_url: str,
+) -> None:
+    ask = [{"role": "user", "content": "What colour is grass? Answer in JSON."}]
+    with ollama.Client(host=base_url) as local:
+        reply = local.chat(
+            model=MODEL, messages=ask, format=COLOUR, stream=False, options={"num_predict": 40}
+        )
+        assert json.loads(reply.message.content)["colour"] in ("red", "green", "blue")
+        tool = {"type": "function", "function": {"name": "f", "description": "x",
+                "parameters": {"type": "object", "properties": {}}}}  # fmt: skip
+        with pytest.raises(ollama.ResponseError) as refused:
+            local.chat(model=MODEL, messages=ask, tools=[tool], stream=False)
+    assert refused.value.status_code == 400 and "'tools'" in refused.value.error

@@ -173,13 +173,9 @@ class EngineServer:
         )
 
     def _chat_deployment(self, request: ChatCompletionRequest) -> Deployment:
-        deployment = self.routes.resolve(request.model, "chat")
-        if request.model_extra:
-            # The gateway hands unknown fields on to OpenAI-compatible servers; here they
-            # would reach llama.cpp, which cannot honour them: refused, by name.
-            name = sorted(request.model_extra)[0]
-            raise InvalidRequest(f"'{name}' is not supported by Hearth's local engine", param=name)
-        return deployment
+        # Fields beyond the common ones reach the engine, which honours them or refuses
+        # them by name (hearth.engines.llamacpp.refuse_unsupported), as in `hearth up`.
+        return self.routes.resolve(request.model, "chat")
 
 
 def _upstream(request: ChatCompletionRequest, deployment: Deployment) -> ChatCompletionRequest:

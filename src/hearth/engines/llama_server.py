@@ -39,6 +39,7 @@ from hearth.engines.llamacpp import (
     _messages,
     assemble,
     expand_models,
+    refuse_unsupported,
 )
 from hearth.engines.openai import OpenAIEngine
 from hearth.engines.protocol import (
@@ -49,7 +50,13 @@ from hearth.engines.protocol import (
     StreamOptions,
     Usage,
 )
-from hearth.errors import ConfigError, ContextLengthExceeded, EngineBusy, ModelNotFound
+from hearth.errors import (
+    ConfigError,
+    ContextLengthExceeded,
+    EngineBusy,
+    InvalidRequest,
+    ModelNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -322,14 +329,16 @@ def _count_cache(child: _Child, chunk: ChatCompletionChunk, usage: Usage) -> Non
 def _upstream_request(
     request: ChatCompletionRequest, config: LlamaCppModelConfig
 ) -> ChatCompletionRequest:
-    """What llama-server is asked: the sampling parameters the in-process engine honours
-    (unknown fields are ignored, as there), the model's ceiling and time limit."""
+    """What llama-server is asked: the sampling parameters, JSON output (its grammar-
+    constrained sampling) and log probabilities; any other field is a 400 naming it."""
+    refuse_unsupported(request, HONOURED)
     _check_token_limit(request, config)
     max_tokens = request.token_limit or config.max_tokens
     extra: dict[str, object] = {
         # The answer ends after request_seconds, with finish_reason "length".
         "t_max_predict_ms": int(config.request_seconds * 1000),
     }
+    extra |= _passed_on(request)
     if request.seed is not None:
         # Reusing a cached prompt prefix changes the logits in their last bits, and so
         # the samples: a seeded request evaluates its whole prompt, to be reproducible.
@@ -348,3 +357,49 @@ def _upstream_request(
         frequency_penalty=request.frequency_penalty,
         **extra,
     )
+
+
+# Beyond the common fields: what llama-server honours and Hearth passes on as they are.
+HONOURED = frozenset({"response_format", "logprobs", "top_logprobs"})
+_FORMATS = ("text", "json_object", "json_schema")
+
+
+def _passed_on(request: ChatCompletionRequest) -> dict[str, object]:
+    """`response_format` (JSON, or JSON obeying a schema: llama.cpp turns the schema into a
+    grammar, so every answer parses) and `logprobs` / `top_logprobs`, checked as OpenAI
+    checks them."""
+    extra = request.model_extra or {}
+    passed: dict[str, object] = {}
+    form = extra.get("response_format")
+    if form is not None:
+        kind = form.get("type") if isinstance(form, dict) else None
+        if kind not in _FORMATS:
+            raise InvalidRequest(
+                "response_format.type must be one of " + ", ".join(f"'{f}'" for f in _FORMATS),
+                param="response_format",
+            )
+        if kind == "json_schema":
+            spec = form.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                raise InvalidRequest(
+                    "response_format.json_schema.schema must be a JSON schema (an object)",
+                    param="response_format",
+                )
+        if kind != "text":
+            passed["response_format"] = form
+    logprobs = extra.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise InvalidRequest("logprobs must be true or false", param="logprobs")
+    top = extra.get("top_logprobs")
+    if top is not None:
+        if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20:
+            raise InvalidRequest(
+                "top_logprobs must be an integer from 0 to 20", param="top_logprobs"
+            )
+        if not logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs: true", param="top_logprobs")
+    if logprobs:
+        passed["logprobs"] = True
+        if top:
+            passed["top_logprobs"] = top
+    return passed

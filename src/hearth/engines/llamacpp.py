@@ -48,6 +48,11 @@ from hearth.errors import (
 )
 
 log = logging.getLogger(__name__)
+# What the in-process backend answers for response_format, logprobs and the like, which
+# the llama-server backend honours.
+IN_PROCESS_HINT = (
+    " when it runs in-process; its llama-server backend honours response_format and logprobs"
+)
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _END = object()
@@ -163,6 +168,7 @@ class LlamaCppEngine(Engine):
     async def chat_stream(  # type: ignore[override]
         self, request: ChatCompletionRequest, *, with_usage: bool | None = None
     ) -> AsyncIterator[ChatCompletionChunk]:
+        refuse_unsupported(request, hint=IN_PROCESS_HINT)
         loaded = await self._model(request.model)
         messages = _messages(request)
         params = _sampling(request)
@@ -249,8 +255,15 @@ class LlamaCppEngine(Engine):
 
 
 def assemble(chunks: list[ChatCompletionChunk], model: str) -> ChatCompletion:
-    """One completion from a whole stream (its last chunk carrying the usage)."""
+    """One completion from a whole stream (its last chunk carrying the usage), with the
+    tokens' log probabilities where the stream carried them."""
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    logprobs = [
+        entry
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for entry in c.choices[0].logprobs.get("content") or []
+    ]
     finish = next(
         (c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason),
         None,
@@ -259,7 +272,13 @@ def assemble(chunks: list[ChatCompletionChunk], model: str) -> ChatCompletion:
         id=chunks[0].id,
         created=chunks[0].created,
         model=model,
-        choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish)],
+        choices=[
+            Choice(
+                message=AssistantMessage(content=content),
+                finish_reason=finish,
+                logprobs={"content": logprobs} if logprobs else None,
+            )
+        ],
         usage=chunks[-1].usage,
     )
 
@@ -288,6 +307,31 @@ def _messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
         ]
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="messages") from exc
+
+
+def refuse_unsupported(
+    request: ChatCompletionRequest, honoured: frozenset[str] = frozenset(), hint: str = ""
+) -> None:
+    """A field beyond the common ones (those ChatCompletionRequest declares) that the engine
+    cannot honour is a 400 naming it, never ignored. A field that asks for nothing (null,
+    false, an empty list, `tool_choice: "none"`, `response_format: {"type": "text"}`) is
+    honoured by doing nothing."""
+    for name, value in sorted((request.model_extra or {}).items()):
+        if name in honoured or _asks_nothing(name, value):
+            continue
+        raise InvalidRequest(
+            f"'{name}' is not supported by Hearth's local engine (llama.cpp){hint}", param=name
+        )
+
+
+def _asks_nothing(name: str, value: Any) -> bool:
+    if value is None or value is False or value == [] or value == {}:
+        return True
+    if name == "tool_choice":
+        return value == "none"
+    if name == "response_format":
+        return value == {"type": "text"}
+    return name == "parallel_tool_calls"  # with no tools, nothing to call in parallel
 
 
 def _check_token_limit(request: ChatCompletionRequest, config: LlamaCppModelConfig) -> None:

@@ -55,7 +55,8 @@ class StreamOptions(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     """POST /v1/chat/completions. Unknown fields are kept and passed to OpenAI-compatible
-    upstreams (tools, response_format, ...); the local engine ignores them."""
+    upstreams (tools, response_format, ...); the local engine honours those it can and
+    refuses the others by name."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
