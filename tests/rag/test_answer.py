@@ -181,3 +181,20 @@ def test_v1_naming_a_collection_the_caller_cannot_read_is_404(
             )
         assert refused.value.param == "hearth.collections"
         assert collection in refused.value.message
+
+
+def test_v1_without_a_key_naming_someones_collection_is_401(base_url: str, collection: str) -> None:
+    """On loopback /v1 answers without a key, as the local user, who cannot read another
+    account's collection: a 401 that says a key is needed, never an answer without it."""
+    with openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as keyless:
+        for stream in (False, True):
+            with pytest.raises(openai.AuthenticationError) as refused:
+                keyless.chat.completions.create(
+                    model=DEFAULT_CHAT_MODEL,
+                    messages=[{"role": "user", "content": "How do I reset the boiler?"}],
+                    max_tokens=5,
+                    stream=stream,
+                    extra_body={"hearth": {"collections": [collection]}},
+                )
+            assert refused.value.param == "hearth.collections"
+            assert "API key" in refused.value.message and collection in refused.value.message

@@ -25,7 +25,7 @@ from hearth.engines.protocol import (
     ModelCard,
     ModelList,
 )
-from hearth.errors import InvalidRequest
+from hearth.errors import InvalidRequest, NotFound, Unauthenticated
 from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
 from hearth.gateway.service import Gateway
@@ -66,6 +66,24 @@ async def list_models(gateway: GatewayDep, caller: KeyCallerDep) -> ModelList:
 async def retrieve_model(model: str, gateway: GatewayDep, caller: KeyCallerDep) -> ModelCard:
     """One model, if this Hearth serves it (to this key); 404 otherwise."""
     return gateway.model_card(model, caller)
+
+
+async def _attach(
+    answerer: Any, caller: Caller | None, body: ChatCompletionRequest
+) -> tuple[ChatCompletionRequest, list[Any]]:
+    """Ground the request in its `hearth.collections`, as the key's owner. Without a key
+    (allowed on loopback), only the local user's collections can be read: another's is a
+    401 saying a key is needed, not a bare 404."""
+    try:
+        return await answerer.attach(caller.principal if caller else LOCAL_USER, body)
+    except NotFound as exc:
+        if caller is not None or exc.param != "hearth.collections":
+            raise
+        raise Unauthenticated(
+            f"{exc.message}: without an API key only the local user's collections can be "
+            "read; send the key of an account that may read it",
+            param="hearth.collections",
+        ) from exc
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -120,8 +138,7 @@ async def chat_completions(request: Request) -> JsonReply | EventStream:
     gateway: Gateway = state.gateway
     citations = None
     if body.model_extra and "hearth" in body.model_extra:
-        principal = caller.principal if caller else LOCAL_USER
-        body, found = await state.answerer.attach(principal, body)
+        body, found = await _attach(state.answerer, caller, body)
         citations = [c.model_dump(mode="json") for c in found]
     timing = request_timing(request.scope)
     if not body.stream:
