@@ -336,3 +336,82 @@ def test_a_multi_file_upload_reports_each_file_and_goes_on(
     ada.get_by_role("link", name="Show the documents").click()
     expect(ada.locator("#documents tr[data-status='ready']")).to_contain_text("Notes")
     assert ada.evaluate("document.documentElement.scrollWidth <= innerWidth")
+
+
+WIDE_CULPRITS = (
+    "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
+    " > innerWidth + 1 && getComputedStyle(e).visibility !== 'hidden').slice(0, 5)"
+    ".map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+)
+
+
+def assert_fits(page: Page, what: str) -> None:
+    fits = page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    assert fits, f"{what} scrolls sideways at {page.viewport_size}: {page.evaluate(WIDE_CULPRITS)}"
+
+
+def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    """No page scrolls sideways at 320, 390 or 1280 px, with the longest things a page
+    shows: a long title, a wide table, a long code line, a long link. On a phone the chat
+    list is a drawer that "Chats" opens; on a desktop it stays beside the chat."""
+    ada = open_page(browser, contexts, site.url + "/login", viewport={"width": 390, "height": 844})
+    sign_in(ada, "ada@example.org")
+    ready(ada)
+    wide = (
+        "| " + " | ".join(f"column {i}" for i in range(12)) + " |\n"
+        + "|" + "---|" * 12 + "\n" + "| " + " | ".join("x" * 12 for _ in range(12)) + " |\n\n"
+        + "```\n" + "print('" + "a" * 300 + "')\n```\n\n"
+        + "https://example.org/" + "long-path-segment/" * 20
+    )  # fmt: skip
+    exported = {
+        "title": "A very long chat title that goes on and on about the boiler manual " * 3,
+        "model": "smollm2-135m-instruct",
+        "messages": [
+            {"role": "user", "content": "Show me a wide table " + "and " * 40},
+            {"role": "assistant", "content": wide},
+        ],
+    }
+    csrf = ada.locator("meta[name=csrf-token]").get_attribute("content")
+    imported = ada.request.post(
+        site.url + "/api/chats/import", data=exported, headers={"x-csrf-token": csrf}
+    )
+    assert imported.ok, imported.text()
+    chat_url = f"{site.url}/c/{imported.json()['id']}"
+    collections = ada.request.get(site.url + "/api/collections").json()
+    pages = [
+        "/", chat_url, "/collections", f"/collections/{collections[0]['id']}", "/account",
+        "/admin", "/admin/keys", "/admin/usage", "/admin/collections", "/no-such-page",
+    ]  # fmt: skip
+    visitor = open_page(browser, contexts, site.url + "/login")
+    for width in (320, 390, 1280):
+        for page, urls in ((ada, pages), (visitor, ["/login", "/signup"])):
+            page.set_viewport_size({"width": width, "height": 800})
+            for url in urls:
+                page.goto(url if url.startswith("http") else site.url + url)
+                assert_fits(page, url)
+
+    # The drawer, on a phone.
+    ada.set_viewport_size({"width": 390, "height": 844})
+    ada.goto(chat_url)
+    ready(ada)
+    chats = ada.get_by_role("complementary", name="Chats")
+    toggle = ada.get_by_role("button", name="Chats")
+    expect(chats).not_to_be_visible()
+    expect(ada.get_by_role("button", name="Send")).to_be_visible()
+    box = ada.get_by_role("button", name="Send").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390
+    toggle.click()
+    expect(chats).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    ada.keyboard.press("Escape")
+    expect(chats).not_to_be_visible()
+    toggle.click()
+    chats.get_by_role("link", name="New chat").click()
+    expect(ada).to_have_url(site.url + "/")
+    expect(ada.get_by_role("complementary", name="Chats")).not_to_be_visible()
+    # On a desktop the list is always there and the button is not.
+    ada.set_viewport_size({"width": 1280, "height": 800})
+    expect(ada.get_by_role("complementary", name="Chats")).to_be_visible()
+    expect(ada.get_by_role("button", name="Chats")).not_to_be_visible()

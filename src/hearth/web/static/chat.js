@@ -319,6 +319,25 @@ document.getElementById("import-chat").addEventListener("change", async (event) 
   }
 });
 
+// On a phone the chat list is a drawer: "Chats" opens it; the backdrop, Escape or a chat
+// chosen closes it.
+const drawerToggle = document.getElementById("drawer-toggle");
+function setDrawer(open) {
+  document.body.classList.toggle("drawer-open", open);
+  drawerToggle.setAttribute("aria-expanded", String(open));
+  document.getElementById("drawer-backdrop").hidden = !open;
+  if (open) document.querySelector("#chat-drawer a, #chat-drawer input")?.focus();
+}
+drawerToggle.addEventListener("click", () =>
+  setDrawer(!document.body.classList.contains("drawer-open")));
+document.getElementById("drawer-backdrop").addEventListener("click", () => setDrawer(false));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("drawer-open")) {
+    setDrawer(false);
+    drawerToggle.focus();
+  }
+});
+
 // The composer is inert until this script has wired it (a keypress before would be lost).
 sendButton.disabled = false;
 document.documentElement.dataset.ready = "";
