@@ -13,6 +13,7 @@ import pytest
 
 from hearth.accounts.principal import Principal
 from hearth.chat.schemas import ChatCreate
+from hearth.chat.titles import clean_title
 from tests._accounts import create_user, signed_in
 from tests._server import Running
 
@@ -54,9 +55,10 @@ def test_a_message_streams_an_answer_that_is_stored(alice: httpx.Client) -> None
         ("user", "Say hello in one word."),
         ("assistant", streamed),
     ]
-    # The first question names the chat, and the chat moves to the top of the list.
-    assert alice.get(f"/api/chats/{chat['id']}").json()["title"] == "Say hello in one word."
+    # The chat moves to the top of the list, named by its first question until the model's
+    # own title comes (test_the_model_titles_a_chat_after_its_first_answer).
     assert alice.get("/api/chats").json()["items"][0]["id"] == chat["id"]
+    assert alice.get(f"/api/chats/{chat['id']}").json()["title"] != "New chat"
 
 
 def test_closing_the_stream_stops_and_keeps_the_partial_answer(alice: httpx.Client) -> None:
@@ -216,3 +218,53 @@ def test_nobody_reaches_another_users_chat(hearth: Running, alice: httpx.Client)
         assert cid not in str(intruder.get("/api/chats", params={"q": "secret"}).json())
     assert alice.get(f"/api/chats/{chat['id']}").json()["title"] == "secret"
     assert len(alice.get(f"/api/chats/{chat['id']}/messages").json()["items"]) == 2
+
+
+def _title_of(client: httpx.Client, chat_id: str) -> str:
+    return client.get(f"/api/chats/{chat_id}").json()["title"]
+
+
+def test_the_model_titles_a_chat_after_its_first_answer(
+    hearth: Running, alice: httpx.Client
+) -> None:
+    chat = alice.post("/api/chats", json={}).json()
+    question = "How do I bake sourdough bread at home with my own starter?"
+    got = send(alice, chat["id"], question)
+    assert got[-1][0] == "done"
+    # At once, the question's words; a moment after the answer, the model's title.
+    deadline = time.monotonic() + 60
+    while (title := _title_of(alice, chat["id"])) == question and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert title != question and title != "New chat"
+    assert 0 < len(title) <= 60 and "\n" not in title and not title.endswith(".")
+    # Later exchanges leave it alone.
+    send(alice, chat["id"], "And how long should it rise?")
+    time.sleep(3)
+    assert _title_of(alice, chat["id"]) == title
+    # A title the user gave is never replaced: the model's is set only over the one it
+    # was asked to replace.
+    alice.patch(f"/api/chats/{chat['id']}", json={"title": "Bread"})
+    chats = hearth.app.state.chats
+    principal = Principal(user_id=alice.get("/api/auth/me").json()["id"])
+    set_over_user = hearth.call(
+        chats.retitle(principal, uuid.UUID(chat["id"]), "Sourdough", only_if=title)
+    )
+    assert set_over_user is False and _title_of(alice, chat["id"]) == "Bread"
+    assert hearth.call(chats.retitle(principal, uuid.UUID(chat["id"]), "Loaf", only_if="Bread"))
+    assert _title_of(alice, chat["id"]) == "Loaf"
+
+
+@pytest.mark.parametrize(
+    ("reply", "title"),
+    [
+        ("Baking Sourdough at Home", "Baking Sourdough at Home"),
+        ('Title: "Baking Sourdough at Home."\nIt is about bread.', "Baking Sourdough at Home"),
+        ("**Sourdough basics**", "Sourdough basics"),
+        ("\n\n  Bread   rising times  \n", "Bread rising times"),
+        ("", None),
+        ("...", None),
+        ("x" * 200, None),
+    ],
+)
+def test_a_models_reply_is_cleaned_into_a_title(reply: str, title: str | None) -> None:
+    assert clean_title(reply) == title

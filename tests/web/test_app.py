@@ -102,11 +102,22 @@ def test_chat_streams_is_kept_and_stops_with_escape(
     text = answer.inner_text().strip()
     assert text
     expect(page).to_have_url(f"{site.url}/c/" + page.url.rsplit("/", 1)[-1])
+    # Without a reload, the header and the list name the chat: first after the question,
+    # then by the model's own title, which comes a moment after the answer.
+    header, current = page.locator("#chat-title"), page.locator(".chat-list a[aria-current]")
+    expect(header).not_to_have_text("New chat")
+    expect(page.locator(".chat-list")).not_to_contain_text("No chats yet")
+    expect(current).to_have_text(header.inner_text())
+    page.wait_for_timeout(7000)  # the page reads the title again 2.5 and 6 s after the answer
+    stored = page.request.get(f"{site.url}/api/chats/" + page.url.rsplit("/", 1)[-1]).json()
+    expect(header).to_have_text(stored["title"])
+    expect(current).to_have_text(stored["title"])
+    expect(page).to_have_title(f"{stored['title']} · Hearth")
 
-    # Reloading shows the stored conversation, and the list names it after the question.
+    # Reloading shows the stored conversation under the same name.
     page.reload()
     expect(page.locator(".msg.assistant .body")).to_have_text(text)
-    expect(page.locator(".chat-list a[aria-current]")).to_have_text("Say hello.")
+    expect(page.locator(".chat-list a[aria-current]")).to_have_text(stored["title"])
     ready(page)
     prompt = page.get_by_label("Message")
     prompt.fill("Write a very long story about the sea, at least a thousand words.")

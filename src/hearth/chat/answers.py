@@ -18,7 +18,8 @@ from typing import Any, Literal
 from hearth.accounts.keys import Caller
 from hearth.accounts.principal import Principal
 from hearth.chat.schemas import SAVE_EVERY_SECONDS, MessagePublic
-from hearth.chat.service import Chats
+from hearth.chat.service import Chats, title_from_text
+from hearth.chat.titles import write_title
 from hearth.engines.protocol import ChatCompletionRequest, ChatMessage, StreamOptions
 from hearth.errors import HearthError
 from hearth.gateway.context import (
@@ -44,7 +45,7 @@ class ChatAnswers:
         self.chats = chats
         self.gateway = gateway
         self.answerer = answerer
-        self._saving: set[asyncio.Future[MessagePublic]] = set()
+        self._saving: set[asyncio.Future[Any]] = set()
 
     async def ask(
         self,
@@ -113,7 +114,12 @@ class ChatAnswers:
             stream=True,
             stream_options=StreamOptions(include_usage=True),
         )
-        return self._relay(principal, chat_id, question, request, citations)
+        # The first exchange of a chat still named after its question: the model writes a
+        # title once the answer is complete.
+        placeholder = None
+        if len(history) == 1 and chat.title == title_from_text(question.content):
+            placeholder = chat.title
+        return self._relay(principal, chat_id, question, request, citations, placeholder)
 
     async def _relay(
         self,
@@ -122,6 +128,7 @@ class ChatAnswers:
         question: MessagePublic,
         request: ChatCompletionRequest,
         citations: list[dict[str, Any]],
+        placeholder: str | None = None,
     ) -> AsyncIterator[ChatEvent]:
         # The question goes out at once: the model may take a while to start (a queue).
         yield ChatEvent(
@@ -175,8 +182,25 @@ class ChatAnswers:
             answer = await asyncio.shield(saved)
         if error is not None:
             yield ChatEvent("error", {"message": error, "answer": answer.model_dump(mode="json")})
-        else:
-            yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
+            return
+        if placeholder is not None and status == "complete" and answer.content.strip():
+            title = write_title(
+                self.chats,
+                self.gateway,
+                principal,
+                chat_id,
+                model=request.model,
+                question=question.content,
+                answer=answer.content,
+                placeholder=placeholder,
+            )
+            self._in_background(title)
+        yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._saving.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._saving.discard)
 
     async def _save_while_streaming(self, message_id: int, parts: list[str]) -> None:
         """Every few seconds, the text so far (and a fresh `updated_at`: this replica is

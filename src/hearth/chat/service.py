@@ -114,6 +114,24 @@ class Chats:
             await session.commit()
             return ChatPublic.model_validate(chat)
 
+    async def retitle(
+        self, principal: Principal, chat_id: uuid.UUID, title: str, *, only_if: str
+    ) -> bool:
+        """Set the chat's title if it is still `only_if` (a generated title never replaces
+        one the user gave meanwhile); whether it was set."""
+        async with self.database.session() as session:
+            result = await session.execute(
+                update(Chat)
+                .where(
+                    Chat.id == chat_id,
+                    Chat.owner_id == principal.user_id,
+                    Chat.title == only_if,
+                )
+                .values(title=title)
+            )
+            await session.commit()
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def erase_owner(self, user_id: str) -> None:
         """Delete every chat of an account being deleted (with their messages)."""
         async with self.database.session() as session:
@@ -291,7 +309,7 @@ class Chats:
             session.add(message)
             chat.updated_at = func.now()
             if title_from and chat.title == NEW_CHAT_TITLE:
-                chat.title = _title(title_from)
+                chat.title = title_from_text(title_from)
             await session.commit()
             return MessagePublic.model_validate(message)
 
@@ -387,7 +405,8 @@ def _owned(principal: Principal, chat_id: uuid.UUID):  # type: ignore[no-untyped
     return select(Chat).where(Chat.id == chat_id, Chat.owner_id == principal.user_id)
 
 
-def _title(text: str) -> str:
+def title_from_text(text: str) -> str:
+    """A chat's first title: the first words of its first question."""
     words = " ".join(text.split())
     return words if len(words) <= 60 else words[:57].rstrip() + "…"
 

@@ -105,6 +105,40 @@ async function* events(response) {
   }
 }
 
+// The header and the chat list follow the chat's title without a reload: the first
+// question names the chat at once, and the model's own title comes a moment after the
+// answer (it is asked for once the answer is complete), so it is read again twice.
+function showTitle(chat) {
+  document.getElementById("chat-title").textContent = chat.title;
+  document.title = `${chat.title} · Hearth`;
+  const list = document.querySelector(".chat-list");
+  let link = list.querySelector(`a[href="/c/${chat.id}"]`);
+  if (!link) {
+    list.querySelector("li.muted")?.remove();
+    list.querySelector("a[aria-current]")?.removeAttribute("aria-current");
+    const item = element("li");
+    link = element("a");
+    link.href = `/c/${chat.id}`;
+    link.setAttribute("aria-current", "page");
+    item.append(link);
+    list.prepend(item);
+  }
+  link.textContent = chat.title;
+}
+
+async function followTitle() {
+  const id = chatId;
+  for (const wait of [0, 2500, 6000]) {
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    if (id !== chatId) return;
+    try {
+      showTitle(await (await fetch(`/api/chats/${id}`)).json());
+    } catch {
+      return;  // the title stays as it was; a reload shows the stored one
+    }
+  }
+}
+
 function busy(on) {
   sendButton.hidden = on;
   stopButton.hidden = !on;
@@ -131,6 +165,7 @@ async function converse(method, path, body, { question }) {
         const message = event.type === "done" ? event.data.message : event.data.answer;
         showAnswer(answer, message, event.data.html, answer.citations);
         status.textContent = event.type === "error" ? event.data.message : "";
+        if (event.type === "done") followTitle();
       }
     }
   } catch (error) {
