@@ -374,7 +374,9 @@ def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(
         "| " + " | ".join(f"column {i}" for i in range(12)) + " |\n"
         + "|" + "---|" * 12 + "\n" + "| " + " | ".join("x" * 12 for _ in range(12)) + " |\n\n"
         + "```\n" + "print('" + "a" * 300 + "')\n```\n\n"
-        + "https://example.org/" + "long-path-segment/" * 20
+        + "https://example.org/" + "long-path-segment/" * 20 + "\n\n"
+        + "Inline \\(\\frac{a}{b}\\) and a wide display:\n\n$$\n"
+        + " + ".join(f"x_{{{i}}}^{{2}}" for i in range(40)) + "\n$$\n"
     )  # fmt: skip
     exported = {
         "title": "A very long chat title that goes on and on about the boiler manual " * 3,
@@ -407,6 +409,12 @@ def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(
     ada.set_viewport_size({"width": 390, "height": 844})
     ada.goto(chat_url)
     ready(ada)
+    # The math came as MathML from the server, and the browser laid it out as math: the
+    # fraction's a sits above its b, and the wide display scrolls in its own box.
+    above = ada.locator(".msg.assistant math mfrac mi").nth(0).bounding_box()
+    below = ada.locator(".msg.assistant math mfrac mi").nth(1).bounding_box()
+    assert above is not None and below is not None
+    assert above["y"] + above["height"] <= below["y"] + 1, (above, below)
     chats = ada.get_by_role("complementary", name="Chats")
     toggle = ada.get_by_role("button", name="Chats")
     expect(chats).not_to_be_visible()
