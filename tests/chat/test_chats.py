@@ -268,3 +268,47 @@ def test_the_model_titles_a_chat_after_its_first_answer(
 )
 def test_a_models_reply_is_cleaned_into_a_title(reply: str, title: str | None) -> None:
     assert clean_title(reply) == title
+
+
+def _done(got: list[tuple[str, dict]]) -> dict:
+    assert got[-1][0] == "done", got[-1]
+    return got[-1][1]["message"]
+
+
+def test_a_chat_has_its_own_settings_over_the_sites(hearth: Running, alice: httpx.Client) -> None:
+    """System prompt, temperature and answer length per chat; null takes the site's. The
+    site's answer-length ceiling stops an answer that would run on (a looping model)."""
+    chat = alice.post("/api/chats", json={}).json()
+    assert (chat["system_prompt"], chat["temperature"], chat["max_tokens"]) == (None,) * 3
+    story = "Write a very long story about the sea, at least a thousand words."
+    persona = "You are a pirate who answers in long, florid sentences. " * 10
+    changed = alice.patch(
+        f"/api/chats/{chat['id']}",
+        json={"system_prompt": persona, "temperature": 0.2, "max_tokens": 6},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["max_tokens"] == 6 and changed.json()["temperature"] == 0.2
+    own = _done(send(alice, chat["id"], story))
+    assert own["completion_tokens"] <= 6
+    # The chat's system prompt went to the model: far more prompt tokens than without it.
+    plain = alice.post("/api/chats", json={}).json()
+    admin = signed_in(hearth, create_user(hearth, admin=True))
+    before = admin.get("/api/settings").json()["answer_max_tokens"]
+    try:
+        assert admin.patch("/api/settings", json={"answer_max_tokens": 16}).status_code == 200
+        site = _done(send(alice, plain["id"], story))
+        assert site["completion_tokens"] <= 16 and site["status"] == "complete"
+        assert own["prompt_tokens"] > site["prompt_tokens"] + 80
+    finally:
+        admin.patch("/api/settings", json={"answer_max_tokens": before})
+    # null goes back to the site's; nonsense is a 400 naming the field.
+    reset = alice.patch(f"/api/chats/{chat['id']}", json={"max_tokens": None}).json()
+    assert reset["max_tokens"] is None and reset["system_prompt"] == persona
+    for field, value in (("temperature", 3), ("max_tokens", 0), ("system_prompt", 5)):
+        refused = alice.patch(f"/api/chats/{chat['id']}", json={field: value})
+        assert refused.status_code == 400 and field in refused.text
+    # Export and import keep them.
+    exported = alice.get(f"/api/chats/{chat['id']}/export").json()
+    assert exported["system_prompt"] == persona and exported["temperature"] == 0.2
+    copy = alice.post("/api/chats/import", json=exported).json()
+    assert (copy["system_prompt"], copy["temperature"]) == (persona, 0.2)

@@ -415,6 +415,15 @@ def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(
     below = ada.locator(".msg.assistant math mfrac mi").nth(1).bounding_box()
     assert above is not None and below is not None
     assert above["y"] + above["height"] <= below["y"] + 1, (above, below)
+    # The chat's own settings, from its menu, on a phone.
+    ada.get_by_text("Settings", exact=True).click()
+    ada.get_by_label("Longest answer, in tokens").fill("64")
+    ada.get_by_label("Temperature").fill("0.3")
+    ada.get_by_role("button", name="Save settings").click()
+    expect(ada.get_by_role("status")).to_have_text("Settings saved.")
+    saved = ada.request.get(chat_url.replace("/c/", "/api/chats/")).json()
+    assert (saved["max_tokens"], saved["temperature"], saved["system_prompt"]) == (64, 0.3, None)
+    assert_fits(ada, "the chat with its settings open")
     chats = ada.get_by_role("complementary", name="Chats")
     toggle = ada.get_by_role("button", name="Chats")
     expect(chats).not_to_be_visible()

@@ -35,6 +35,13 @@ class SiteSettings(BaseModel):
     default_model: str | None = Field(default=None, description="Model new chats start with.")
     system_prompt: str = Field(default="", max_length=20_000)
     rag_top_k: int = Field(default=5, ge=1, le=50, description="Passages per answer.")
+    answer_max_tokens: int = Field(
+        default=1024,
+        ge=16,
+        le=32_768,
+        description="Most tokens a chat answer may have unless the chat sets its own: a "
+        "small model that loops stops here (and at its context window, if that is less).",
+    )
 
 
 class SiteSettingsUpdate(Patch):
@@ -45,6 +52,7 @@ class SiteSettingsUpdate(Patch):
     default_model: str | None = Field(default=None, max_length=200)
     system_prompt: str | None = Field(default=None, max_length=20_000)
     rag_top_k: int | None = Field(default=None, ge=1, le=50)
+    answer_max_tokens: int | None = Field(default=None, ge=16, le=32_768)
 
 
 class SiteSettingsStore:

@@ -34,6 +34,26 @@ from hearth.rag.answer import Answerer
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """What a chat that sets nothing of its own answers with (the site's settings)."""
+
+    system_prompt: str = ""
+    k: int = 5  # passages from the chat's collections
+    max_tokens: int = ANSWER_TOKENS
+
+
+DEFAULTS = Defaults()
+
+
+def _answer_ceiling(gateway: Gateway, model: str) -> int | None:
+    """The model's own `max_tokens` ceiling, where its configuration sets one."""
+    served = gateway.routes.find(model)
+    if served is None:
+        return None
+    return getattr(served.deployments[0].model, "max_tokens", None)
+
+
 @dataclass
 class ChatEvent:
     type: Literal["question", "delta", "done", "error"]
@@ -53,14 +73,13 @@ class ChatAnswers:
         chat_id: uuid.UUID,
         content: str,
         *,
-        system_prompt: str = "",
-        k: int = 5,
+        defaults: Defaults = DEFAULTS,
     ) -> AsyncIterator[ChatEvent]:
         """Store the user's message, then answer it."""
         question = await self.chats.add_message(
             principal, chat_id, role="user", content=content, title_from=content
         )
-        return await self._answer(principal, chat_id, question, system_prompt=system_prompt, k=k)
+        return await self._answer(principal, chat_id, question, defaults)
 
     async def regenerate(
         self,
@@ -69,8 +88,7 @@ class ChatAnswers:
         message_id: int,
         *,
         content: str | None = None,
-        system_prompt: str = "",
-        k: int = 5,
+        defaults: Defaults = DEFAULTS,
     ) -> AsyncIterator[ChatEvent]:
         """Answer user message `message_id` again (changed to `content` if given), dropping
         whatever followed it."""
@@ -78,20 +96,26 @@ class ChatAnswers:
             question = await self.chats.truncate(principal, chat_id, from_id=message_id, keep=True)
         else:
             question = await self.chats.edit_message(principal, chat_id, message_id, content)
-        return await self._answer(principal, chat_id, question, system_prompt=system_prompt, k=k)
+        return await self._answer(principal, chat_id, question, defaults)
 
     async def _answer(
         self,
         principal: Principal,
         chat_id: uuid.UUID,
         question: MessagePublic,
-        *,
-        system_prompt: str,
-        k: int,
+        defaults: Defaults,
     ) -> AsyncIterator[ChatEvent]:
         chat, page = await self.chats.open(principal, chat_id, limit=200)
         history = page.items
         window = context_window(self.gateway.routes, chat.model)
+        # The chat's own settings, else the site's; an answer never asks for more than half
+        # the window (the rest is for the conversation) nor more than the model's ceiling.
+        system_prompt = defaults.system_prompt if chat.system_prompt is None else chat.system_prompt
+        answer_tokens = min(chat.max_tokens or defaults.max_tokens, window // 2)
+        ceiling = _answer_ceiling(self.gateway, chat.model)
+        if ceiling is not None:
+            answer_tokens = min(answer_tokens, ceiling)
+        k = defaults.k
         citations: list[dict[str, Any]] = []
         system = system_prompt
         if chat.collection_ids and self.answerer is not None:
@@ -101,11 +125,11 @@ class ChatAnswers:
                 question.content,
                 model=chat.model,
                 k=k,
-                reserve=estimate_tokens(question.content) + ANSWER_TOKENS,
+                reserve=estimate_tokens(question.content) + answer_tokens,
             )
             citations = [c.model_dump(mode="json") for c in grounding.citations]
             system = f"{system_prompt}\n\n{grounding.system}".strip()
-        messages = _fit(history, window - ANSWER_TOKENS - estimate_tokens(system))
+        messages = _fit(history, window - answer_tokens - estimate_tokens(system))
         if system:
             messages.insert(0, ChatMessage(role="system", content=system))
         request = ChatCompletionRequest(
@@ -113,6 +137,8 @@ class ChatAnswers:
             messages=messages,
             stream=True,
             stream_options=StreamOptions(include_usage=True),
+            max_tokens=answer_tokens,
+            temperature=chat.temperature,
         )
         # The first exchange of a chat still named after its question: the model writes a
         # title once the answer is complete.

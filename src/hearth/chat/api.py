@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -13,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from hearth.accounts.auth import CallerDep
 from hearth.accounts.principal import Principal
-from hearth.chat.answers import ChatAnswers, ChatEvent
+from hearth.chat.answers import ChatAnswers, ChatEvent, Defaults
 from hearth.chat.markdown import render_markdown
 from hearth.chat.schemas import (
     ChatCreate,
@@ -113,9 +113,7 @@ async def send_message(
     message and any citations), `delta` (text), then `done` or `error` (the stored answer).
     Closing the connection stops the answer; what was written so far is kept."""
     site = await request.app.state.site.get()
-    events = await _answers(request).ask(
-        caller, chat_id, body.content, system_prompt=site.system_prompt, k=site.rag_top_k
-    )
+    events = await _answers(request).ask(caller, chat_id, body.content, defaults=_defaults(site))
     return _stream(events)
 
 
@@ -126,7 +124,7 @@ async def regenerate(
     """Answer user message `message_id` again, dropping what followed it."""
     site = await request.app.state.site.get()
     events = await _answers(request).regenerate(
-        caller, chat_id, message_id, system_prompt=site.system_prompt, k=site.rag_top_k
+        caller, chat_id, message_id, defaults=_defaults(site)
     )
     return _stream(events)
 
@@ -142,8 +140,7 @@ async def edit_message(
         chat_id,
         message_id,
         content=body.content,
-        system_prompt=site.system_prompt,
-        k=site.rag_top_k,
+        defaults=_defaults(site),
     )
     return _stream(events)
 
@@ -219,3 +216,10 @@ def _stream(events: AsyncIterator[ChatEvent]) -> StreamingResponse:
             await events.aclose()  # type: ignore[attr-defined]
 
     return Streamed(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _defaults(site: Any) -> Defaults:
+    """The site's settings (admin settings), as a chat without its own answers with them."""
+    return Defaults(
+        system_prompt=site.system_prompt, k=site.rag_top_k, max_tokens=site.answer_max_tokens
+    )

@@ -25,14 +25,28 @@ class ChatCreate(BaseModel):
     collection_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
 
 
-class ChatUpdate(Patch):
+class ChatSettings(BaseModel):
+    """A chat's own settings; null (or left out) takes the site's default."""
+
+    system_prompt: str | None = Field(
+        default=None, max_length=20_000, description="Instead of the site's system prompt."
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=32_768, description="Most tokens an answer may have."
+    )
+
+
+class ChatUpdate(Patch, ChatSettings):
+    nullable = frozenset({"system_prompt", "temperature", "max_tokens"})  # null: the default
+
     title: str | None = Field(default=None, min_length=1, max_length=300)
     model: str | None = Field(default=None, max_length=200)
     archived: bool | None = None
     collection_ids: list[uuid.UUID] | None = Field(default=None, max_length=20)
 
 
-class ChatPublic(BaseModel):
+class ChatPublic(ChatSettings):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -82,8 +96,8 @@ class MessageCreate(BaseModel):
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
-class ChatExport(BaseModel):
-    """A chat as JSON: what export writes and import reads."""
+class ChatExport(ChatSettings):
+    """A chat as JSON: what export writes and import reads (its settings with it)."""
 
     title: str = Field(max_length=300)
     model: str = Field(max_length=200)

@@ -364,7 +364,13 @@ class Chats:
                 for m in rows
             ]
         return ChatExport(
-            title=chat.title, model=chat.model, created_at=chat.created_at, messages=messages
+            title=chat.title,
+            model=chat.model,
+            created_at=chat.created_at,
+            messages=messages,
+            system_prompt=chat.system_prompt,
+            temperature=chat.temperature,
+            max_tokens=chat.max_tokens,
         )
 
     async def import_chat(self, principal: Principal, data: ChatExport) -> ChatPublic:
@@ -376,6 +382,9 @@ class Chats:
             model=data.model,
             archived=False,
             collection_ids=[],
+            system_prompt=data.system_prompt,
+            temperature=data.temperature,
+            max_tokens=data.max_tokens,
         )
         async with self.database.session() as session:
             session.add(chat)

@@ -152,6 +152,7 @@ async def admin_action(request: Request) -> Response:
                     default_model=form.get("default_model") or None,
                     system_prompt=form.get("system_prompt", ""),
                     rag_top_k=int(form.get("rag_top_k") or 5),
+                    answer_max_tokens=int(form.get("answer_max_tokens") or 1024),
                 )
             )
         else:

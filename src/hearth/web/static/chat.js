@@ -354,6 +354,24 @@ document.getElementById("import-chat").addEventListener("change", async (event) 
   }
 });
 
+// The chat's own settings; an empty field goes back to the site's default (null).
+document.getElementById("settings-form")?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const fields = event.target.elements;
+  const number = (field) => (field.value.trim() === "" ? null : Number(field.value));
+  try {
+    await api("PATCH", `/api/chats/${chatId}`, {
+      system_prompt: fields.system_prompt.value.trim() === "" ? null : fields.system_prompt.value,
+      temperature: number(fields.temperature),
+      max_tokens: number(fields.max_tokens),
+    });
+    status.textContent = "Settings saved.";
+    document.getElementById("chat-settings").open = false;
+  } catch (error) {
+    status.textContent = `Settings not saved: ${error.message}`;
+  }
+});
+
 // On a phone the chat list is a drawer: "Chats" opens it; the backdrop, Escape or a chat
 // chosen closes it.
 const drawerToggle = document.getElementById("drawer-toggle");
