@@ -312,3 +312,19 @@ def test_a_chat_has_its_own_settings_over_the_sites(hearth: Running, alice: http
     assert exported["system_prompt"] == persona and exported["temperature"] == 0.2
     copy = alice.post("/api/chats/import", json=exported).json()
     assert (copy["system_prompt"], copy["temperature"]) == (persona, 0.2)
+
+
+def test_what_does_not_fit_the_window_is_said_not_dropped_silently(alice: httpx.Client) -> None:
+    """SmolLM2's window is 2,048 tokens: a 9,000-character question is cut at its start,
+    and the next answer leaves it out; the question event says so both times."""
+    chat = alice.post("/api/chats", json={}).json()
+    alice.patch(f"/api/chats/{chat['id']}", json={"max_tokens": 8})
+    long = "word " * 1800 + "What is the last word?"
+    first = send(alice, chat["id"], long)
+    context = first[0][1]["context"]
+    assert first[0][0] == "question" and context["dropped"] == 0
+    assert 0 < context["cut"] < len(long)
+    second = send(alice, chat["id"], "Say hi.")
+    assert second[0][1]["context"] == {"dropped": 1, "cut": 0}  # the long question
+    third = alice.post("/api/chats", json={}).json()
+    assert "context" not in send(alice, third["id"], "Say hi.")[0][1]  # all of it fitted

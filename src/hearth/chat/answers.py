@@ -129,7 +129,8 @@ class ChatAnswers:
             )
             citations = [c.model_dump(mode="json") for c in grounding.citations]
             system = f"{system_prompt}\n\n{grounding.system}".strip()
-        messages = _fit(history, window - answer_tokens - estimate_tokens(system))
+        fitted = _fit(history, window - answer_tokens - estimate_tokens(system))
+        messages = fitted.messages
         if system:
             messages.insert(0, ChatMessage(role="system", content=system))
         request = ChatCompletionRequest(
@@ -145,7 +146,9 @@ class ChatAnswers:
         placeholder = None
         if len(history) == 1 and chat.title == title_from_text(question.content):
             placeholder = chat.title
-        return self._relay(principal, chat_id, question, request, citations, placeholder)
+        return self._relay(
+            principal, chat_id, question, request, citations, placeholder, fitted.context()
+        )
 
     async def _relay(
         self,
@@ -155,10 +158,17 @@ class ChatAnswers:
         request: ChatCompletionRequest,
         citations: list[dict[str, Any]],
         placeholder: str | None = None,
+        context: dict[str, int] | None = None,
     ) -> AsyncIterator[ChatEvent]:
         # The question goes out at once: the model may take a while to start (a queue).
         yield ChatEvent(
-            "question", {"message": question.model_dump(mode="json"), "citations": citations}
+            "question",
+            {
+                "message": question.model_dump(mode="json"),
+                "citations": citations,
+                # What did not fit in the model's window (absent when everything did).
+                **({"context": context} if context else {}),
+            },
         )
         parts: list[str] = []
         usage = None
@@ -266,21 +276,38 @@ class ChatAnswers:
         )
 
 
-def _fit(history: list[MessagePublic], budget: int) -> list[ChatMessage]:
+@dataclass(frozen=True)
+class Fitted:
+    """The prompt's messages, and what did not fit in the window: said to the user, never
+    dropped silently."""
+
+    messages: list[ChatMessage]
+    dropped: int = 0  # earlier messages left out
+    cut: int = 0  # characters cut from the start of the question (longer than the window)
+
+    def context(self) -> dict[str, int]:
+        return {"dropped": self.dropped, "cut": self.cut} if self.dropped or self.cut else {}
+
+
+def _fit(history: list[MessagePublic], budget: int) -> Fitted:
     """The latest messages that fit in `budget` tokens, oldest first; failed answers and
-    empty stopped ones are left out of the prompt."""
+    empty stopped ones are left out of the prompt (and not counted as dropped)."""
+    usable = [
+        m
+        for m in history
+        if not (m.role == "assistant" and (m.status == "failed" or not m.content))
+    ]
     kept: list[ChatMessage] = []
-    for message in reversed(history):
-        if message.role == "assistant" and (message.status == "failed" or not message.content):
-            continue
+    cut = 0
+    for message in reversed(usable):
         content, cost = message.content, estimate_tokens(message.content)
         if cost > budget:
             if kept:
                 break
             # The question alone is longer than the window: keep its end.
             content = content[-max(budget, 64) * CHARS_PER_TOKEN :]
-            cost = budget
+            cut, cost = len(message.content) - len(content), budget
         budget -= cost
         kept.append(ChatMessage(role=message.role, content=content))  # type: ignore[arg-type]
     kept.reverse()
-    return kept
+    return Fitted(kept, dropped=len(usable) - len(kept), cut=cut)

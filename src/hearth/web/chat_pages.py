@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hearth.chat.markdown import highlight_css
+from hearth.gateway.context import context_window
 from hearth.web._render import page, require_user
 
 router = APIRouter(include_in_schema=False)
@@ -72,6 +73,8 @@ async def _chat_page(
             "chat": chat,
             "messages": messages,
             "models": served,
+            # Each model's window, so the page can warn before sending what will not fit.
+            "windows": {name: context_window(state.routes, name) for name in served},
             "model": chat.model if chat else default,  # type: ignore[possibly-undefined]
             "q": q,
         },

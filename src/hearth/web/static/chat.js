@@ -139,6 +139,32 @@ async function followTitle() {
   }
 }
 
+// What did not fit in the model's window, said where it happened (the server fits the
+// conversation; this only tells).
+function showContextNote(message, { dropped, cut }) {
+  const parts = [];
+  if (cut) parts.push(`the first ${cut.toLocaleString()} characters of this message were cut`);
+  if (dropped) parts.push(`${dropped} earlier message${dropped === 1 ? " was" : "s were"} left out`);
+  const note = element("p", "note", `Longer than the model's window: ${parts.join(", and ")}.`);
+  message?.append(note);
+}
+
+// Before sending: a message longer than the model's window will be cut; say so while
+// typing (an estimate, at the server's own rate of characters per token).
+const CHARS_PER_TOKEN = 3;
+const composerNote = document.getElementById("composer-note");
+function checkLength() {
+  const size = Number(model.selectedOptions[0]?.dataset.window || 0);
+  const tokens = Math.ceil(prompt.value.length / CHARS_PER_TOKEN);
+  const room = Math.floor(size / 2);
+  composerNote.hidden = !size || tokens <= room;
+  composerNote.textContent = composerNote.hidden ? "" :
+    `About ${tokens.toLocaleString()} tokens: ${model.value} reads about ${room.toLocaleString()} ` +
+    "beside its answer, so the start of this message will be cut.";
+}
+prompt.addEventListener("input", checkLength);
+model.addEventListener("change", checkLength);
+
 function busy(on) {
   sendButton.hidden = on;
   stopButton.hidden = !on;
@@ -155,6 +181,7 @@ async function converse(method, path, body, { question }) {
     for await (const event of events(response)) {
       if (event.type === "question") {
         if (question) question.dataset.id = event.data.message.id;
+        if (event.data.context) showContextNote(question || log.lastElementChild, event.data.context);
         answer = messageNode("assistant", "");
         answer.scrollIntoView({ block: "end" });
         answer.citations = event.data.citations;
