@@ -12,6 +12,8 @@ The behaviour of /v1/chat/completions is chosen by the request's `model`:
     bad-json      200 with a body that is not JSON
     bad-sse       one good chunk, then a `data:` line that is not JSON
     early-close   two chunks, then the response ends without [DONE]
+    loop          a sentence, then "A: " over and over (`chunk_count` times), as a small
+                  model that loops
 
 Whatever the model, these attributes change how the server behaves (for failover tests):
 
@@ -139,7 +141,10 @@ class FakeOpenAIUpstream(FakeServer):
             delay = self.slow_delay
         elif model == "early-close":
             count, done = 2, False
-        events = [_sse(_chunk(model, f"tok{i} ", role=i == 0)) for i in range(count)]
+        pieces = [f"tok{i} " for i in range(count)]
+        if model == "loop":
+            pieces = ["Here is how: ", *["A: "] * max(count - 1, 0)]
+        events = [_sse(_chunk(model, piece, role=i == 0)) for i, piece in enumerate(pieces)]
         events.append(_sse(_chunk(model, None, finish="stop")))
         if (request.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 5, "completion_tokens": count, "total_tokens": 5 + count}

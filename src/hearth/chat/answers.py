@@ -192,6 +192,7 @@ class ChatAnswers:
             chunks = await self.gateway.chat_stream(
                 request, Caller.for_user(principal), session=str(chat_id)
             )
+            looping = False
             async for chunk in chunks:
                 if chunk.usage:
                     usage = chunk.usage
@@ -199,7 +200,13 @@ class ChatAnswers:
                     if choice.delta.content:
                         parts.append(choice.delta.content)
                         yield ChatEvent("delta", {"text": choice.delta.content})
-            status = "complete"
+                if len(parts) % _LOOP_CHECK_EVERY == 0 and repeating(parts):
+                    looping = True
+                    break
+            # Still "stopped" if the browser left (this generator is closed at a yield).
+            status = "stopped" if looping else "complete"
+            if looping:
+                error = "Stopped: the model kept repeating itself."
         except HearthError as exc:
             status, error = "failed", exc.message
         finally:
@@ -216,10 +223,8 @@ class ChatAnswers:
             self._saving.add(saved)  # the loop holds tasks weakly
             saved.add_done_callback(self._saving.discard)
             answer = await asyncio.shield(saved)
-        if error is not None:
-            yield ChatEvent("error", {"message": error, "answer": answer.model_dump(mode="json")})
-            return
-        if placeholder is not None and status == "complete" and answer.content.strip():
+        # Titled from any answer with text (one the guard stopped too), not a failed one.
+        if placeholder is not None and status != "failed" and answer.content.strip():
             title = write_title(
                 self.chats,
                 self.gateway,
@@ -231,6 +236,9 @@ class ChatAnswers:
                 placeholder=placeholder,
             )
             self._in_background(title)
+        if error is not None:
+            yield ChatEvent("error", {"message": error, "answer": answer.model_dump(mode="json")})
+            return
         yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
 
     def _in_background(self, work: Any) -> None:
@@ -274,6 +282,26 @@ class ChatAnswers:
             completion_tokens=usage.completion_tokens if usage else None,
             error=error,
         )
+
+
+# The repetition guard: a small model that loops ("A: A: A: ...", one sentence again and
+# again) is stopped once the end of its answer is the same short stretch repeated: the
+# last _LOOP_SPAN characters have a period of at most _LOOP_PERIOD characters.
+_LOOP_SPAN = 600
+_LOOP_PERIOD = 200
+_LOOP_CHECK_EVERY = 16  # chunks
+
+
+def repeating(parts: list[str]) -> bool:
+    """Whether the text so far ends in one stretch of at most _LOOP_PERIOD characters
+    repeated over its last _LOOP_SPAN (three times at least)."""
+    tail = "".join(parts[-_LOOP_SPAN:])[-_LOOP_SPAN:]
+    if len(tail) < _LOOP_SPAN:
+        return False
+    for period in range(1, _LOOP_PERIOD + 1):
+        if tail[period:] == tail[:-period]:
+            return True
+    return False
 
 
 @dataclass(frozen=True)

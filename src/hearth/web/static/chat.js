@@ -192,7 +192,7 @@ async function converse(method, path, body, { question }) {
         const message = event.type === "done" ? event.data.message : event.data.answer;
         showAnswer(answer, message, event.data.html, answer.citations);
         status.textContent = event.type === "error" ? event.data.message : "";
-        if (event.type === "done") followTitle();
+        followTitle();  // the question named the chat whatever became of the answer
       }
     }
   } catch (error) {
