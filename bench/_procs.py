@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -182,3 +183,45 @@ def start_fast_upstream(work: Path, port: int) -> tuple[Service, int]:
     )
     wait_ready(f"http://127.0.0.1:{port}/v1/models", service.popen, time.monotonic())
     return service, port
+
+
+# Loopback requests never go through a proxy the environment may name.
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class Streamed:
+    """One streamed chat completion as the client saw it (perf_counter times)."""
+
+    sent: float
+    first: float | None  # the first content chunk
+    end: float
+    chunks: int  # content chunks
+    tokens: int  # completion tokens: the server's usage, else the chunks counted
+
+
+def stream_chat(
+    base: str, body: dict, headers: dict[str, str] | None = None, timeout: float = 300
+) -> Streamed:
+    """POST a streaming /v1/chat/completions and read its events as they come (urllib
+    raises for a status over 399)."""
+    request = urllib.request.Request(
+        f"{base}/v1/chat/completions",
+        data=json.dumps({**body, "stream": True}).encode(),
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    sent = time.perf_counter()
+    first, chunks, usage = None, 0, None
+    with LOOPBACK.open(request, timeout=timeout) as resp:
+        for raw in resp:
+            line = raw.decode().rstrip("\r\n")
+            if not line.startswith("data: {"):
+                continue
+            data = json.loads(line[6:])
+            if data.get("usage"):
+                usage = data["usage"]
+            if data.get("choices") and data["choices"][0]["delta"].get("content"):
+                chunks += 1
+                first = first or time.perf_counter()
+    tokens = usage["completion_tokens"] if usage else chunks
+    return Streamed(sent, first, time.perf_counter(), chunks, tokens)

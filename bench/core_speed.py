@@ -22,7 +22,6 @@ Run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -30,16 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
-from _procs import Ports, add_port_base, wait_ready
+from _procs import Ports, add_port_base, stream_chat, wait_ready
 
 from hearth.engines.llamacpp import bundled_model_path
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
-_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
 
 def start_hearth(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
@@ -115,29 +112,8 @@ def stream_once(base: str, model: str, max_tokens: int) -> dict[str, float]:
         "messages": [{"role": "user", "content": PROMPT}],
         "stream_options": {"include_usage": True},
     }
-    request = urllib.request.Request(
-        f"{base}/v1/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json"},
-    )
-    sent = time.perf_counter()
-    first = None
-    chunks = 0
-    usage = None
-    # urllib raises for a status over 399; iterating reads line by line as the events come.
-    with _LOOPBACK.open(request, timeout=300) as resp:
-        for raw in resp:
-            line = raw.decode().rstrip("\r\n")
-            if not line.startswith("data: {"):
-                continue
-            data = json.loads(line[6:])
-            if data.get("usage"):
-                usage = data["usage"]
-            if data.get("choices") and data["choices"][0]["delta"].get("content"):
-                chunks += 1
-                first = first or time.perf_counter()
-    end = time.perf_counter()
-    tokens = usage["completion_tokens"] if usage else chunks
+    streamed = stream_chat(base, body)
+    sent, first, end, tokens = streamed.sent, streamed.first, streamed.end, streamed.tokens
     assert first is not None, "no content streamed"
     return {
         "ttft_ms": (first - sent) * 1000,

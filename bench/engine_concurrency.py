@@ -35,11 +35,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
-from _procs import Ports, add_port_base, pct, wait_ready
+from _procs import Ports, add_port_base, pct, stream_chat, wait_ready
 
 from hearth.engines._cpus import default_threads
 from hearth.engines._llama_server_process import find_binary
@@ -48,7 +47,6 @@ from hearth.engines.llamacpp import bundled_model_path
 MODEL = "smollm2-135m-instruct"
 PROMPT = "Write a long story about a lighthouse keeper and storm number {n}."
 N_CTX = 2048
-_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
 
 def start(args: list[str], env: dict[str, str], ready: str, log: Path) -> subprocess.Popen:
@@ -143,26 +141,9 @@ def stream_once(base: str, headers: dict[str, str], n: int, max_tokens: int) -> 
         "messages": [{"role": "user", "content": PROMPT.format(n=n)}],
         "stream_options": {"include_usage": True},
     }
-    request = urllib.request.Request(
-        f"{base}/v1/chat/completions",
-        data=json.dumps(body).encode(),
-        headers={"content-type": "application/json", **headers},
-    )
-    sent = time.perf_counter()
-    first, chunks, usage = None, 0, None
-    with _LOOPBACK.open(request, timeout=900) as resp:
-        for raw in resp:
-            line = raw.decode().rstrip("\r\n")
-            if not line.startswith("data: {"):
-                continue
-            data = json.loads(line[6:])
-            if data.get("usage"):
-                usage = data["usage"]
-            if data.get("choices") and data["choices"][0]["delta"].get("content"):
-                chunks += 1
-                first = first or time.perf_counter()
-    tokens = usage["completion_tokens"] if usage else chunks
-    return {"ttft": (first or time.perf_counter()) - sent, "tokens": tokens}
+    streamed = stream_chat(base, body, headers, timeout=900)
+    first = streamed.first or streamed.end
+    return {"ttft": first - streamed.sent, "tokens": streamed.tokens}
 
 
 def level(base: str, headers: dict[str, str], streams: int, rounds: int, max_tokens: int,
