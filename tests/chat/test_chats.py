@@ -328,3 +328,29 @@ def test_what_does_not_fit_the_window_is_said_not_dropped_silently(alice: httpx.
     assert second[0][1]["context"] == {"dropped": 1, "cut": 0}  # the long question
     third = alice.post("/api/chats", json={}).json()
     assert "context" not in send(alice, third["id"], "Say hi.")[0][1]  # all of it fitted
+
+
+def test_pinned_chats_come_first_and_archived_ones_apart(alice: httpx.Client) -> None:
+    ids = [alice.post("/api/chats", json={"title": f"Chat {n}"}).json()["id"] for n in range(4)]
+    # Newest first: 3, 2, 1, 0. Pin 1: 1, 3, 2, 0. Archive 2: it leaves the list.
+    assert alice.patch(f"/api/chats/{ids[1]}", json={"pinned": True}).json()["pinned"] is True
+    alice.patch(f"/api/chats/{ids[2]}", json={"archived": True})
+    listed = [c["id"] for c in alice.get("/api/chats").json()["items"] if c["id"] in ids]
+    assert listed == [ids[1], ids[3], ids[0]]
+    archived = alice.get("/api/chats", params={"archived": True}).json()["items"]
+    assert [c["id"] for c in archived if c["id"] in ids] == [ids[2]]
+    # Pages: the pinned chat on the first, never again on the next.
+    first = alice.get("/api/chats", params={"limit": 2}).json()
+    assert first["items"][0]["id"] == ids[1]
+    seen = [c["id"] for c in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = alice.get("/api/chats", params={"limit": 2, "cursor": cursor}).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+    assert len(seen) == len(set(seen)) and {ids[0], ids[1], ids[3]} <= set(seen)
+    # Unarchived, it is back; unpinned, it takes its place by activity again.
+    alice.patch(f"/api/chats/{ids[2]}", json={"archived": False})
+    alice.patch(f"/api/chats/{ids[1]}", json={"pinned": False})
+    listed = [c["id"] for c in alice.get("/api/chats").json()["items"] if c["id"] in ids]
+    assert listed == [ids[3], ids[2], ids[1], ids[0]]

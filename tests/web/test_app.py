@@ -451,3 +451,33 @@ def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(
     ada.set_viewport_size({"width": 1280, "height": 800})
     expect(ada.get_by_role("complementary", name="Chats")).to_be_visible()
     expect(ada.get_by_role("button", name="Chats")).not_to_be_visible()
+
+
+def test_pin_archive_and_unarchive_a_chat(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    page = open_page(browser, contexts, site.url + "/login")
+    sign_in(page, "bob@example.org")
+    page.locator(".chat-list a").first.click()
+    ready(page)
+    chat_url = page.url
+    link = page.locator(f'.chat-list a[href="{chat_url.removeprefix(site.url)}"]')
+    page.get_by_text("Chat", exact=True).click()
+    page.get_by_role("button", name="Pin").click()
+    expect(link.locator(".tag")).to_have_text("pinned")
+    expect(page.locator(".chat-list li").first).to_have_class("pinned")
+    page.get_by_text("Chat", exact=True).click()
+    page.get_by_role("button", name="Archive").click()
+    expect(page).to_have_url(site.url + "/")
+    expect(link).to_have_count(0)
+    page.get_by_role("link", name="Archived chats").click()
+    expect(page.get_by_role("heading", name="Archived chats")).to_be_visible()
+    link.click()
+    ready(page)
+    page.get_by_text("Chat", exact=True).click()
+    page.get_by_role("button", name="Unarchive").click()
+    expect(page).to_have_url(chat_url)
+    expect(page.locator("#archive[data-on='false']")).to_have_count(1)  # reloaded
+    ready(page)
+    page.goto(site.url + "/")
+    expect(link).to_have_count(1)

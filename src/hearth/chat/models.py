@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
@@ -33,8 +34,8 @@ SEARCH_CONFIG = "simple"
 class Chat(Base):
     __tablename__ = "chat"
     __table_args__ = (
-        # The chat list: one user's chats, newest first, archived apart.
-        Index("ix_chat_owner_list", "owner_id", "archived", "updated_at", "id"),
+        # The chat list: one user's chats, pinned first, then newest first, archived apart.
+        Index("ix_chat_owner_list", "owner_id", "archived", "pinned", "updated_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
@@ -42,6 +43,7 @@ class Chat(Base):
     title: Mapped[str] = mapped_column(String(300))
     model: Mapped[str] = mapped_column(String(200))
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     collection_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(UUID), default=list)
     # The chat's own settings; null takes the site's (admin settings) or the engine's.
     system_prompt: Mapped[str | None] = mapped_column(Text)

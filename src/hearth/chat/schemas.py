@@ -43,6 +43,7 @@ class ChatUpdate(Patch, ChatSettings):
     title: str | None = Field(default=None, min_length=1, max_length=300)
     model: str | None = Field(default=None, max_length=200)
     archived: bool | None = None
+    pinned: bool | None = None
     collection_ids: list[uuid.UUID] | None = Field(default=None, max_length=20)
 
 
@@ -53,6 +54,7 @@ class ChatPublic(ChatSettings):
     title: str
     model: str
     archived: bool
+    pinned: bool = False
     collection_ids: list[uuid.UUID]
     created_at: datetime
     updated_at: datetime

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, exists, func, or_, select, true, update
 from sqlalchemy.orm import aliased
@@ -60,23 +60,25 @@ class Chats:
         cursor: str | None = None,
         limit: int = 50,
     ) -> ChatsPage:
-        """The caller's chats, most recently active first, a page at a time (keyset
-        pagination: the thousandth page costs what the first does). `query` matches titles
-        and message text."""
+        """The caller's chats: the first page starts with the pinned ones, then the rest
+        most recently active first, a page at a time (keyset pagination: the thousandth
+        page costs what the first does; later pages hold unpinned chats only). `query`
+        matches titles and message text."""
         limit = max(1, min(limit, 200))
         statement = (
             select(Chat)
             .where(Chat.owner_id == principal.user_id, Chat.archived.is_(archived))
-            .order_by(Chat.updated_at.desc(), Chat.id.desc())
+            .order_by(Chat.pinned.desc(), Chat.updated_at.desc(), Chat.id.desc())
             .limit(limit + 1)
         )
         if cursor:
             updated_at, chat_id = _decode_cursor(cursor)
             statement = statement.where(
+                Chat.pinned.is_(False),
                 or_(
                     Chat.updated_at < updated_at,
                     (Chat.updated_at == updated_at) & (Chat.id < chat_id),
-                )
+                ),
             )
         if query.strip():
             words = func.websearch_to_tsquery(SEARCH_CONFIG, query)
@@ -87,7 +89,15 @@ class Chats:
             rows = list(await session.scalars(statement))
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].updated_at, rows[-1].id) if more else None
+        next_cursor = None
+        if more:
+            last = rows[-1]
+            # A first page of pinned chats only: the next page starts at the newest unpinned.
+            next_cursor = (
+                _encode_cursor(_LATEST, uuid.UUID(int=(1 << 128) - 1))
+                if last.pinned
+                else _encode_cursor(last.updated_at, last.id)
+            )
         return ChatsPage(
             items=[ChatPublic.model_validate(c) for c in rows], next_cursor=next_cursor
         )
@@ -418,6 +428,9 @@ def title_from_text(text: str) -> str:
     """A chat's first title: the first words of its first question."""
     words = " ".join(text.split())
     return words if len(words) <= 60 else words[:57].rstrip() + "…"
+
+
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def _encode_cursor(updated_at: datetime, chat_id: uuid.UUID) -> str:

@@ -20,9 +20,11 @@ _HIGHLIGHT_CSS = highlight_css()
 
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, q: str = "", cursor: str | None = None) -> Response:
-    """A new chat, beside the list of chats."""
-    return await _chat_page(request, None, q=q, cursor=cursor, before=None)
+async def home(
+    request: Request, q: str = "", cursor: str | None = None, archived: bool = False
+) -> Response:
+    """A new chat, beside the list of chats (`archived`: the archived ones)."""
+    return await _chat_page(request, None, q=q, cursor=cursor, before=None, archived=archived)
 
 
 @router.get("/c/{chat_id}", response_class=HTMLResponse)
@@ -53,10 +55,13 @@ async def _chat_page(
     q: str,
     cursor: str | None,
     before: int | None,
+    archived: bool = False,
 ) -> Response:
     user = await require_user(request)
     state = request.app.state
-    chats = await state.chats.list(user.principal, query=q, cursor=cursor, limit=50)
+    chats = await state.chats.list(
+        user.principal, query=q, cursor=cursor, limit=50, archived=archived
+    )
     chat = messages = None
     if chat_id is not None:
         chat, messages = await state.chats.open(user.principal, chat_id, before=before)
@@ -77,5 +82,6 @@ async def _chat_page(
             "windows": {name: context_window(state.routes, name) for name in served},
             "model": chat.model if chat else default,  # type: ignore[possibly-undefined]
             "q": q,
+            "archived": archived,
         },
     )

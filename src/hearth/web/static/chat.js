@@ -120,10 +120,13 @@ function showTitle(chat) {
     link = element("a");
     link.href = `/c/${chat.id}`;
     link.setAttribute("aria-current", "page");
+    link.append(element("span", "chat-name"));
     item.append(link);
-    list.prepend(item);
+    // After the pinned ones: the newest unpinned chat.
+    const pinned = list.querySelectorAll("li.pinned");
+    if (pinned.length) pinned[pinned.length - 1].after(item); else list.prepend(item);
   }
-  link.textContent = chat.title;
+  (link.querySelector(".chat-name") || link).textContent = chat.title;
 }
 
 async function followTitle() {
@@ -295,12 +298,18 @@ document.getElementById("rename")?.addEventListener("click", async () => {
   if (!title?.trim()) return;
   await api("PATCH", `/api/chats/${chatId}`, { title: title.trim() });
   document.getElementById("chat-title").textContent = title.trim();
-  const link = document.querySelector(`.chat-list a[href="/c/${chatId}"]`);
+  const link = document.querySelector(`.chat-list a[href="/c/${chatId}"] .chat-name`);
   if (link) link.textContent = title.trim();
 });
-document.getElementById("archive")?.addEventListener("click", async () => {
-  await api("PATCH", `/api/chats/${chatId}`, { archived: true });
-  location.href = "/";
+// Archive sends the chat to the archived list (and back); pin keeps it at the top.
+document.getElementById("archive")?.addEventListener("click", async (event) => {
+  const archived = event.target.dataset.on !== "true";
+  await api("PATCH", `/api/chats/${chatId}`, { archived });
+  location.href = archived ? "/" : `/c/${chatId}`;
+});
+document.getElementById("pin")?.addEventListener("click", async (event) => {
+  await api("PATCH", `/api/chats/${chatId}`, { pinned: event.target.dataset.on !== "true" });
+  location.reload();
 });
 document.getElementById("delete")?.addEventListener("click", async () => {
   if (!window.confirm("Delete this chat for good?")) return;
