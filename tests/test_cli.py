@@ -252,6 +252,8 @@ def test_models_lists_the_configuration(tmp_path: Path) -> None:
         ["search"],
         ["keys"],
         ["users", "create"],
+        ["catalog"],
+        ["catalog", "hardware", "add"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -17,6 +17,7 @@ import click
 from pydantic import ValidationError
 
 from hearth import __version__
+from hearth.catalog.cli import catalog as catalog_commands
 from hearth.config import Settings
 from hearth.errors import ConfigError
 from hearth.observability.logging import configure_logging
@@ -326,6 +327,9 @@ def users_list() -> None:
     from hearth.commands import manage_users
 
     _run_command(manage_users(_quiet_settings(), "list"))
+
+
+main.add_command(catalog_commands)
 
 
 def _quiet_settings() -> Settings:

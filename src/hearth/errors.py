@@ -47,6 +47,14 @@ class NotFound(HearthError):
     code = "not_found"
 
 
+class Conflict(HearthError):
+    """The request is valid but clashes with what exists: a name taken, a row still in use."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class Forbidden(HearthError):
     status = 403
     type = "permission_error"

@@ -25,6 +25,10 @@ from hearth.accounts.sessions import Sessions
 from hearth.accounts.users import Users
 from hearth.admin.api import router as site_settings_router
 from hearth.admin.service import SiteSettingsStore
+from hearth.catalog.api import router as catalog_router
+from hearth.catalog.cache import RedisCatalogCache
+from hearth.catalog.seeding import LOCAL_KINDS, local_hardware
+from hearth.catalog.service import Catalog
 from hearth.chat.answers import ChatAnswers
 from hearth.chat.api import router as chat_router
 from hearth.chat.service import Chats
@@ -113,6 +117,13 @@ def create_app(
             app.state.chat_answers = ChatAnswers(
                 app.state.chats, app.state.gateway, app.state.answerer
             )
+            app.state.catalog = build_catalog(settings, services.database)
+            stack.push_async_callback(app.state.catalog.cache.close)
+            # This machine is described only when its own engines serve models here.
+            local = any(engine.kind in LOCAL_KINDS for engine in engines)
+            await app.state.catalog.seed_from_gateway(
+                routes, local_hardware=local_hardware() if local else None
+            )
             models = [r.model.name for r in routes.all()]
             log.info("ready", extra={"models": models})
             if on_ready:
@@ -136,6 +147,7 @@ def create_app(
     app.include_router(site_settings_router)
     app.include_router(rag_router)
     app.include_router(chat_router)
+    app.include_router(catalog_router)
     install_web(app)
     limits = {
         "max_body": settings.max_request_bytes,
@@ -194,6 +206,15 @@ async def open_services(
 def gateway_for(settings: Settings, routes: ModelRoutes, metrics: Metrics) -> Gateway:
     """The gateway over `routes`, with the limiter and usage recorder the settings ask for."""
     return build_gateway(settings, routes, metrics, build_limiter(settings), UsageRecorder(metrics))
+
+
+def build_catalog(settings: Settings, database: Database) -> Catalog:
+    """The catalog, its reads cached in Redis when configured (shared by every replica,
+    invalidated on every write), else in this process."""
+    if settings.redis_url is None:
+        return Catalog(database)
+    cache = RedisCatalogCache(redis_client(settings), timeout=settings.redis_timeout)
+    return Catalog(database, cache)
 
 
 def build_oidc(settings: Settings) -> OidcClient | None:

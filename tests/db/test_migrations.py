@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 
 from hearth.accounts import models as _accounts_models  # noqa: F401  (registers the tables)
 from hearth.admin import models as _admin_models  # noqa: F401
+from hearth.catalog import models as _catalog_models  # noqa: F401
 from hearth.chat import models as _chat_models  # noqa: F401
 from hearth.db.base import Base
 from hearth.db.session import Database
