@@ -20,6 +20,7 @@ from hearth import __version__
 from hearth.catalog.cli import catalog as catalog_commands
 from hearth.config import Settings
 from hearth.errors import ConfigError
+from hearth.lab.cli import bench as bench_commands
 from hearth.observability.logging import configure_logging
 
 log = logging.getLogger("hearth")
@@ -330,6 +331,7 @@ def users_list() -> None:
 
 
 main.add_command(catalog_commands)
+main.add_command(bench_commands)
 
 
 def _quiet_settings() -> Settings:

@@ -50,6 +50,9 @@ from hearth.http.errors import install_error_handlers
 from hearth.http.hot_path import HearthApp
 from hearth.http.text_guard import TextGuard
 from hearth.jobs.queue import JobQueue
+from hearth.lab.api import router as lab_router
+from hearth.lab.jobs import run_queued
+from hearth.lab.service import Runs
 from hearth.observability.health import router as health_router
 from hearth.observability.metrics import DatabaseCollector, Metrics
 from hearth.observability.middleware import RequestMiddleware
@@ -94,6 +97,7 @@ def create_app(
             metrics.registry.register(DatabaseCollector(services.database))
             app.state.documents = services.documents
             app.state.jobs = services.jobs
+            app.state.lab = Runs(services.database)
             app.state.keys = services.keys
             app.state.users = Users(services.database)
             # Deleting an account deletes what it owns; each feature erases its own part.
@@ -148,6 +152,7 @@ def create_app(
     app.include_router(rag_router)
     app.include_router(chat_router)
     app.include_router(catalog_router)
+    app.include_router(lab_router)
     install_web(app)
     limits = {
         "max_body": settings.max_request_bytes,
@@ -197,9 +202,11 @@ async def open_services(
     stack.push_async_callback(gateway.close)
     gateway.usage.start(database, retention_days=settings.usage_retention_days)
     stack.push_async_callback(gateway.usage.close)  # flushes before the database closes
-    documents, jobs = await open_documents(
-        settings, database, gateway, stack, run_worker=run_worker
-    )
+    documents, jobs = await open_documents(settings, database, gateway, stack)
+    runs = Runs(database)
+    jobs.on_bench(lambda run_id: run_queued(runs, run_id))
+    if run_worker:
+        jobs.start_worker(concurrency=settings.ingest_concurrency)
     return Services(database, documents, jobs, ApiKeys(database), gateway)
 
 

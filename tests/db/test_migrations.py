@@ -14,6 +14,7 @@ from hearth.chat import models as _chat_models  # noqa: F401
 from hearth.db.base import Base
 from hearth.db.session import Database
 from hearth.gateway import models as _gateway_models  # noqa: F401
+from hearth.lab import models as _lab_models  # noqa: F401
 from hearth.rag import models as _rag_models  # noqa: F401
 
 # Tables of the job queue come from procrastinate's own schema, not from our models.

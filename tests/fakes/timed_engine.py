@@ -111,8 +111,15 @@ class TimedEngine:
                     usage = {"prompt_tokens": 5, "completion_tokens": done}
                     event += _sse({"object": "chunk", "choices": [], "usage": usage})
                 event += b"data: [DONE]\n\n"
+            if writer.is_closing() or reader_gone(writer):
+                return  # the client left (a cancelled request)
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
         writer.write(b"0\r\n\r\n")
+
+
+def reader_gone(writer: asyncio.StreamWriter) -> bool:
+    transport = writer.transport
+    return transport.is_closing() or transport.get_extra_info("socket") is None
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

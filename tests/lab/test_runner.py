@@ -106,6 +106,19 @@ def test_failures_count_and_a_run_with_no_success_is_invalid(engine: TimedEngine
     assert "no request succeeded" in s.invalid_because
 
 
+def test_a_target_that_fails_every_request_stops_the_run(engine: TimedEngine) -> None:
+    """A wrong URL, model or key: the run stops, failed, instead of sending all it planned."""
+    engine.fail_status = 404
+    outcome = run(spec(engine, Stage(kind="constant", rate=500, requests=5000)))
+    assert not outcome.finished and outcome.failure is not None
+    assert "the first 20 requests failed: HTTP 404" in outcome.failure
+    assert 20 <= len(engine.bodies) < 200
+    # Failures after a success are results (an overloaded server), not a reason to stop.
+    engine.fail_status = None
+    mixed = run(spec(engine, Stage(kind="synchronous", requests=3)))
+    assert mixed.finished and mixed.failure is None
+
+
 def test_goodput_counts_requests_that_meet_the_slo(engine: TimedEngine) -> None:
     engine.first_delay, engine.chunk_delay = 0.03, 0.002
     tight = Options(warmup=0, cooldown=0, slo=Slo(ttft=0.001))

@@ -24,10 +24,13 @@ log = logging.getLogger(__name__)
 
 INGEST_QUEUE = "ingest"
 INGEST_TASK = "hearth.ingest_document"
+BENCH_QUEUE = "bench"
+BENCH_TASK = "hearth.bench_run"
 MAX_ATTEMPTS = 5
 _RETRY = RetryStrategy(max_attempts=MAX_ATTEMPTS, exponential_wait=2)
 
 IngestFn = Callable[[uuid.UUID, bool], Awaitable[None]]
+BenchFn = Callable[[uuid.UUID], Awaitable[None]]
 
 
 def libpq_url(database_url: str) -> str:
@@ -44,11 +47,20 @@ class JobQueue:
         # back in the queue. Heartbeats come three times in that span, checks once.
         self.stalled_after = stalled_after
         self._sweeps: list[Callable[[], Awaitable[object]]] = []
+        self._bench: BenchFn | None = None
 
         @self.app.task(name=INGEST_TASK, queue=INGEST_QUEUE, retry=_RETRY, pass_context=True)
         async def ingest_document(context: JobContext, document_id: str) -> None:
             attempts = context.job.attempts if context.job else 0
             await ingest(uuid.UUID(document_id), attempts + 1 >= MAX_ATTEMPTS)
+
+        # A benchmark is not retried by the queue: a stopped one is resumed on purpose (its
+        # checkpoints make that exact), a failed one says why.
+        @self.app.task(name=BENCH_TASK, queue=BENCH_QUEUE)
+        async def bench_run(run_id: str) -> None:
+            if self._bench is None:
+                raise RuntimeError("this worker runs no benchmarks")
+            await self._bench(uuid.UUID(run_id))
 
     async def open(self) -> None:
         await self.app.open_async()
@@ -64,6 +76,17 @@ class JobQueue:
             await self.app.configure_task(
                 INGEST_TASK, queueing_lock=f"ingest:{document_id}", lock=f"ingest:{document_id}"
             ).defer_async(document_id=str(document_id))
+
+    def on_bench(self, run: BenchFn) -> None:
+        """What runs a queued benchmark (the lab's), set before the worker starts."""
+        self._bench = run
+
+    async def enqueue_bench(self, run_id: uuid.UUID) -> None:
+        # One job per run at a time: a second resume while one waits or runs is a no-op.
+        with contextlib.suppress(AlreadyEnqueued):
+            await self.app.configure_task(
+                BENCH_TASK, queueing_lock=f"bench:{run_id}", lock=f"bench:{run_id}"
+            ).defer_async(run_id=str(run_id))
 
     def add_sweep(self, sweep: Callable[[], Awaitable[object]]) -> None:
         """Run `sweep` with every check for stalled jobs (a feature's own repairs, such as
@@ -87,7 +110,7 @@ class JobQueue:
             group.create_task(self._requeue_stalled_forever())
             group.create_task(
                 self.app.run_worker_async(
-                    queues=[INGEST_QUEUE],
+                    queues=[INGEST_QUEUE, BENCH_QUEUE],
                     concurrency=concurrency,
                     install_signal_handlers=False,
                     wait=True,

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hearth.lab import client
-from hearth.lab._http import Connections
+from hearth.lab._http import Connections, Origin
 from hearth.lab.datasets import Data, Prompt, Tokenizer, prompts
 from hearth.lab.metrics import Options, Summary, summarise
 from hearth.lab.profiles import Profile, Stage, offsets
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 SAVE_EVERY = 2.0  # seconds
 SAVE_BATCH = 500  # records
+# A run whose first this-many requests all failed stops, failed: a wrong URL, model or key
+# would otherwise be hammered for the whole run (a million requests of connection refused).
+FAIL_FAST = 20
 MAX_STAGE_REQUESTS = 1_000_000
 
 
@@ -57,6 +60,13 @@ class RunSpec(BaseModel):
     max_concurrency: int | None = Field(
         default=None, ge=1, le=100_000, description="Open loop: most requests in flight."
     )
+
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        Origin.parse(value)  # ValueError: not an http(s) URL with a host
+        return value
 
 
 @dataclass
@@ -106,8 +116,9 @@ Progress = Callable[[int, str, int, int], None]  # stage index, label, done, tot
 
 @dataclass
 class Outcome:
-    finished: bool  # False: stopped before the end (resume it)
+    finished: bool  # False: stopped before the end (resume it, unless `failure` says why not)
     summaries: list[tuple[Stage, Summary]]
+    failure: str | None = None  # the target failed every request it was sent: not resumable
 
 
 class Runner:
@@ -134,6 +145,18 @@ class Runner:
         self.progress = progress
         self.grace = grace
         self.stopping = asyncio.Event()  # set by stop(): a spot notice, Ctrl-C
+        self.failure: str | None = None
+        self._failed_in_a_row = 0
+        self._succeeded = False
+
+    def _count_result(self, record: RequestRecord) -> None:
+        if record.ok:
+            self._succeeded = True
+            return
+        self._failed_in_a_row += 1
+        if not self._succeeded and self._failed_in_a_row >= FAIL_FAST and self.failure is None:
+            self.failure = f"the first {FAIL_FAST} requests failed: {record.error or record.status}"
+            self.stopping.set()
 
     def stop(self) -> None:
         """Stop scheduling; in-flight requests get `grace` seconds; what completed is kept."""
@@ -153,7 +176,7 @@ class Runner:
                 if current.summary is None:
                     summary = await self._stage(conns, current)
                     if summary is None:
-                        return Outcome(False, _done(stored))
+                        return Outcome(False, _done(stored), self.failure)
                     current.summary = summary
                 i += 1
                 if i == len(stored):
@@ -332,6 +355,7 @@ class _Batch:
         record.first = None if record.first is None else record.first - t0
         record.chunks = [t - t0 for t in record.chunks]
         self._unsaved.append((record, text))
+        self.runner._count_result(record)
         self.done += 1
         if self.runner.progress:
             self.runner.progress(

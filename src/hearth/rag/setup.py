@@ -25,10 +25,9 @@ async def open_documents(
     database: Database,
     gateway: Gateway,
     stack: AsyncExitStack,
-    *,
-    run_worker: bool,
 ) -> tuple[Documents, JobQueue]:
-    """The documents service and its job queue, open (with a worker running if asked)."""
+    """The documents service and its job queue, open (no worker started: the caller
+    starts one once every feature has registered its jobs)."""
     embedder = Embedder(gateway, settings.rag_embedding_model)
     await check_embedder(embedder)
     files = FileStore(settings.data_dir / "files")
@@ -53,8 +52,6 @@ async def open_documents(
     )
     await queue.open()
     stack.push_async_callback(queue.close)
-    if run_worker:
-        queue.start_worker(concurrency=settings.ingest_concurrency)
     documents = Documents(
         database,
         files,
