@@ -95,6 +95,29 @@ class TimedEngine:
         chat = path == "/v1/chat/completions"
         count = int(body.get("max_tokens") or 16)
         await asyncio.sleep(self.first_delay)
+        if not body.get("stream"):
+            text = "".join(f"w{i} " for i in range(count))
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+            choice |= (
+                {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+            )
+            usage = {"prompt_tokens": 5, "completion_tokens": count + self.usage_skew}
+            usage["total_tokens"] = 5 + usage["completion_tokens"]
+            reply = json.dumps(
+                {
+                    "id": "cmpl-timed",
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": 1700000000,
+                    "model": body.get("model"),
+                    "choices": [choice],
+                    "usage": usage,
+                }
+            ).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(reply), reply)
+            )
+            return
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n"
@@ -102,19 +125,31 @@ class TimedEngine:
         for i in range(count):
             if i and self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
-            choice: dict[str, Any] = {"index": 0, "finish_reason": None}
+            choice = {"index": 0, "finish_reason": None}
             choice |= {"delta": {"content": f"w{i} "}} if chat else {"text": f"w{i} "}
-            event = _sse({"object": "chunk", "choices": [choice]})
+            event = _sse(_envelope(body, chat, [choice]))
             if i == count - 1:
                 if (body.get("stream_options") or {}).get("include_usage"):
                     done = count + self.usage_skew
-                    usage = {"prompt_tokens": 5, "completion_tokens": done}
-                    event += _sse({"object": "chunk", "choices": [], "usage": usage})
+                    usage = {
+                        "prompt_tokens": 5,
+                        "completion_tokens": done,
+                        "total_tokens": 5 + done,
+                    }
+                    event += _sse(_envelope(body, chat, [], usage))
                 event += b"data: [DONE]\n\n"
             if writer.is_closing() or reader_gone(writer):
                 return  # the client left (a cancelled request)
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
         writer.write(b"0\r\n\r\n")
+
+
+def _envelope(
+    body: dict[str, Any], chat: bool, choices: list[Any], usage: Any = None
+) -> dict[str, Any]:
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    out = {"id": "cmpl-timed", "object": kind, "created": 1700000000, "model": body.get("model")}
+    return out | {"choices": choices} | ({"usage": usage} if usage else {})
 
 
 def reader_gone(writer: asyncio.StreamWriter) -> bool:

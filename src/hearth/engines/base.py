@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hearth.config import ModelConfig
-from hearth.engines.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from hearth.engines.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+)
 from hearth.errors import InvalidRequest
 
 
@@ -78,6 +84,21 @@ class Engine(ABC):
 
     async def embed(self, model: str, texts: list[str]) -> Embeddings:
         raise InvalidRequest(f"model '{model}' does not support embeddings")
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """A text completion (/v1/completions): the prompt as it is, no chat template."""
+        raise InvalidRequest(_no_completions(self, request.model), param="prompt")
+
+    def complete_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
+        """Yield completion chunks as they come. Closing the iterator stops generation."""
+        raise InvalidRequest(_no_completions(self, request.model), param="prompt")
+
+
+def _no_completions(engine: Engine, model: str) -> str:
+    return (
+        f"model '{model}' is served by a {engine.kind} engine, which Hearth cannot ask for "
+        "text completions; use /v1/chat/completions"
+    )
 
 
 # kind -> "module:Class"; modules are imported only when an engine of that kind is built,

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig, ModelConfig, OpenAIEngineConfig
+from hearth.engines import _llama_server_completions as completions
 from hearth.engines._llama_server_process import (
     LlamaServerProcess,
     ServerOptions,
@@ -47,6 +48,8 @@ from hearth.engines.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
+    Completion,
+    CompletionRequest,
     StreamOptions,
     Usage,
 )
@@ -306,6 +309,22 @@ class LlamaServerEngine(Engine):
             # Closing the upstream stream drops its connection: llama-server frees the slot.
             with contextlib.suppress(Exception):
                 await chunks.aclose()  # type: ignore[attr-defined]
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        chunks = [c async for c in self.complete_stream(request, with_usage=True)]
+        return completions.assemble(chunks, request.model)
+
+    async def complete_stream(  # type: ignore[override]
+        self, request: CompletionRequest, *, with_usage: bool | None = None
+    ) -> AsyncIterator[Completion]:
+        child = await self._child(request.model)
+        include_usage = request.include_usage if with_usage is None else with_usage
+        stream = completions.stream(child, request, self.max_waiting, include_usage=include_usage)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
 
 
 def _role_only(chunk: ChatCompletionChunk) -> bool:

@@ -335,16 +335,20 @@ def _asks_nothing(name: str, value: Any) -> bool:
 
 
 def _check_token_limit(request: ChatCompletionRequest, config: LlamaCppModelConfig) -> None:
+    param = "max_tokens" if request.max_completion_tokens is None else "max_completion_tokens"
+    check_token_limit(request.token_limit or 0, config, param)
+
+
+def check_token_limit(asked: int, config: LlamaCppModelConfig, param: str) -> None:
     """Refuse a completion budget the model cannot give: more than its whole context window
     (it would run until the window fills), or more than its configured ceiling."""
-    asked, ceiling = request.token_limit or 0, config.max_tokens
+    ceiling = config.max_tokens
     if asked > config.n_ctx:
         why = f"more than the model's context window of {config.n_ctx} tokens can hold"
     elif ceiling is not None and asked > ceiling:
         why = f"and this model answers at most {ceiling} tokens"
     else:
         return
-    param = "max_tokens" if request.max_completion_tokens is None else "max_completion_tokens"
     raise InvalidRequest(f"{param} is {asked}, {why}", param=param)
 
 

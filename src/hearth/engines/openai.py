@@ -8,11 +8,11 @@ rather than as a confusing failure further down the gateway.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hearth.config import OpenAIEngineConfig
 from hearth.engines._http import ErrorInfo, HttpEngine, HttpReply, clip
@@ -21,11 +21,14 @@ from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
     EmbeddingResponse,
 )
 from hearth.errors import HearthError, UpstreamError
 
 _SSE_IGNORED_FIELDS = frozenset({"event", "id", "retry"})
+_Event = TypeVar("_Event", bound=BaseModel)
 
 
 def _says_something(chunk: ChatCompletionChunk) -> bool:
@@ -106,6 +109,30 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
                     yield batch
         raise UpstreamError(f"engine '{self.name}' ended the stream before [DONE]")
 
+    async def complete(self, request: CompletionRequest) -> Completion:
+        payload = request.model_dump(exclude_none=True)
+        payload["stream"] = False
+        payload.pop("stream_options", None)
+        body = await self._post("completions", payload, model=request.model)
+        return self._validate_json(Completion, body, "completion")
+
+    async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
+        """The completion's chunks as they arrive (the same events as chat's, another shape)."""
+        payload = request.model_dump(exclude_none=True)
+        payload["stream"] = True
+        async with self._stream(
+            "completions", payload, accept="text/event-stream", model=request.model
+        ) as response:
+            async for lines in response.aiter_line_batches():
+                for line in lines:
+                    data = self._sse_data(line)
+                    if data is None:
+                        continue
+                    if data == "[DONE]":
+                        return
+                    yield self._parse_event(Completion, data)
+        raise UpstreamError(f"engine '{self.name}' ended the stream before [DONE]")
+
     async def embed(self, model: str, texts: list[str]) -> Embeddings:
         if not texts:
             return Embeddings(vectors=[], prompt_tokens=0)
@@ -183,11 +210,14 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
         )
 
     def _parse_chunk(self, data: str) -> ChatCompletionChunk:
+        return self._parse_event(ChatCompletionChunk, data)
+
+    def _parse_event(self, shape: type[_Event], data: str) -> _Event:
         if '"error"' not in data:
             # The common case in one pass: pydantic parses and validates the JSON together
             # (in Rust); a chunk it refuses is read again below for a precise error.
             try:
-                return ChatCompletionChunk.model_validate_json(data)
+                return shape.model_validate_json(data)
             except ValidationError:
                 pass
         payload = self._loads(data, "stream chunk")
@@ -197,7 +227,7 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
         ):
             info = self._error_info(data.encode(), fallback="unknown error")
             raise UpstreamError(f"engine '{self.name}' failed mid-stream: {info.message}")
-        return self._validate(ChatCompletionChunk, payload, "stream chunk")
+        return self._validate(shape, payload, "stream chunk")
 
     @staticmethod
     def _error_info(body: bytes, *, fallback: str) -> ErrorInfo:

@@ -244,3 +244,66 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
         # What the openai SDK asks for by default: little-endian float32 bytes, base64.
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
     return vector
+
+
+class CompletionRequest(BaseModel):
+    """POST /v1/completions: OpenAI's legacy text completions (a prompt, no chat template).
+    Unknown fields are kept and passed to OpenAI-compatible upstreams; the local engine
+    refuses by name what it cannot honour."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    prompt: str | list[str] = Field(description="Text, or a list of exactly one text.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int = Field(default=16, ge=1, description="OpenAI's default: 16.")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=1, description="Only n=1 is supported.")
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    user: str | None = None
+
+    _stop_list = field_validator("stop")(ChatCompletionRequest._stop_list.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("one prompt per request (a list of exactly one text)")
+        return value
+
+    @property
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class CompletionChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    index: int = 0
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class Completion(BaseModel):
+    """A text completion, or (with `stream`) one chunk of it: the same object either way,
+    as OpenAI sends it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(default_factory=lambda: new_id("cmpl"))
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None

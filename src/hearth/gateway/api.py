@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope
@@ -20,16 +20,19 @@ from hearth.accounts.principal import LOCAL_USER
 from hearth.engines.protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
     EmbeddingRequest,
     EmbeddingResponse,
     ModelCard,
     ModelList,
 )
 from hearth.errors import InvalidRequest, NotFound, Unauthenticated
+from hearth.gateway import completions as text_completions
 from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
 from hearth.gateway.service import Gateway
-from hearth.gateway.sse import SSE_HEADERS, sse_event_batches
+from hearth.gateway.sse import SSE_HEADERS, sse_event_batches, sse_events
 from hearth.http.hot_path import HotRoute
 from hearth.http.replies import EventStream, JsonReply
 from hearth.http.stamps import ON_END, RECEIVED
@@ -268,6 +271,23 @@ async def _with_citations(
             yield batch
     finally:
         await batches.aclose()  # type: ignore[attr-defined]
+
+
+@router.post("/completions", response_model=Completion)
+async def completions(
+    body: CompletionRequest, request: Request, gateway: GatewayDep, caller: KeyCallerDep
+) -> Response:
+    """Create a text completion (OpenAI's legacy API: the prompt as it is, no chat
+    template); with `stream: true`, server-sent events. One prompt per request."""
+    timing = request_timing(request.scope)
+    if not body.stream:
+        return _json(await text_completions.complete(gateway, body, caller, timing), timing)
+    chunks = await text_completions.complete_stream(gateway, body, caller, timing)
+    return StreamingResponse(
+        sse_events(chunks, include_usage=body.include_usage),  # type: ignore[arg-type]
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, OVERHEAD_HEADER: _ms(timing)},
+    )
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse)
