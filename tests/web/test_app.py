@@ -5,6 +5,7 @@ phone-width screen."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -393,9 +394,20 @@ def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(
     assert imported.ok, imported.text()
     chat_url = f"{site.url}/c/{imported.json()['id']}"
     collections = ada.request.get(site.url + "/api/collections").json()
+    # A benchmark run with its wide table of stages (another tool's results, imported).
+    result = {"model_id": "a-model-with-a-rather-long-name-" * 3, "backend": "vllm",
+              "num_prompts": 10, "completed": 10, "request_rate": 2.0, "duration": 5.0,
+              "request_throughput": 2.0, "output_throughput": 100.0, "median_ttft_ms": 50.0}
+    run = ada.request.post(
+        site.url + "/api/lab/import", headers={"x-csrf-token": csrf},
+        multipart={"file": {"name": "run.json", "mimeType": "application/json",
+                            "buffer": json.dumps(result).encode()}},
+    )  # fmt: skip
+    assert run.ok, run.text()
     pages = [
         "/", chat_url, "/collections", f"/collections/{collections[0]['id']}", "/account",
         "/admin", "/admin/keys", "/admin/usage", "/admin/collections", "/no-such-page",
+        "/catalog", "/lab", f"/lab/runs/{run.json()[0]['id']}", "/lab/metrics",
     ]  # fmt: skip
     visitor = open_page(browser, contexts, site.url + "/login")
     for width in (320, 390, 1280):

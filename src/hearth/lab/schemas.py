@@ -52,6 +52,7 @@ class RunPublic(BaseModel):
 class StageResult(BaseModel):
     index: int
     label: str
+    requests: int  # in the stage's schedule
     valid: bool | None
     summary: dict[str, Any] | None
     economics: Economics | None = None  # valid stages of runs whose deployment is known

@@ -148,6 +148,7 @@ class Runs:
                 StageResult(
                     index=stage.index,
                     label=stage.label,
+                    requests=int(stage.spec.get("requests") or 0),
                     valid=stage.valid,
                     summary=stage.summary,
                     economics=money,

@@ -113,7 +113,9 @@ async def run_page(request: Request, run_id: uuid.UUID) -> Response:
             y_label="share of requests",
         )
     }
-    return page(request, "lab_run.html", {"results": [result], "charts": charts})
+    recorded = {s.index: s.recorded for s in result.run.stages if s.recorded is not None}
+    context = {"results": [result], "charts": charts, "progress": recorded}
+    return page(request, "lab_run.html", context)
 
 
 @router.post("/lab/runs/{run_id}", response_class=HTMLResponse)
@@ -145,7 +147,8 @@ async def compare_page(
     await require_user(request)
     state = request.app.state
     results = [await state.lab.results(i, state.catalog) for i in ids]
-    return page(request, "lab_run.html", {"results": results, "charts": _curves(results)})
+    context = {"results": results, "charts": _curves(results), "progress": {}}
+    return page(request, "lab_run.html", context)
 
 
 def _curves(results: list[RunResults]) -> dict[str, Any]:
