@@ -42,6 +42,7 @@ from hearth.gateway.api import HOT_ROUTES as GATEWAY_HOT_ROUTES
 from hearth.gateway.api import router as gateway_router
 from hearth.gateway.limits import Limiter, LocalLimiter, RedisLimiter
 from hearth.gateway.ollama_api import router as ollama_router
+from hearth.gateway.responses import Responses
 from hearth.gateway.routing import ModelRoutes
 from hearth.gateway.service import Gateway, build_gateway, redis_client
 from hearth.gateway.usage import UsageRecorder
@@ -98,6 +99,7 @@ def create_app(
             app.state.documents = services.documents
             app.state.jobs = services.jobs
             app.state.lab = Runs(services.database)
+            app.state.responses = Responses(services.database, app.state.gateway)
             app.state.keys = services.keys
             app.state.users = Users(services.database)
             # Deleting an account deletes what it owns; each feature erases its own part.

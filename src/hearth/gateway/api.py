@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
@@ -31,6 +32,7 @@ from hearth.errors import InvalidRequest, NotFound, Unauthenticated
 from hearth.gateway import completions as text_completions
 from hearth.gateway.cache import CACHE_HEADER
 from hearth.gateway.calls import Timing
+from hearth.gateway.responses import ResponseCreate, Responses
 from hearth.gateway.service import Gateway
 from hearth.gateway.sse import SSE_HEADERS, sse_event_batches, sse_events
 from hearth.http.hot_path import HotRoute
@@ -288,6 +290,33 @@ async def completions(
         media_type="text/event-stream",
         headers={**SSE_HEADERS, OVERHEAD_HEADER: _ms(timing)},
     )
+
+
+@router.post("/responses")
+async def create_response(body: ResponseCreate, request: Request, caller: KeyCallerDep) -> Response:
+    """Create a response (OpenAI's Responses API: text in, text out; `previous_response_id`
+    continues a stored one); with `stream: true`, its events."""
+    responses: Responses = request.app.state.responses
+    timing = request_timing(request.scope)
+    if not body.stream:
+        result = await responses.create(body, caller, timing)
+        return Response(orjson.dumps(result), media_type="application/json")
+    events = await responses.stream(body, caller, timing)
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, request: Request, caller: KeyCallerDep) -> Response:
+    """A stored response of this key's owner."""
+    found = await request.app.state.responses.get(response_id, caller)
+    return Response(orjson.dumps(found), media_type="application/json")
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, request: Request, caller: KeyCallerDep) -> Response:
+    await request.app.state.responses.delete(response_id, caller)
+    deleted = {"id": response_id, "object": "response", "deleted": True}
+    return Response(orjson.dumps(deleted), media_type="application/json")
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse)
