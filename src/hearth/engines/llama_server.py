@@ -27,12 +27,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig, ModelConfig, OpenAIEngineConfig
-from hearth.engines import _llama_server_completions as completions
+from hearth.engines import _llama_server_requests as completions
 from hearth.engines._llama_server_process import (
     LlamaServerProcess,
     ServerOptions,
     find_binary,
 )
+from hearth.engines._llama_server_requests import sampling
 from hearth.engines.base import Engine, EngineLoad
 from hearth.engines.llamacpp import (
     LlamaCppEngine,
@@ -50,7 +51,6 @@ from hearth.engines.protocol import (
     ChatMessage,
     Completion,
     CompletionRequest,
-    StreamOptions,
     Usage,
 )
 from hearth.errors import (
@@ -352,29 +352,11 @@ def _upstream_request(
     constrained sampling) and log probabilities; any other field is a 400 naming it."""
     refuse_unsupported(request, HONOURED)
     _check_token_limit(request, config)
-    max_tokens = request.token_limit or config.max_tokens
-    extra: dict[str, object] = {
-        # The answer ends after request_seconds, with finish_reason "length".
-        "t_max_predict_ms": int(config.request_seconds * 1000),
-    }
-    extra |= _passed_on(request)
-    if request.seed is not None:
-        # Reusing a cached prompt prefix changes the logits in their last bits, and so
-        # the samples: a seeded request evaluates its whole prompt, to be reproducible.
-        extra["cache_prompt"] = False
     return ChatCompletionRequest(
-        model=config.upstream_name,
         messages=[ChatMessage(**message) for message in _messages(request)],
-        stream=True,
-        stream_options=StreamOptions(include_usage=True),
-        max_tokens=max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        stop=request.stop,
-        seed=request.seed,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
-        **extra,
+        max_tokens=request.token_limit or config.max_tokens,
+        **sampling(request, config),
+        **_passed_on(request),
     )
 
 

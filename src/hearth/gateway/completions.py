@@ -27,28 +27,13 @@ async def complete(
     gateway: Gateway, request: CompletionRequest, caller: Caller | None, timing: Timing
 ) -> Completion:
     served = gateway.routes.model(request.model, "chat")
-    call = await gateway._begin(caller, served.name, "completions", _estimate(request)[1], timing)
+    call = await gateway.begin(caller, served.name, "completions", _estimate(request)[1], timing)
 
     async def attempt(deployment: Deployment) -> Completion:
         update = {"model": deployment.upstream, "stream": False}
         return await deployment.engine.complete(request.model_copy(update=update))
 
-    try:
-        result = await gateway.failover.run(call, served, None, attempt)
-    except BaseException as exc:
-        await call.finish(status_of(exc), "error")
-        raise
-    call.succeeded()
-    result.model = call.served
-    call.first_token()
-    usage = result.usage
-    call.finish_soon(
-        200,
-        "completed",
-        usage.prompt_tokens if usage else 0,
-        usage.completion_tokens if usage else 0,
-    )
-    return result
+    return await gateway.answer(call, served, None, attempt)
 
 
 async def complete_stream(
@@ -58,7 +43,7 @@ async def complete_stream(
     raises before any byte is sent); after it, a failure ends the stream in-band."""
     served = gateway.routes.model(request.model, "chat")
     prompt, budget = _estimate(request)
-    call = await gateway._begin(caller, served.name, "completions", budget, timing)
+    call = await gateway.begin(caller, served.name, "completions", budget, timing)
     update = {"stream": True, "stream_options": StreamOptions(include_usage=True)}
 
     async def attempt(deployment: Deployment) -> tuple[Chunks, Completion | None]:

@@ -10,8 +10,8 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hearth.accounts.keys import Caller
 from hearth.config import Settings
@@ -20,6 +20,7 @@ from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    Completion,
     EmbeddingRequest,
     EmbeddingResponse,
     ModelCard,
@@ -41,7 +42,7 @@ from hearth.gateway.health import Health, HealthChecker
 from hearth.gateway.inflight import InFlight, SharedInFlight
 from hearth.gateway.limits import Limiter
 from hearth.gateway.relay import Batches, Tokens, abandon, batches, flatten
-from hearth.gateway.routing import Deployment, ModelRoutes
+from hearth.gateway.routing import Deployment, ModelRoutes, ServedModel
 from hearth.gateway.usage import UsageRecorder
 from hearth.observability.metrics import Metrics
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
+_Answer = TypeVar("_Answer", ChatCompletion, Completion)
 
 
 class Gateway:
@@ -114,7 +116,7 @@ class Gateway:
             raise ModelNotFound(name)
         return ModelCard(id=model.name, owned_by=model.deployments[0].engine.name)
 
-    async def _begin(
+    async def begin(
         self,
         caller: Caller | None,
         model: str,
@@ -148,7 +150,7 @@ class Gateway:
         """Answer a non-streaming chat completion, failing over between deployments. With
         `cache`, an identical earlier answer (temperature 0) is returned if there is one."""
         served = self.routes.model(request.model, "chat")
-        call = await self._begin(caller, served.name, "chat", estimate_tokens(request), timing)
+        call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing)
         key = cache_key(caller.principal.user_id if caller else "", request) if cache else None
         if key is not None:
             hit = await self._cached(call, key)
@@ -159,6 +161,23 @@ class Gateway:
             update = {"model": deployment.upstream, "stream": False}
             return await deployment.engine.chat(request.model_copy(update=update))
 
+        result = await self.answer(call, served, session, attempt)
+        if key is not None:
+            try:
+                await self.cache.put(key, result.model_dump_json().encode())
+            except Exception as exc:  # a cache that is away costs a miss, not the answer
+                log.warning("could not cache a response: %s", exc)
+        return result
+
+    async def answer(
+        self,
+        call: Call,
+        served: ServedModel,
+        session: str | None,
+        attempt: Callable[[Deployment], Awaitable[_Answer]],
+    ) -> _Answer:
+        """A whole (non-streaming) answer from the first deployment that gives one, its
+        model the name served and its usage recorded; a failure is recorded and raised."""
         try:
             result = await self.failover.run(call, served, session, attempt)
         except BaseException as exc:
@@ -174,11 +193,6 @@ class Gateway:
             usage.prompt_tokens if usage else 0,
             usage.completion_tokens if usage else 0,
         )
-        if key is not None:
-            try:
-                await self.cache.put(key, result.model_dump_json().encode())
-            except Exception as exc:  # a cache that is away costs a miss, not the answer
-                log.warning("could not cache a response: %s", exc)
         return result
 
     async def _cached(self, call: Call, key: str) -> ChatCompletion | None:
@@ -222,7 +236,7 @@ class Gateway:
         """`chat_stream`, its chunks in lists of those that arrived together (one each when
         the engine sends them apart), for a relay that writes each list at once."""
         served = self.routes.model(request.model, "chat")
-        call = await self._begin(caller, served.name, "chat", estimate_tokens(request), timing)
+        call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing)
         # Always ask for usage (for metrics); the route drops it if the client did not ask.
         update = {"stream": True, "stream_options": StreamOptions(include_usage=True)}
 
@@ -310,7 +324,7 @@ class Gateway:
         (retrieval: `endpoint` "documents" or "search") pass no key and are recorded in
         usage as such."""
         served = self.routes.model(model, "embedding")
-        call = await self._begin(
+        call = await self.begin(
             caller, served.name, endpoint, sum(len(t) for t in texts) // 4, timing
         )
 

@@ -61,7 +61,6 @@ class RunSpec(BaseModel):
         default=None, ge=1, le=100_000, description="Open loop: most requests in flight."
     )
 
-
     @field_validator("base_url")
     @classmethod
     def _http(cls, value: str) -> str:

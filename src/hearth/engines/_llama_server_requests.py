@@ -1,16 +1,23 @@
-"""Text completions (/v1/completions) on llama-server: the prompt goes to its own
-`/v1/completions` as it is (no chat template), with the same sampling parameters, ceilings,
-queue bound and slot accounting as chat."""
+"""What llama-server is asked: the sampling fields chat and text completions share, and
+text completions (/v1/completions) themselves: the prompt goes to its own `/v1/completions`
+as it is (no chat template), with the same ceilings, queue bound and slot accounting as
+chat."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hearth.config import LlamaCppModelConfig
 from hearth.engines.llamacpp import check_token_limit, refuse_unsupported
-from hearth.engines.protocol import Completion, CompletionChoice, CompletionRequest, StreamOptions
+from hearth.engines.protocol import (
+    ChatCompletionRequest,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    StreamOptions,
+)
 from hearth.errors import EngineBusy, InvalidRequest
 
 if TYPE_CHECKING:
@@ -20,26 +27,39 @@ if TYPE_CHECKING:
 HONOURED: frozenset[str] = frozenset()
 
 
+def sampling(
+    request: ChatCompletionRequest | CompletionRequest, config: LlamaCppModelConfig
+) -> dict[str, Any]:
+    """The fields of an upstream request that chat and completions share: streamed with
+    usage, the sampling parameters, and the time limit."""
+    fields: dict[str, Any] = {
+        "model": config.upstream_name,
+        "stream": True,
+        "stream_options": StreamOptions(include_usage=True),
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "stop": request.stop,
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        # The answer ends after request_seconds, with finish_reason "length".
+        "t_max_predict_ms": int(config.request_seconds * 1000),
+    }
+    if request.seed is not None:
+        # Reusing a cached prompt prefix changes the logits in their last bits, and so
+        # the samples: a seeded request evaluates its whole prompt, to be reproducible.
+        fields["cache_prompt"] = False
+    return fields
+
+
 def upstream_request(request: CompletionRequest, config: LlamaCppModelConfig) -> CompletionRequest:
     refuse_unsupported(request, HONOURED)  # type: ignore[arg-type]
     check_token_limit(request.max_tokens, config, "max_tokens")
-    extra: dict[str, object] = {"t_max_predict_ms": int(config.request_seconds * 1000)}
-    if request.seed is not None:
-        extra["cache_prompt"] = False  # reproducible: see llama_server._upstream_request
     return CompletionRequest(
-        model=config.upstream_name,
         prompt=request.text,
-        stream=True,
-        stream_options=StreamOptions(include_usage=True),
         max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        stop=request.stop,
-        seed=request.seed,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
         logprobs=request.logprobs,
-        **extra,
+        **sampling(request, config),
     )
 
 
