@@ -6,6 +6,7 @@ phone-width screen."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -239,8 +240,37 @@ def test_documents_answer_with_citations_and_sharing(
     citation = ada.locator(".msg.assistant .citations li").first
     expect(citation).to_contain_text("[1]")
     expect(citation).to_contain_text("page 1")
+    # Passages the answer did not cite are folded away under their own heading.
+    folded = ada.locator(".msg.assistant .other-passages > summary")
+    if folded.count():
+        folded.first.click()
     citation.locator("summary").click()
     expect(citation.locator("blockquote")).to_contain_text("red button")
+    # A source opens its document at the passage, highlighted.
+    with ada.expect_navigation():
+        citation.get_by_role("link", name="Open in the document").click()
+    expect(ada.locator(".passage.highlighted")).to_contain_text("red button")
+    expect(ada.get_by_role("link", name="open the PDF here").first).to_have_attribute(
+        "href", re.compile(r"/api/documents/.+/file#page=1")
+    )
+    ada.go_back()
+    # An answer that cites [1] links it to its source, listed under "Sources".
+    chat_id = ada.url.rsplit("/", 1)[-1]
+    given = ada.request.get(f"{site.url}/api/chats/{chat_id}/messages").json()["items"][-1]
+    csrf = ada.locator("meta[name=csrf-token]").get_attribute("content")
+    cited = {"title": "Cited", "model": "smollm2-135m-instruct", "messages": [
+        {"role": "user", "content": "How do I reset it?"},
+        {"role": "assistant", "content": "Hold the red button [1].",
+         "citations": given["citations"]},
+    ]}  # fmt: skip
+    made = ada.request.post(
+        site.url + "/api/chats/import", data=cited, headers={"x-csrf-token": csrf}
+    )
+    ada.goto(f"{site.url}/c/{made.json()['id']}")
+    ada.locator(".msg.assistant a.cite").click()
+    sources = ada.get_by_role("list", name="Sources")
+    expect(sources.locator("blockquote").first).to_be_visible()
+    expect(sources).to_contain_text("[1] ")
 
     bob = open_page(browser, contexts, site.url + "/login")
     sign_in(bob, "bob@example.org")
@@ -395,9 +425,17 @@ def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(
     chat_url = f"{site.url}/c/{imported.json()['id']}"
     collections = ada.request.get(site.url + "/api/collections").json()
     # A benchmark run with its wide table of stages (another tool's results, imported).
-    result = {"model_id": "a-model-with-a-rather-long-name-" * 3, "backend": "vllm",
-              "num_prompts": 10, "completed": 10, "request_rate": 2.0, "duration": 5.0,
-              "request_throughput": 2.0, "output_throughput": 100.0, "median_ttft_ms": 50.0}
+    result = {
+        "model_id": "a-model-with-a-rather-long-name-" * 3,
+        "backend": "vllm",
+        "num_prompts": 10,
+        "completed": 10,
+        "request_rate": 2.0,
+        "duration": 5.0,
+        "request_throughput": 2.0,
+        "output_throughput": 100.0,
+        "median_ttft_ms": 50.0,
+    }
     run = ada.request.post(
         site.url + "/api/lab/import", headers={"x-csrf-token": csrf},
         multipart={"file": {"name": "run.json", "mimeType": "application/json",

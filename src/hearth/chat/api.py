@@ -8,17 +8,22 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, status
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth.accounts.auth import CallerDep
 from hearth.accounts.principal import Principal
 from hearth.chat.answers import ChatAnswers, ChatEvent, Defaults
+from hearth.chat.citations import cited_numbers, link_citations
 from hearth.chat.markdown import render_markdown
+from hearth.chat.importers import ChatImports, hearth_export, import_format
+from hearth.chat.openwebui import ImportModels
 from hearth.chat.schemas import (
     ChatCreate,
     ChatExport,
     ChatPublic,
+    ChatsImported,
     ChatsPage,
     ChatUpdate,
     MessageCreate,
@@ -38,7 +43,12 @@ def _chats(request: Request) -> Chats:
     return request.app.state.chats
 
 
+def _imports(request: Request) -> ChatImports:
+    return request.app.state.chat_imports
+
+
 ChatsDep = Annotated[Chats, Depends(_chats)]
+ImportsDep = Annotated[ChatImports, Depends(_imports)]
 
 
 @router.get("")
@@ -64,10 +74,65 @@ async def create_chat(
     return await chats.create(caller, body, model=model)
 
 
-@router.post("/import", status_code=status.HTTP_201_CREATED)
-async def import_chat(body: ChatExport, chats: ChatsDep, caller: CallerDep) -> ChatPublic:
-    """A new chat from an export (`GET /api/chats/{id}/export?format=json`)."""
-    return await chats.import_chat(caller, body)
+# The body is read by the route, which tells the two exports apart by their shape; the
+# schema documents both.
+_IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/ChatExport"},
+                    {
+                        "type": "array",
+                        "items": {"type": "object"},
+                        "description": "Open WebUI's export of chats (Settings › Chats › "
+                        "Export chats)",
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_201_CREATED,
+    response_model=None,
+    openapi_extra={"requestBody": _IMPORT_BODY},
+    responses={
+        201: {"model": ChatPublic, "description": "Hearth's export: the new chat."},
+        200: {"model": ChatsImported, "description": "Open WebUI's export: each chat's result."},
+        413: {"description": "Larger than the setting `chat_import_max_bytes`."},
+    },
+)
+async def import_chats(request: Request, imports: ImportsDep, caller: CallerDep) -> Response:
+    """Chats from an export, told apart by its shape. Hearth's own (`GET
+    /api/chats/{id}/export?format=json`): one chat, 201 with it. Open WebUI's "Export chats"
+    file: many, each in its own transaction; 200 with each chat's result: its new id, or
+    why it was not imported, the messages of other branches left out, and what Hearth did
+    not keep (tags, folders, files...)."""
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("We could not parse the JSON body of your request.") from None
+    if import_format(data) == "hearth":
+        chat = await imports.hearth(caller, hearth_export(data))
+        return JSONResponse(chat.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+    report = await imports.open_webui(caller, data, models=await _import_models(request))
+    return JSONResponse(report.model_dump(mode="json"))
+
+
+async def _import_models(request: Request) -> ImportModels:
+    """The chat models an imported chat may keep, and the one it takes instead."""
+    routes = request.app.state.routes
+    site = await request.app.state.site.get()
+    preferred = site.default_model or request.app.state.settings.default_model
+    return ImportModels(
+        served=frozenset(r.model.name for r in routes.all() if r.model.type == "chat"),
+        default=routes.default_chat_model(preferred),
+    )
 
 
 @router.get("/{chat_id}")
@@ -145,7 +210,11 @@ async def edit_message(
     return _stream(events)
 
 
-@router.get("/{chat_id}/export", response_model=None)
+@router.get(
+    "/{chat_id}/export",
+    response_model=None,
+    responses={200: {"model": ChatExport, "description": "The chat (JSON), or Markdown."}},
+)
 async def export_chat(
     chat_id: uuid.UUID,
     chats: ChatsDep,
@@ -209,7 +278,10 @@ def _stream(events: AsyncIterator[ChatEvent]) -> StreamingResponse:
                 stored = event.data.get("answer") if event.type == "error" else None
                 stored = event.data.get("message") if event.type == "done" else stored
                 if stored is not None:  # the answer as the page shows it
-                    event.data["html"] = render_markdown(stored["content"])
+                    count = len(stored.get("citations") or [])
+                    html = render_markdown(stored["content"])
+                    event.data["html"] = link_citations(html, stored["id"], count)
+                    event.data["cited"] = cited_numbers(stored["content"], count)
                 data = json.dumps(event.data, ensure_ascii=False)
                 yield f"event: {event.type}\ndata: {data}\n\n".encode()
         finally:

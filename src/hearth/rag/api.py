@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, UploadFile, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -29,6 +30,7 @@ from hearth.rag.schemas import (
     SearchResults,
 )
 from hearth.rag.service import Documents
+from hearth.rag.viewing import document_file
 
 router = APIRouter(prefix="/api", tags=["documents"])
 
@@ -133,6 +135,25 @@ async def get_document(
 ) -> DocumentPublic:
     """A document with its ingestion status and progress."""
     return await documents.get_document(caller, document_id)
+
+
+@router.get("/documents/{document_id}/file")
+async def download_document(
+    document_id: uuid.UUID, documents: DocumentsDep, caller: CallerDep
+) -> Response:
+    """The uploaded file, with its content type: a PDF or plain text opens in the browser
+    (a citation links the PDF at its page, `#page=N`); anything else downloads."""
+    stored = await document_file(documents, caller, document_id)
+    disposition = "inline" if stored.inline else "attachment"
+    headers = {
+        "content-disposition": f"{disposition}; filename*=UTF-8''{quote(stored.filename)}",
+        "x-content-type-options": "nosniff",
+        "cache-control": "private, max-age=300",
+    }
+    kind = stored.content_type if stored.inline else "application/octet-stream"
+    if kind == "text/plain":
+        kind = "text/plain; charset=utf-8"
+    return Response(stored.data, media_type=kind, headers=headers)
 
 
 @router.delete("/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -15,12 +15,28 @@ from markupsafe import Markup
 
 from hearth.accounts.auth import signed_in_user
 from hearth.accounts.sessions import COOKIE, CSRF_COOKIE, SignedIn
+from hearth.chat.citations import cited_numbers, link_citations
 from hearth.chat.markdown import render_markdown
 from hearth.errors import Forbidden
 
 STATIC_DIR = Path(__file__).parent / "static"
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["markdown"] = lambda text: Markup(render_markdown(text or ""))
+
+
+def _answer_html(message: Any) -> Markup:
+    """An answer's Markdown as HTML, its `[n]` linked to its sources."""
+    count = len(message.citations or [])
+    html = render_markdown(message.content or "")
+    return Markup(link_citations(html, message.id, count))
+
+
+def _cited(message: Any) -> list[int]:
+    return cited_numbers(message.content or "", len(message.citations or []))
+
+
+templates.env.filters["answer_html"] = _answer_html
+templates.env.filters["cited"] = _cited
 
 
 # Pages load scripts and styles only from this site; nothing inline, no frames around them.

@@ -13,6 +13,7 @@ from hearth.accounts.principal import Principal
 from hearth.accounts.users import GroupPublic
 from hearth.errors import HearthError, InvalidRequest, NotFound
 from hearth.rag.schemas import CollectionCreate, GrantCreate
+from hearth.rag.viewing import document_passages
 from hearth.web._render import checked_form, page, require_user
 
 router = APIRouter(include_in_schema=False)
@@ -62,6 +63,19 @@ async def collection_page(request: Request, collection_id: uuid.UUID, done: str 
         "done": done,
     }
     return page(request, "collection.html", context)
+
+
+@router.get("/documents/{document_id}", response_class=HTMLResponse)
+async def document_page(
+    request: Request, document_id: uuid.UUID, passage: int | None = None
+) -> Response:
+    """A document's passages in order, the cited one (`?passage=`) highlighted."""
+    user = await require_user(request)
+    document, passages = await document_passages(
+        request.app.state.documents, user.principal, document_id
+    )
+    context = {"document": document, "passages": passages, "highlighted": passage}
+    return page(request, "document.html", context)
 
 
 @router.post("/collections/{collection_id}", response_class=HTMLResponse)

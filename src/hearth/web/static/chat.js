@@ -52,7 +52,7 @@ function messageNode(role, text) {
   return article;
 }
 
-function showAnswer(article, message, html, citations) {
+function showAnswer(article, message, html, citations, cited_) {
   article.dataset.id = message.id;
   const body = article.querySelector(".body");
   body.className = "body md";
@@ -64,19 +64,48 @@ function showAnswer(article, message, html, citations) {
   }
   if (message.error) article.insertBefore(element("p", "error", message.error), article.querySelector(".actions"));
   if (citations?.length) {
-    const list = element("ol", "citations");
-    list.setAttribute("aria-label", "Sources");
-    citations.forEach((c, i) => {
+    // The sources the answer cites, by their numbers; the others folded away below.
+    const cited = new Set(cited_ || []);
+    const source = (c, n) => {
       const item = element("li");
+      item.id = `cite-${message.id}-${n}`;
       const details = element("details");
-      let where = `[${i + 1}] ${c.title || c.filename}`;
+      let where = `[${n}] ${c.title || c.filename}`;
       if (c.page) where += `, page ${c.page}`;
       if (c.headings?.length) where += ` — ${c.headings.join(" › ")}`;
-      details.append(element("summary", "", where), element("blockquote", "", c.text));
+      const links = element("p", "source-links");
+      const open = element("a", "", "Open in the document");
+      open.href = `/documents/${c.document_id}?passage=${c.chunk_id}#passage-${c.chunk_id}`;
+      links.append(open);
+      if (c.filename.toLowerCase().endsWith(".pdf")) {
+        const pdf = element("a", "", `the PDF at page ${c.page || 1}`);
+        pdf.href = `/api/documents/${c.document_id}/file#page=${c.page || 1}`;
+        pdf.target = "_blank";
+        pdf.rel = "noopener";
+        links.append(" · ", pdf);
+      }
+      details.append(element("summary", "", where), element("blockquote", "", c.text), links);
       item.append(details);
-      list.append(item);
-    });
-    article.insertBefore(list, article.querySelector(".actions"));
+      return item;
+    };
+    const before = article.querySelector(".actions");
+    if (cited.size) {
+      const list = element("ul", "citations");
+      list.setAttribute("aria-label", "Sources");
+      [...cited].forEach((n) => list.append(source(citations[n - 1], n)));
+      article.insertBefore(list, before);
+    }
+    const rest = citations.map((c, i) => [c, i + 1]).filter(([, n]) => !cited.has(n));
+    if (rest.length) {
+      const label = cited.size ? "Other passages" : "Passages given to the model";
+      const folded = element("details", "other-passages");
+      folded.append(element("summary", "", `${label} (${rest.length})`));
+      const list = element("ul", "citations");
+      list.setAttribute("aria-label", label);
+      rest.forEach(([c, n]) => list.append(source(c, n)));
+      folded.append(list);
+      article.insertBefore(folded, before);
+    }
   }
   if (message.completion_tokens) {
     article.querySelector(".actions").append(
@@ -193,7 +222,7 @@ async function converse(method, path, body, { question }) {
         answer.querySelector(".body").textContent = text;
       } else if (event.type === "done" || event.type === "error") {
         const message = event.type === "done" ? event.data.message : event.data.answer;
-        showAnswer(answer, message, event.data.html, answer.citations);
+        showAnswer(answer, message, event.data.html, answer.citations, event.data.cited);
         status.textContent = event.type === "error" ? event.data.message : "";
         followTitle();  // the question named the chat whatever became of the answer
       }
@@ -248,6 +277,13 @@ document.addEventListener("keydown", (event) => {
 stopButton.addEventListener("click", () => controller?.abort());
 
 log.addEventListener("click", async (event) => {
+  const cite = event.target.closest("a.cite");
+  if (cite) {  // [n] opens its source (folded away among the other passages, perhaps)
+    const source = document.getElementById(cite.hash.slice(1));
+    source?.closest("details.other-passages")?.setAttribute("open", "");
+    source?.querySelector("details")?.setAttribute("open", "");
+    return;
+  }
   const button = event.target.closest("button");
   const article = event.target.closest("article.msg");
   if (!button || !article || controller) return;
