@@ -6,7 +6,8 @@ literal values, `secretKeyRef`s read from the rendered Secrets, then `$(VAR)` re
 to variables defined before. What a cluster provides and this machine does not is mapped,
 each in one place here:
 
-- a Service's DNS name and port → 127.0.0.1 and the port its one process listens on;
+- a Service's DNS name and port, in env values and arguments → 127.0.0.1 and the port its
+  one process listens on;
 - `0.0.0.0` → 127.0.0.1 (nothing here listens beyond loopback), a container port → a
   free port (two web replicas on one machine);
 - a volume's mount path → a folder: one per claim (the uploads claim is shared by web and
@@ -215,6 +216,7 @@ class Cluster:
             local_ports.get(a, a) if i and container["args"][i - 1].endswith("-port") else a
             for i, a in enumerate(container.get("args", []))
         ]
+        args = [self._rewrite(a) for a in args]  # a benchmark's --url names a Service
         env.setdefault("HEARTH_MODELS_DIR", str(_mkdir(self.root / "models")))  # the image's
         created = Pod(name, args, env, self.root / f"{name}.log", port=here)
         if not one_off:

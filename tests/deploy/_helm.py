@@ -64,6 +64,41 @@ EXTERNAL_ENGINE = {
         "egress": [{"cidr": "20.0.0.0/8", "ports": [443]}],
     },
 }
+# Two benchmarks: one of this release's gateway with its key from a Secret, on spot nodes;
+# one of an external target with its egress list.
+BENCHMARKS = [
+    {
+        "name": "smollm2-sweep",
+        "model": "smollm2-135m-instruct",
+        "args": ["--stage", "sweep:3", "--requests", "50", "--output-tokens", "64"],
+        "apiKey": {"secretName": "bench-key", "key": "api-key"},
+        "nodeSelector": {"kubernetes.azure.com/scalesetpriority": "spot"},
+        "tolerations": [
+            {
+                "key": "kubernetes.azure.com/scalesetpriority",
+                "operator": "Equal",
+                "value": "spot",
+                "effect": "NoSchedule",
+            }
+        ],
+    },
+    {
+        "name": "azure-mini",
+        "model": "gpt-4o-mini",
+        "target": "https://example.openai.azure.com/openai/v1",
+        "apiKey": {"secretName": "azure-openai", "key": "api-key"},
+        "egress": [{"cidr": "20.0.0.0/8", "ports": [443]}],
+        "args": ["--stage", "concurrency:4", "--requests", "20"],
+    },
+]
+LAB = {"lab.benchmarks": BENCHMARKS}
+LAB_ARGO = LAB | {
+    "lab.argo.enabled": True,
+    "lab.argo.executorServiceAccountName": "argo-executor",
+    "networkPolicy.benchExtraEgress": [
+        {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
+    ],
+}
 CASES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "defaults": ((), {}),
     "dev-minikube": (("dev-minikube.yaml",), {}),
@@ -88,6 +123,9 @@ CASES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     ),
     "httproute": ((), HTTP_ROUTE),
     "ingress-existing-tls": ((), INGRESS_EXISTING_TLS),
+    "lab-benchmarks": ((), LAB),
+    "lab-benchmarks-external-db": ((), EXTERNAL_DB | LAB),
+    "lab-argo": ((), LAB_ARGO),
 }
 
 
@@ -213,4 +251,36 @@ def pod_specs(objects: list[dict]) -> list[tuple[str, dict, dict]]:
             out.append((ident(obj), template.get("metadata", {}), template["spec"]))
         elif kind == "Pod":
             out.append((ident(obj), obj["metadata"], obj["spec"]))
+        elif kind == "Workflow":
+            out += _workflow_pods(obj)
+    return out
+
+
+# What an Argo Workflow's pod takes from the Workflow's spec (the rest is its template's).
+_WORKFLOW_POD_FIELDS = (
+    "serviceAccountName",
+    "automountServiceAccountToken",
+    "securityContext",
+    "imagePullSecrets",
+    "volumes",
+)
+_TEMPLATE_POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "initContainers")
+
+
+def _workflow_pods(workflow: dict) -> list[tuple[str, dict, dict]]:
+    """The pod each container template of an Argo Workflow makes, as Argo builds it: the
+    Workflow's podMetadata and pod-level fields, then the template's (without the init and
+    wait containers Argo's executor adds: its controller's settings, not the chart's)."""
+    spec = workflow["spec"]
+    out = []
+    for template in spec["templates"]:
+        if "container" not in template:
+            continue
+        labels = spec.get("podMetadata", {}).get("labels", {}) | template.get("metadata", {}).get(
+            "labels", {}
+        )
+        pod = {k: spec[k] for k in _WORKFLOW_POD_FIELDS if k in spec}
+        pod |= {k: template[k] for k in _TEMPLATE_POD_FIELDS if k in template}
+        pod["containers"] = [template["container"]]
+        out.append((f"{ident(workflow)}/{template['name']}", {"labels": labels}, pod))
     return out

@@ -1,7 +1,8 @@
 """Who may reach whom, computed from the rendered NetworkPolicies with Kubernetes' semantics,
 against the intended matrix: ingress controller -> web:8080; web and worker -> engines,
-PostgreSQL, Redis; migrations -> PostgreSQL; Prometheus -> metrics ports; helm tests -> web
-and engines; every pod -> DNS; listed external destinations only; nothing else."""
+PostgreSQL, Redis; migrations -> PostgreSQL; benchmarks -> PostgreSQL and their targets (web,
+or listed addresses); Prometheus -> metrics ports; helm tests -> web and engines; every pod ->
+DNS; listed external destinations only; nothing else."""
 
 from __future__ import annotations
 
@@ -238,6 +239,16 @@ def intended(case: str) -> set[tuple[str, str, int, str]]:
             allowed.add(("prometheus", name, port, "TCP"))
         if e.get("egress"):  # model downloads: HTTPS to public addresses
             allowed |= {(name, "public-https", 443, "TCP"), (name, "azure-https", 443, "TCP")}
+    benchmarks = v["lab"]["benchmarks"]
+    if benchmarks:
+        allowed.add(("bench", *database, "TCP"))
+    if any(not b.get("target") for b in benchmarks):
+        allowed.add(("bench", "web", 8080, "TCP"))  # the gateway, the default target
+    for b in benchmarks:  # an external target: the addresses its entry lists
+        listed = _listed(b.get("egress", []))
+        allowed |= {
+            ("bench", o.name, number, proto) for o in listed for number, proto, _ in o.ports
+        }
     for pod in ours:
         allowed |= {(pod, "dns", 53, "UDP"), (pod, "dns", 53, "TCP")}
     return {
@@ -247,6 +258,23 @@ def intended(case: str) -> set[tuple[str, str, int, str]]:
         and a[1] in ours | {o.name for o in OTHERS}
         and (a[0] in ours or a[1] in ours)
     }
+
+
+def _listed(egress: list[dict]) -> list[Endpoint]:
+    """The addresses outside the cluster that an `egress` list ({cidr, except, ports}) names."""
+    out = []
+    for other in OTHERS:
+        if other.ip is None:
+            continue
+        address = ipaddress.ip_address(other.ip)
+        for item in egress:
+            inside = address in ipaddress.ip_network(item["cidr"]) and not any(
+                address in ipaddress.ip_network(e) for e in item.get("except", [])
+            )
+            if inside and all(not item.get("ports") or p[0] in item["ports"] for p in other.ports):
+                out.append(other)
+                break
+    return out
 
 
 @pytest.mark.parametrize("case", POLICY_CASES)

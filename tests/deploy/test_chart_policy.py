@@ -91,8 +91,8 @@ def test_hearth_containers_run_as_10001_without_exceptions(case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_every_container_has_requests_limits_and_probes(case: str) -> None:
     for owner, _meta, spec in _helm.pod_specs(_helm.render_case(case)):
-        # Jobs and test pods run to completion: no probes to ask.
-        runs_to_completion = owner.startswith(("Job/", "Pod/"))
+        # Jobs, test pods and workflow steps run to completion: no probes to ask.
+        runs_to_completion = owner.startswith(("Job/", "Pod/", "Workflow/"))
         for where, c in _containers(spec):
             name = f"{owner} {where} container {c['name']}"
             resources = c.get("resources", {})

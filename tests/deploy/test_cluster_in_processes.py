@@ -1,13 +1,15 @@
 """The chart's platform, started in processes from what the chart renders (tests/deploy/
 _cluster.py says how each cluster part maps onto this machine): two `hearth serve`, one
 `hearth worker`, one `hearth engine`, Redis and PostgreSQL, behind nginx with the Ingress's
-streaming settings. Through it: a chat, a document ingestion, a streamed completion; then
-one web replica is killed with SIGKILL during ten streams."""
+streaming settings. Through it: a chat, a document ingestion, a streamed completion, a
+benchmark Job stopped by SIGTERM and resumed; then one web replica is killed with SIGKILL
+during ten streams."""
 
 from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,12 +22,22 @@ import pytest
 from hearth.chat.schemas import STALE_STREAM_SECONDS
 from hearth.config import DEFAULT_CHAT_MODEL
 from tests.deploy import _helm
-from tests.deploy._cluster import Cluster, run
+from tests.deploy._cluster import HEARTH, Cluster, Pod, _clean_environment, run
 
-# The Minikube example, with two web replicas: what `helm install -f dev-minikube.yaml
-# --set web.replicas=2` renders.
+# The Minikube example, with two web replicas and a benchmark of the gateway: what `helm
+# install -f dev-minikube.yaml --set web.replicas=2` renders, with one `lab.benchmarks`
+# entry (an open-loop stage: its schedule, 10 s, outlasts the moment it is stopped).
+BENCHMARK = {
+    "name": "smoke",
+    "model": DEFAULT_CHAT_MODEL,
+    "apiKey": {"secretName": "bench-key", "key": "api-key"},
+    "args": [
+        *("--stage", "constant:4", "--requests", "40"),
+        *("--input-tokens", "32", "--output-tokens", "8"),
+    ],
+}
 VALUES = ("dev-minikube.yaml",)
-SET = {"web.replicas": 2}
+SET = {"web.replicas": 2, "lab.benchmarks": [BENCHMARK]}
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +147,62 @@ def test_a_streamed_completion_through_the_ingress(ingress: str, key: str) -> No
         )
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def _show(pod: Pod, run_id: str) -> dict | None:
+    """`hearth bench show RUN --format json` in the pod's environment; None before the run."""
+    done = subprocess.run(
+        [*HEARTH, "bench", "show", run_id, "--format", "json"],
+        env={**_clean_environment(), **pod.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+def test_a_benchmark_job_stopped_at_a_checkpoint_resumes_its_run(
+    cluster: Cluster, key: str
+) -> None:
+    """The benchmark Job's pod as rendered: SIGTERM (a spot node's notice) stops it at a
+    checkpoint with exit 75 (the Job's podFailurePolicy ignores it), the next pod runs the
+    same command and finishes the same run, and one more exits 0 at once."""
+    # What the operator makes: kubectl create secret generic bench-key --from-literal=...
+    secret = {"kind": "Secret", "metadata": {"name": "bench-key"}, "stringData": {"api-key": key}}
+    cluster.objects.append(secret)
+    [job] = [
+        o
+        for o in cluster.objects
+        if o["kind"] == "Job" and o["metadata"]["labels"].get("hearth-llm.io/benchmark") == "smoke"
+    ]
+    web = next(p for p in cluster.pods["hearth-web"] if p.proc and p.proc.poll() is None)
+    cluster.services[("hearth-web", 8080)] = web.port  # the Service, to one live replica
+    pod = cluster.pod(job["metadata"]["name"])
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    run_id = args[args.index("--run-id") + 1]
+    assert pod.args[pod.args.index("--url") + 1] == f"http://127.0.0.1:{web.port}/v1"
+
+    pod.start()
+    deadline = time.monotonic() + 120
+    while True:  # until the first records are saved: the run is under way
+        assert pod.proc is not None and pod.proc.poll() is None, pod.tail()
+        shown = _show(pod, run_id)
+        if shown and any(s.get("recorded") for s in shown["stages"]):
+            break
+        assert time.monotonic() < deadline, pod.tail()
+        time.sleep(0.5)
+    pod.kill(signal.SIGTERM)
+    assert pod.proc.wait(timeout=60) == 75, pod.tail()
+    stopped = _show(pod, run_id)
+    assert stopped is not None and stopped["status"] == "interrupted"
+
+    run(pod, timeout=180)  # the Job's next pod: the same command resumes the run
+    finished = _show(pod, run_id)
+    assert finished is not None
+    assert (finished["status"], finished["attempts"], finished["name"]) == ("finished", 2, "smoke")
+    assert finished["stages"][0]["summary"]["counted"] > 0
+    run(pod, timeout=60)  # a pod started after the end: exits 0 at once, the run untouched
+    assert _show(pod, run_id)["attempts"] == 2
 
 
 def test_killing_a_web_replica_mid_stream(cluster: Cluster, ingress: str, key: str) -> None:

@@ -42,13 +42,19 @@ their controller-revision-hash label must fit 63 characters, hence the limit of 
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Selector labels: (dict "ctx" $ "component" "web") or, for an engine, with "engine" $e. */}}
+{{/*
+Selector labels: (dict "ctx" $ "component" "web") or, for an engine, with "engine" $e, or
+for a benchmark, with "benchmark" $b.
+*/}}
 {{- define "hearth.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "hearth.name" .ctx }}
 app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- if .engine }}
 hearth-llm.io/engine: {{ .engine.name }}
+{{- end }}
+{{- if .benchmark }}
+hearth-llm.io/benchmark: {{ .benchmark.name }}
 {{- end }}
 {{- end }}
 
