@@ -108,6 +108,30 @@ def test_a_run_stopped_mid_sweep_goes_on_and_ends_as_if_never_stopped(
     assert len(engine.bodies) == before
 
 
+def test_two_processes_never_drive_one_run_at_once(
+    engine: TimedEngine, database_url: str, tmp_path: Path
+) -> None:
+    """A chart upgrade starts the new pod before the old one has stopped: it waits for the
+    run's lock, then finds the run finished, and sends nothing."""
+    engine.reset()
+    engine.chunk_delay = 0.05  # 0.4 s a request: the run outlasts the second one's start
+    env = _env(tmp_path, database_url)
+    run_id = uuid.uuid4()
+    command = [*_command(engine, run_id)]
+    command[command.index("sweep:2")] = "synchronous"
+    first = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not engine.bodies and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    _, first_err = first.communicate(timeout=120)
+    _, second_err = second.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 0, second_err
+    assert "waiting for it to stop" in second_err and "is finished" in second_err
+    assert len(engine.bodies) == 20  # one run's requests, not two
+
+
 def test_bad_options_are_readable_refusals(tmp_path: Path, database_url: str) -> None:
     env = _env(tmp_path, database_url)
     bad = subprocess.run(

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from hearth.config import Settings
-from hearth.errors import InvalidRequest
+from hearth.errors import DependencyUnavailable, InvalidRequest
 from hearth.lab.datasets import load_tokenizer
 from hearth.lab.export import records_csv
 from hearth.lab.imports import parse_result_file
@@ -57,13 +58,16 @@ async def run_benchmark(
     out: Path | None,
 ) -> int:
     """Create (or resume) a run and drive it; the exit code: 0 finished, `stopped_exit`
-    stopped at a checkpoint, 1 failed. With `run_id`, the run is created under that id the
-    first time and resumed after (a Kubernetes Job's next pod runs the same command)."""
+    stopped at a checkpoint (a signal, or the database or network failing), 1 failed.
+    With `run_id`, the run is created under that id the first time and resumed after (a
+    Kubernetes Job's next pod runs the same command)."""
     async with AsyncExitStack() as stack:
         runs = Runs(await open_database(settings, stack))
-        if resume is not None:
-            run_id = resume
-        else:
+        run_id = resume or run_id or uuid.uuid4()
+        # One process at a time drives a run: the pod a chart upgrade starts waits here
+        # until the one it replaces has stopped at its checkpoint.
+        await stack.enter_async_context(runs.exclusive(run_id, waiting=_say_waiting))
+        if resume is None:
             assert spec is not None
             existing = await runs.find(run_id) if run_id is not None else None
             if existing is not None and existing.status == "finished":
@@ -90,6 +94,15 @@ async def run_benchmark(
                 loop.add_signal_handler(sig, runner.stop)
             try:
                 outcome = await runner.run()
+            except (OSError, SQLAlchemyError, DependencyUnavailable) as exc:
+                # The database or the network, not the run: what completed is saved, and the
+                # same command goes on (a Job retries exit 75, it fails on 1).
+                with contextlib.suppress(Exception):
+                    await runs.end(run_id, "interrupted", f"{type(exc).__name__}: {exc}"[:500])
+                click.echo(
+                    f"stopped: {exc}; the same command goes on from the checkpoint", err=True
+                )
+                return stopped_exit
             except Exception as exc:
                 await runs.end(run_id, "failed", f"{type(exc).__name__}: {exc}"[:500])
                 raise
@@ -113,6 +126,10 @@ async def run_benchmark(
             run = await runs.get(run_id)
             await asyncio.to_thread(out.write_text, run.model_dump_json(indent=2))
         return 0
+
+
+def _say_waiting() -> None:
+    click.echo("another process is running this run; waiting for it to stop", err=True)
 
 
 def _line(label: str, s: Summary) -> str:

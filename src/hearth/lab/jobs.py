@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 
 async def run_queued(runs: Runs, run_id: uuid.UUID) -> None:
+    async with runs.exclusive(run_id):  # not beside a `hearth bench run` of the same run
+        await _run(runs, run_id)
+
+
+async def _run(runs: Runs, run_id: uuid.UUID) -> None:
     spec = await runs.begin(run_id)
     # The key is named, never stored: the worker's environment holds it.
     key = os.environ.get(spec.api_key_env) if spec.api_key_env else None

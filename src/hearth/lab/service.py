@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Float, delete, func, literal, select, update
+from sqlalchemy import ARRAY, Float, delete, func, literal, select, text, update
 
 from hearth.db.session import Database
 from hearth.errors import InvalidRequest, NotFound
@@ -97,6 +98,30 @@ class Runs:
             values["finished_at"] = func.now()
         async with self.database.session() as session, session.begin():
             await session.execute(update(BenchRun).where(BenchRun.id == run_id).values(**values))
+
+    @contextlib.asynccontextmanager
+    async def exclusive(
+        self, run_id: uuid.UUID, *, waiting: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the run's advisory lock (a session lock on a connection of its own) while
+        the block runs; another holder makes this wait, after calling `waiting`."""
+        key = {"key": f"hearth.lab:{run_id}"}
+        async with self.database.engine.connect() as conn:
+            got = await conn.scalar(
+                text("SELECT pg_try_advisory_lock(hashtextextended(:key, 0))"), key
+            )
+            if not got:
+                if waiting is not None:
+                    waiting()
+                await conn.execute(text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"), key)
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(
+                    text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), key
+                )
+                await conn.commit()
 
     def store(self, run_id: uuid.UUID) -> RunStore:
         return RunStore(self.database, run_id)
