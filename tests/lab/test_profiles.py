@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 from pydantic import ValidationError
 
-from hearth.lab.profiles import Profile, Stage, offsets, sweep_rates
+from hearth.lab.profiles import Profile, Stage, offsets, replay_stage, sweep_rates
 
 
 def _gaps(times: list[float]) -> list[float]:
@@ -70,3 +70,22 @@ def test_a_sweep_runs_synchronous_then_throughput_then_rates_between() -> None:
         Profile()
     with pytest.raises(ValidationError):
         Profile(sweep=2, stages=[Stage(kind="synchronous", requests=1)])
+
+
+def test_a_trace_replays_its_times_and_lengths_in_time_order() -> None:
+    trace = [
+        {"timestamp": 12.0, "input_tokens": 30, "output_tokens": 4},
+        {"timestamp": 10.0, "input_tokens": 10, "output_tokens": 2},
+        {"timestamp": 10.5, "input_tokens": 20, "output_tokens": 3},
+    ]
+    stage = replay_stage(trace)
+    assert offsets(stage, seed=0) == [0.0, 0.5, 2.0]
+    assert stage.lengths == [(10, 2), (20, 3), (30, 4)]
+    assert replay_stage([3, 1, 2]).offsets == [1.0, 2.0, 3.0] and replay_stage([1]).lengths is None
+    for bad in (
+        [],
+        [{"time": 1}],
+        [{"timestamp": 1, "input_tokens": 3, "output_tokens": 2}, {"timestamp": 2}],
+    ):
+        with pytest.raises(ValueError):
+            replay_stage(bad)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import pytest
 
 from hearth.lab.datasets import Data, Lengths, WordCounter
 from hearth.lab.metrics import Options, Slo
-from hearth.lab.profiles import Profile, Stage
+from hearth.lab.profiles import Profile, Stage, replay_stage
 from hearth.lab.runner import MemoryStore, Runner, RunSpec
 from tests.fakes.timed_engine import TimedEngine
 
@@ -128,6 +128,18 @@ def test_goodput_counts_requests_that_meet_the_slo(engine: TimedEngine) -> None:
     assert s.slo_attainment == 0 and s.goodput == 0
     [(_, s)] = run(spec(engine, stage, options=loose)).summaries
     assert s.slo_attainment == 1 and s.goodput == pytest.approx(s.request_throughput)
+
+
+def test_a_replayed_trace_asks_its_own_lengths(engine: TimedEngine) -> None:
+    stage = replay_stage(
+        [{"timestamp": 0.05 * i, "input_tokens": 5 + i, "output_tokens": 2 + i} for i in range(6)]
+    )
+    store = MemoryStore()
+    asyncio.run(Runner(spec(engine, stage), store, WordCounter()).run())
+    assert sorted(b["max_tokens"] for b in engine.bodies) == [2, 3, 4, 5, 6, 7]
+    records = sorted(store.saved[0], key=lambda r: r.index)
+    assert [r.input_tokens for r in records] == [5, 6, 7, 8, 9, 10]
+    assert [r.server_output_tokens for r in records] == [2, 3, 4, 5, 6, 7]
 
 
 def test_warm_up_and_cool_down_are_run_but_not_counted(engine: TimedEngine) -> None:

@@ -11,10 +11,13 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from hearth.lab.profiles import replay_stage
+
 STAGE_HELP = (
     "A stage, repeatable, in order: synchronous | throughput | concurrency:N | constant:RATE | "
     "poisson:RATE | gamma:RATE:BURSTINESS | replay:FILE (a JSON list of send times in "
-    "seconds). Or one sweep:N (synchronous, throughput, then N rates between)."
+    "seconds, or of {timestamp, input_tokens, output_tokens}). Or one sweep:N "
+    "(synchronous, throughput, then N rates between)."
 )
 
 
@@ -36,8 +39,10 @@ def _stage(text: str, requests: int) -> dict[str, Any]:
                 "requests": requests,
             }
         if kind == "replay" and len(args) == 1:
-            times = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-            return {"kind": kind, "offsets": times, "requests": len(times)}
+            trace = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+            if not isinstance(trace, list):
+                raise ValueError("a trace is a JSON list")
+            return replay_stage(trace).model_dump(exclude_none=True)
     except (ValueError, OSError) as exc:
         raise click.BadParameter(f"{text}: {exc}", param_hint="--stage") from exc
     raise click.BadParameter(f"{text}: not a stage ({STAGE_HELP})", param_hint="--stage")

@@ -159,15 +159,21 @@ def _text_of(tokenizer: Tokenizer, rng: random.Random, tokens: int) -> str:
     return text
 
 
-def prompts(data: Data, tokenizer: Tokenizer, count: int) -> list[Prompt]:
-    """`count` prompts, the same for the same data spec (a resumed run asks the same)."""
+def prompts(
+    data: Data, tokenizer: Tokenizer, count: int, lengths: list[tuple[int, int]] | None = None
+) -> list[Prompt]:
+    """`count` prompts, the same for the same data spec (a resumed run asks the same);
+    with `lengths` (a replayed trace's), synthetic prompts of exactly those token counts."""
     rng = random.Random(data.seed)
     prefix = _text_of(tokenizer, rng, data.prefix_tokens) + "\n" if data.prefix_tokens else ""
-    if data.kind == "sharegpt":
+    if data.kind == "sharegpt" and lengths is None:
         return _sharegpt(data, tokenizer, count, prefix)
     out = []
-    for _ in range(count):
-        n_in, n_out = data.input.draw(rng), data.output.draw(rng)
+    for i in range(count):
+        if lengths is not None:
+            n_in, n_out = lengths[i]
+        else:
+            n_in, n_out = data.input.draw(rng), data.output.draw(rng)
         text = prefix + _text_of(tokenizer, rng, n_in)
         out.append(Prompt(text, len(tokenizer.encode(text)), n_out))
     return out

@@ -1,7 +1,13 @@
 """Other tools' result files, read into the lab's shapes so that old results join the same
 tables: `vllm bench serve --save-result` (one stage per file) and GuideLLM's benchmarks JSON
-(one stage per benchmark). Neither tool records planned send times, so their runs cannot be
-self-checked and their latencies count from the actual send; each imported stage says so."""
+(one stage per benchmark). vLLM's client records no planned send times; GuideLLM's records
+its targeted start for constant and Poisson benchmarks (its dispatch delay and latency from
+the schedule are imported), but not the lab's records, so no imported stage is self-checked
+and its other latencies count from the actual send; each imported stage says so.
+
+Numbers are mapped by definition, not by name: GuideLLM's ITL ((last token - first token) /
+(output tokens - 1)) is the lab's TPOT; its TPOT counts the first token in and has no
+equivalent here (docs: src/hearth/lab/metrics.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +22,23 @@ NOT_CHECKED = (
     "imported from {tool}: its client kept no planned send times, so this stage is not "
     "self-checked and its latencies count from the actual send"
 )
+PLANNED_NOT_CHECKED = (
+    "imported from {tool}: its own dispatch delay and latency from its schedule are shown, "
+    "but this stage is not self-checked and its other latencies count from the actual send"
+)
+GUIDELLM_TPOT = (
+    "GuideLLM's ITL, (last token - first token) / (output tokens - 1), is this TPOT; its own "
+    "TPOT counts the first token in and is not imported; it keeps no gaps between chunks, so "
+    "there is no ITL"
+)
+# GuideLLM strategy → the lab's stage kind (a trace replay's schedule is not in the file).
+_GUIDELLM_KINDS = {
+    "synchronous": "synchronous",
+    "concurrent": "concurrency",
+    "throughput": "throughput",
+    "constant": "constant",
+    "poisson": "poisson",
+}
 
 
 @dataclass
@@ -114,4 +137,135 @@ def _vllm(data: dict[str, Any], name: str) -> ImportedRun:
 
 
 def _guidellm(data: dict[str, Any], name: str) -> ImportedRun:
-    raise InvalidRequest("GuideLLM files: not yet", param="file")
+    """GuideLLM's benchmarks JSON (`--output kind=json`, 0.8): one stage per benchmark."""
+    benchmarks = data.get("benchmarks")
+    if not isinstance(benchmarks, list) or not benchmarks:
+        raise InvalidRequest("GuideLLM file: benchmarks is not a list of benchmarks", param="file")
+    stages = [_guidellm_stage(b, f"benchmarks[{i}]") for i, b in enumerate(benchmarks)]
+    first = benchmarks[0]["config"]
+    backend = first.get("backend") if isinstance(first.get("backend"), dict) else {}
+    spec_of = (data.get("config") or {}).get("spec") or {}
+    version = (data.get("metadata") or {}).get("guidellm_version")
+    return ImportedRun(
+        source="guidellm",
+        name=name,
+        model=str(backend.get("model") or "unknown"),
+        target=str(backend.get("target") or "guidellm"),
+        spec={
+            "guidellm_version": version,
+            "backend": {k: v for k, v in backend.items() if k != "api_key"},
+            "profile": first.get("profile") or spec_of.get("profile"),
+            "data": spec_of.get("data"),
+            "constraints": spec_of.get("constraints"),
+        },
+        stages=stages,
+    )
+
+
+def _at(data: Any, where: str, *path: str) -> Any:
+    """`data[path[0]][path[1]]...`, or a 400 naming the first key that is missing."""
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            raise InvalidRequest(f"GuideLLM file: {where} has no {key}", param="file")
+        data, where = data[key], f"{where}.{key}"
+    return data
+
+
+def _guidellm_stage(bench: Any, where: str) -> tuple[Stage, Summary]:
+    strategy = _at(bench, where, "config", "strategy")
+    kind = _at(strategy, f"{where}.config.strategy", "type_")
+    if kind not in _GUIDELLM_KINDS:
+        raise InvalidRequest(
+            f"GuideLLM file: {where} is a {kind!r} benchmark, which the lab cannot import "
+            f"(it knows {', '.join(_GUIDELLM_KINDS)})",
+            param="file",
+        )
+    metrics = _at(bench, where, "metrics")
+    m = f"{where}.metrics"
+    totals = _at(metrics, m, "request_totals")
+    ok, errored, incomplete = (
+        int(_number(totals, key)) for key in ("successful", "errored", "incomplete")
+    )
+    counted = ok + errored + incomplete
+    made = ((bench.get("scheduler_metrics") or {}).get("requests_made") or {}).get("total")
+    requests = int(made) if isinstance(made, int) and made >= counted else counted
+    rate = strategy.get("rate") if kind in {"constant", "poisson"} else None
+    stage = Stage(
+        kind=_GUIDELLM_KINDS[kind],  # type: ignore[arg-type]
+        requests=max(requests, 1),
+        rate=None if rate is None else float(rate),
+        concurrency=int(strategy["streams"]) if kind == "concurrent" else None,
+    )
+
+    def dist(key: str, scale: float, status: str = "successful") -> Distribution:
+        found = metrics.get(key)
+        if found is None:  # GuideLLM leaves schedule metrics out where there is no schedule
+            return Distribution(count=0)
+        return _guidellm_distribution(_at(found, f"{m}.{key}", status), scale)
+
+    dispatch = dist("request_dispatch_delay", 1.0, "total")
+    tokens = _at(metrics, m, "output_token_count", "successful")
+    goodput = metrics.get("request_goodput")
+    errors: dict[str, int] = {}
+    for request in ((bench.get("requests") or {}).get("errored")) or []:
+        message = str((request.get("info") or {}).get("error") or "error")[:300]
+        errors[message] = errors.get(message, 0) + 1
+    if incomplete:
+        errors["incomplete: still running when the benchmark ended"] = incomplete
+    tool = "GuideLLM"
+    flags = [(PLANNED_NOT_CHECKED if dispatch.count else NOT_CHECKED).format(tool=tool)]
+    flags.append(GUIDELLM_TPOT)
+    flags += [
+        f"GuideLLM warned: {w['message']}"
+        for w in bench.get("warnings") or []
+        if isinstance(w, dict) and w.get("message")
+    ]
+    summary = Summary(
+        requests=requests,
+        counted=counted,
+        succeeded=ok,
+        failed=errored + incomplete,
+        errors=errors,
+        duration=_number(bench, "duration"),
+        requested_rate=stage.rate,
+        request_throughput=_mean(_at(metrics, m, "requests_per_second", "successful")),
+        output_throughput=_mean(_at(metrics, m, "output_tokens_per_second", "successful")),
+        goodput=None if goodput is None else _mean(goodput.get("successful") or {}),
+        slo_attainment=metrics.get("slo_attainment"),
+        ttft=dist("time_to_first_token_ms", 0.001),
+        ttft_planned=Distribution(count=0),
+        tpot=dist("inter_token_latency_ms", 0.001),
+        itl=Distribution(count=0),
+        e2e=dist("request_latency", 1.0),
+        e2e_planned=dist("request_scheduled_latency", 1.0),
+        dispatch_delay=dispatch,
+        output_tokens=int(_number(tokens, "total_sum")),
+        token_source="GuideLLM (the server's usage, else its tokenizer)",
+        flags=flags,
+    )
+    return stage, summary
+
+
+def _mean(summary: dict[str, Any]) -> float:
+    return _number(summary, "mean")
+
+
+def _guidellm_distribution(summary: Any, scale: float) -> Distribution:
+    """One of GuideLLM's distribution summaries (count, mean, percentiles p50…p999), scaled
+    to seconds; the lab's percentiles only, each as [value] (GuideLLM's own intervals come
+    from another method and are missing where it had too few values)."""
+    if not isinstance(summary, dict):
+        raise InvalidRequest("GuideLLM file: a distribution is not an object", param="file")
+    count = int(_number(summary, "count"))
+    if count == 0:
+        return Distribution(count=0)
+    percentiles = summary.get("percentiles") or {}
+    return Distribution(
+        count=count,
+        mean=_number(summary, "mean") * scale,
+        percentiles={
+            p: [float(percentiles[p]) * scale]
+            for p in ("p50", "p90", "p95", "p99")
+            if isinstance(percentiles.get(p), int | float)
+        },
+    )

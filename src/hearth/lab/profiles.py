@@ -41,6 +41,11 @@ class Stage(BaseModel):
     offsets: list[float] | None = Field(
         default=None, description="Replay: each request's send time from the stage's start."
     )
+    lengths: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="Replay: each request's input and output tokens, as the trace has them "
+        "(synthetic prompts of exactly those lengths; else the run's data spec).",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Stage:
@@ -53,8 +58,13 @@ class Stage(BaseModel):
                 raise ValueError("a replay stage needs one offset per request")
             if any(b < a for a, b in zip(self.offsets, self.offsets[1:], strict=False)):
                 raise ValueError("replay offsets must not go back in time")
-        if self.kind != "replay" and self.offsets is not None:
-            raise ValueError("offsets are for replay stages only")
+        if self.kind != "replay" and (self.offsets is not None or self.lengths is not None):
+            raise ValueError("offsets and lengths are for replay stages only")
+        if self.lengths is not None:
+            if len(self.lengths) != self.requests:
+                raise ValueError("a replay stage's lengths need one pair per request")
+            if any(i < 1 or o < 1 for i, o in self.lengths):
+                raise ValueError("replayed lengths must be at least one token")
         if self.kind not in OPEN_LOOP - {"replay"} and self.rate is not None:
             raise ValueError(f"a {self.kind} stage takes no rate")
         if self.kind != "concurrency" and self.concurrency is not None:
@@ -82,6 +92,38 @@ class Stage(BaseModel):
             extra = f", burstiness {self.burstiness:g}" if self.kind == "gamma" else ""
             return f"{self.kind} {self.rate:g}/s{extra}"
         return self.kind
+
+
+def replay_stage(trace: list[object]) -> Stage:
+    """A replay stage from a trace: send times in seconds (numbers), or objects with a
+    `timestamp` (seconds) and optionally `input_tokens` and `output_tokens`, in any order
+    (sorted by time here)."""
+    if not trace:
+        raise ValueError("the trace is empty")
+    if all(isinstance(t, int | float) and not isinstance(t, bool) for t in trace):
+        times = sorted(float(t) for t in trace)  # type: ignore[arg-type]
+        return Stage(kind="replay", requests=len(times), offsets=times)
+    rows = []
+    for i, row in enumerate(trace):
+        if not isinstance(row, dict) or not isinstance(row.get("timestamp"), int | float):
+            raise ValueError(f"trace entry {i}: a number, or an object with a timestamp")
+        rows.append(row)
+    rows.sort(key=lambda r: r["timestamp"])
+    sized = [r for r in rows if "input_tokens" in r or "output_tokens" in r]
+    if sized and len(sized) != len(rows):
+        raise ValueError("give input_tokens and output_tokens for every trace entry or none")
+    lengths = None
+    if sized:
+        try:
+            lengths = [(int(r["input_tokens"]), int(r["output_tokens"])) for r in rows]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"trace lengths: {exc}") from exc
+    return Stage(
+        kind="replay",
+        requests=len(rows),
+        offsets=[float(r["timestamp"]) for r in rows],
+        lengths=lengths,
+    )
 
 
 def offsets(stage: Stage, seed: int) -> list[float]:

@@ -201,7 +201,7 @@ class Runner:
 
     def _prompts(self, stage_index: int, stage: Stage) -> list[Prompt]:
         data = self.spec.data.model_copy(update={"seed": self.spec.data.seed + stage_index})
-        return prompts(data, self.tokenizer, stage.requests)
+        return prompts(data, self.tokenizer, stage.requests, stage.lengths)
 
     async def _stage(self, conns: Connections, stored: StoredStage) -> Summary | None:
         stage, index = stored.stage, stored.index
