@@ -23,8 +23,10 @@ OPTIONS = {
     "ingest_speed.py": ["--port-base", "--owui-venv"],
     "core_speed.py": ["--port-base", "--llama-python"],
     "engine_concurrency.py": ["--port-base", "--llama-python"],
+    "lab_client.py": ["--port-base", "--guidellm", "--vllm"],
     "search_speed.py": [],  # no server, no peer: all in one process
     "retrieval_quality.py": [],
+    "lab_models.py": ["--port-base"],
 }
 
 # Run in the subprocess: block what the base install would not have, then the script.
