@@ -76,6 +76,7 @@ def hearth_settings(
         database_url=postgres.new_database(),
         data_dir=tmp_path_factory.mktemp("data"),
         max_request_bytes=64 * 1024,
+        chat_import_max_bytes=256 * 1024,
     )
 
 

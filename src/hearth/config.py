@@ -294,6 +294,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
+    chat_import_max_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest chat import (`POST /api/chats/import`: an Open WebUI export of "
+        "every chat); larger gets 413.",
+    )
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long in-flight requests may finish at shutdown."
     )

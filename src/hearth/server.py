@@ -31,7 +31,10 @@ from hearth.catalog.seeding import LOCAL_KINDS, local_hardware
 from hearth.catalog.service import Catalog
 from hearth.chat.answers import ChatAnswers
 from hearth.chat.api import router as chat_router
+from hearth.chat.importers import ChatImports
 from hearth.chat.service import Chats
+from hearth.chat.sharing import ChatShares
+from hearth.chat.sharing_api import router as chat_sharing_router
 from hearth.config import Settings
 from hearth.db.embedded import EmbeddedPostgres
 from hearth.db.migrate import upgrade
@@ -116,6 +119,8 @@ def create_app(
                 services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
             )
             app.state.chats = Chats(services.database)
+            app.state.chat_imports = ChatImports(services.database)
+            app.state.chat_shares = ChatShares(services.database)
             app.state.users.on_delete(app.state.chats.erase_owner)
             interrupted = await app.state.chats.mark_interrupted()
             if interrupted:
@@ -153,12 +158,14 @@ def create_app(
     app.include_router(site_settings_router)
     app.include_router(rag_router)
     app.include_router(chat_router)
+    app.include_router(chat_sharing_router)
     app.include_router(catalog_router)
     app.include_router(lab_router)
     install_web(app)
     limits = {
         "max_body": settings.max_request_bytes,
         "max_upload": settings.rag_max_file_bytes + 64 * 1024,
+        "path_limits": {"/api/chats/import": settings.chat_import_max_bytes},
     }
     ollama_paths = frozenset(route.path for route in ollama_router.routes)  # type: ignore[attr-defined]
     app.add_middleware(TextGuard, ollama_paths=ollama_paths)

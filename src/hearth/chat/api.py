@@ -16,8 +16,8 @@ from hearth.accounts.auth import CallerDep
 from hearth.accounts.principal import Principal
 from hearth.chat.answers import ChatAnswers, ChatEvent, Defaults
 from hearth.chat.citations import cited_numbers, link_citations
-from hearth.chat.markdown import render_markdown
 from hearth.chat.importers import ChatImports, hearth_export, import_format
+from hearth.chat.markdown import render_markdown
 from hearth.chat.openwebui import ImportModels
 from hearth.chat.schemas import (
     ChatCreate,
@@ -86,7 +86,7 @@ _IMPORT_BODY = {
                     {
                         "type": "array",
                         "items": {"type": "object"},
-                        "description": "Open WebUI's export of chats (Settings › Chats › "
+                        "description": "Open WebUI's export of chats (Settings > Chats > "
                         "Export chats)",
                     },
                 ]

@@ -1,4 +1,4 @@
-"""Tables the chat feature owns: conversations and their messages."""
+"""Tables the chat feature owns: conversations, their messages, and links that share them."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     false,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -80,3 +81,29 @@ class Message(Base):
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(f"to_tsvector('{SEARCH_CONFIG}', content)", persisted=True)
     )
+
+
+class ChatShare(Base):
+    """A read-only link to a chat for the site's signed-in users, until revoked. A snapshot:
+    it shows the messages up to `last_message_id`, the chat's last when the link was made
+    (a cutoff, not copies: a message deleted or edited since is deleted or edited there
+    too). Deleting the chat deletes its links (CASCADE)."""
+
+    __tablename__ = "chat_share"
+    __table_args__ = (
+        Index("ix_chat_share_chat_id", "chat_id"),
+        # One live link per chat: sharing again hands out the same one.
+        Index(
+            "uq_chat_share_active",
+            "chat_id",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    created_by: Mapped[str] = mapped_column(String(200))
+    last_message_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

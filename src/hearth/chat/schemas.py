@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hearth.fields import Patch
 
 MAX_MESSAGE_CHARS = 100_000
+MAX_MESSAGES_PER_CHAT = 100_000
 # An answer being generated has its text saved every SAVE_EVERY_SECONDS; one not saved for
 # STALE_STREAM_SECONDS lost the replica that was generating it.
 SAVE_EVERY_SECONDS = 2.0
@@ -98,20 +99,98 @@ class MessageCreate(BaseModel):
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
 
 
+def _utc(value: datetime) -> datetime:
+    """A moment in UTC (one without a zone is taken as UTC); refused when UTC cannot write
+    it (before the year 1 or after 9999 once converted)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a date between the years 1 and 9999 in UTC") from None
+
+
+Moment = Annotated[datetime, AfterValidator(_utc)]
+
+
 class ChatExport(ChatSettings):
-    """A chat as JSON: what export writes and import reads (its settings with it)."""
+    """A chat as JSON: what export writes and import reads (its settings with it). What is
+    left out on import takes its default: not archived, not pinned, dated now."""
+
+    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(max_length=300)
     model: str = Field(max_length=200)
-    created_at: datetime | None = None
-    messages: list[ExportedMessage] = Field(max_length=100_000)
+    archived: bool = False
+    pinned: bool = False
+    created_at: Moment | None = None
+    updated_at: Moment | None = Field(
+        default=None, description="Its last activity, which places it in the chat list."
+    )
+    messages: list[ExportedMessage] = Field(max_length=MAX_MESSAGES_PER_CHAT)
 
 
 class ExportedMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     role: Literal["user", "assistant"]
     content: str = Field(max_length=MAX_MESSAGE_CHARS)
     status: Literal["complete", "stopped", "failed", "interrupted"] = "complete"
+    model: str | None = Field(default=None, max_length=200, description="The answer's model.")
+    error: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     citations: list[dict[str, Any]] | None = None
+    created_at: Moment | None = None
 
 
 ChatExport.model_rebuild()
+
+
+class ImportedChat(BaseModel):
+    """What became of one chat of an imported file."""
+
+    index: int = Field(description="The chat's place in the file, from 1.")
+    title: str
+    id: uuid.UUID | None = Field(description="The new chat; null when it was not imported.")
+    error: str | None = Field(description="Why it was not imported (nothing of it was kept).")
+    messages: int = Field(description="Messages imported.")
+    left_out: int = Field(
+        description="Messages of the chat's other branches (Hearth keeps one line of "
+        "messages: the branch that was shown last), not imported."
+    )
+    not_imported: list[str] = Field(
+        description="What else the chat held that Hearth does not keep (tags, folder, files, "
+        "ratings...), one readable line each."
+    )
+    notes: list[str] = Field(
+        description="What was changed to fit Hearth (a model not served here replaced by "
+        "the site's, a title shortened, a missing current message)."
+    )
+
+
+class ChatsImported(BaseModel):
+    """An import of many chats (Open WebUI's "Export chats" file): one result per chat."""
+
+    format: Literal["open-webui"]
+    imported: int
+    failed: int
+    chats: list[ImportedChat]
+
+
+class ChatSharePublic(BaseModel):
+    """A chat's read-only link: for anyone signed in to this site, until it is revoked."""
+
+    token: str
+    path: str = Field(description="The page that shows it, `/s/{token}`.")
+    url: str = Field(description="The same page, absolute (as this request reached the site).")
+    messages: int = Field(description="The messages it shows: the chat's, when it was made.")
+    created_at: datetime
+
+
+class SharedChat(BaseModel):
+    """A shared chat as the link shows it: the messages up to the moment it was shared."""
+
+    title: str
+    model: str
+    shared_at: datetime
+    messages: list[MessagePublic] = Field(description="Oldest first.")
+    earlier: int | None = Field(description="Pass as `before` to load the earlier messages.")

@@ -1,8 +1,9 @@
-"""Conversations: list, open, rename, archive, delete, export and import; messages stored
-and paged. Every query filters by the owner inside its SQL, so another user's chat id is
+"""Conversations: list, open, rename, archive, delete and export; messages stored and
+paged. Every query filters by the owner inside its SQL, so another user's chat id is
 simply not found.
 
-Answering lives in `chat/answers.py`; this module is storage only.
+Answering lives in `chat/answers.py`, importing in `chat/importers.py`, links that share a
+chat in `chat/sharing.py`; this module is storage only.
 """
 
 from __future__ import annotations
@@ -368,49 +369,26 @@ class Chats:
                 ExportedMessage(
                     role=m.role,  # type: ignore[arg-type]
                     content=m.content,
-                    status=m.status,
+                    status="interrupted" if m.status == "streaming" else m.status,  # type: ignore[arg-type]
+                    model=m.model,
+                    error=m.error,
                     citations=m.citations,
+                    created_at=m.created_at,
                 )
                 for m in rows
             ]
         return ChatExport(
             title=chat.title,
             model=chat.model,
+            archived=chat.archived,
+            pinned=chat.pinned,
             created_at=chat.created_at,
+            updated_at=chat.updated_at,
             messages=messages,
             system_prompt=chat.system_prompt,
             temperature=chat.temperature,
             max_tokens=chat.max_tokens,
         )
-
-    async def import_chat(self, principal: Principal, data: ChatExport) -> ChatPublic:
-        """A new chat from an export, in one transaction (all of it or nothing)."""
-        chat = Chat(
-            id=uuid.uuid4(),
-            owner_id=principal.user_id,
-            title=data.title.strip() or NEW_CHAT_TITLE,
-            model=data.model,
-            archived=False,
-            collection_ids=[],
-            system_prompt=data.system_prompt,
-            temperature=data.temperature,
-            max_tokens=data.max_tokens,
-        )
-        async with self.database.session() as session:
-            session.add(chat)
-            await session.flush()
-            session.add_all(
-                Message(
-                    chat_id=chat.id,
-                    role=m.role,
-                    content=m.content,
-                    status=m.status,
-                    citations=m.citations,
-                )
-                for m in data.messages
-            )
-            await session.commit()
-            return ChatPublic.model_validate(chat)
 
 
 def export_markdown(data: ChatExport) -> str:

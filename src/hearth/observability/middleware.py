@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,11 +26,20 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int, max_upload: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body: int,
+        max_upload: int,
+        path_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
         self.max_upload = max_upload
+        self.path_limits = dict(path_limits or {})  # a path's own limit (chat imports)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +62,9 @@ class RequestMiddleware:
             state[RECEIVED] = started
         status = 500
         # File uploads (POST .../documents) may be larger than API bodies.
-        limit = self.max_upload if scope["path"].endswith("/documents") else self.max_body
+        limit = self.path_limits.get(scope["path"]) or (
+            self.max_upload if scope["path"].endswith("/documents") else self.max_body
+        )
         self.metrics.in_flight.inc()
 
         body_too_large = False

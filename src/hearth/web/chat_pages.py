@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hearth.chat.markdown import highlight_css
+from hearth.fields import RowId
 from hearth.gateway.context import context_window
 from hearth.web._render import page, require_user
 
@@ -37,6 +38,15 @@ async def chat_page(
 ) -> Response:
     """One chat: its latest messages (older ones a page at a time, `before`)."""
     return await _chat_page(request, chat_id, q=q, cursor=cursor, before=before)
+
+
+@router.get("/s/{token}", response_class=HTMLResponse)
+async def shared_page(request: Request, token: str, before: RowId | None = None) -> Response:
+    """A chat someone shared: read-only, for anyone signed in (others sign in first and
+    come back here); 404 for a wrong or revoked link."""
+    await require_user(request)
+    shared = await request.app.state.chat_shares.read(token, before=before)
+    return page(request, "shared.html", {"shared": shared, "readonly": True})
 
 
 @router.get("/assets/highlight.css")

@@ -413,18 +413,109 @@ document.getElementById("chat-upload").addEventListener("change", async (event) 
 });
 showAttachedCount();
 
-// Import a chat exported as JSON (from this or another Hearth).
+// Import chats: a Hearth export (one chat, opened at once) or Open WebUI's export of many
+// (each chat's result listed under the button, with what was not imported). The file goes
+// as it is: the server tells the two apart.
+const importReport = document.getElementById("import-report");
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+function reportLine(text, className, href) {
+  const item = element("li", className);
+  if (href) {
+    const link = element("a", "", text);
+    link.href = href;
+    item.append(link);
+  } else {
+    item.textContent = text;
+  }
+  importReport.append(item);
+  return item;
+}
 document.getElementById("import-chat").addEventListener("change", async (event) => {
   const file = event.target.files[0];
   if (!file) return;
+  importReport.replaceChildren();
+  reportLine(`Importing ${file.name}…`, "muted");
   try {
-    const data = JSON.parse(await file.text());
-    const chat = await (await api("POST", "/api/chats/import", data)).json();
-    location.href = `/c/${chat.id}`;
+    const response = await fetch("/api/chats/import", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: file,
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error?.message || `HTTP ${response.status}`);
+    if (!data.chats) {
+      location.href = `/c/${data.id}`;
+      return;
+    }
+    importReport.replaceChildren();
+    reportLine(`${data.imported} of ${plural(data.chats.length, "chat")} imported.`);
+    for (const chat of data.chats) {
+      if (chat.error) {
+        reportLine(chat.error, "error");
+        continue;
+      }
+      const line = reportLine(`${chat.title}: ${plural(chat.messages, "message")}`, "", `/c/${chat.id}`);
+      const more = [];
+      if (chat.left_out) more.push(`${plural(chat.left_out, "message")} of other branches left out`);
+      if (chat.not_imported.length) more.push(`not imported: ${chat.not_imported.join("; ")}`);
+      more.push(...chat.notes);
+      if (more.length) line.append(element("span", "muted", ` — ${more.join("; ")}`));
+    }
   } catch (error) {
-    status.textContent = `Import failed: ${error.message}`;
+    importReport.replaceChildren();
+    reportLine(`Import failed: ${error.message}`, "error");
   }
+  event.target.value = "";
 });
+
+// Sharing, from the chat's "Share" menu: a read-only link for anyone signed in here, made,
+// copied and revoked. It shows the chat as it is when made.
+const shareMenu = document.getElementById("share-menu");
+if (shareMenu) {
+  const state = document.getElementById("share-state");
+  const link = document.getElementById("share-link");
+  const create = document.getElementById("share-create");
+  const copy = document.getElementById("share-copy");
+  const revoke = document.getElementById("share-revoke");
+  const unshared = state.textContent;
+  const showShare = (share, note) => {
+    for (const node of [link, document.getElementById("share-link-label"), copy, revoke]) {
+      node.hidden = !share;
+    }
+    create.hidden = Boolean(share);
+    link.value = share ? share.url : "";
+    state.textContent = note || (share
+      ? `Anyone signed in to this site can read this chat's first ${plural(share.messages, "message")} ` +
+        "with this link; what you write later stays private."
+      : unshared);
+  };
+  const request = async (method) => {
+    const response = await fetch(`/api/chats/${chatId}/share`, { method, headers: { "x-csrf-token": csrf } });
+    if (method === "GET" && response.status === 404) return null;
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      throw new Error(data.error?.message || `HTTP ${response.status}`);
+    }
+    return response.status === 204 ? null : response.json();
+  };
+  const failed = (error) => { state.textContent = error.message; };
+  shareMenu.addEventListener("toggle", () => {
+    if (shareMenu.open) request("GET").then((share) => showShare(share)).catch(failed);
+  });
+  create.addEventListener("click", () =>
+    request("POST").then((share) => { showShare(share); link.select(); }).catch(failed));
+  copy.addEventListener("click", async () => {
+    link.select();
+    try {
+      await navigator.clipboard.writeText(link.value);
+      state.textContent = "Link copied.";
+    } catch {
+      state.textContent = "Copy the selected link.";
+    }
+  });
+  revoke.addEventListener("click", () =>
+    request("DELETE").then(() => showShare(null, "Link revoked: it opens nothing now.")).catch(failed));
+}
 
 // The chat's own settings; an empty field goes back to the site's default (null).
 document.getElementById("settings-form")?.addEventListener("submit", async (event) => {
