@@ -17,6 +17,11 @@ It speaks Ollama's native API (https://github.com/ollama/ollama/blob/main/docs/a
     bad-ndjson       one good line, then a line that is not JSON
     early-close      two lines, then the response ends without a `done: true` line
     mid-error        one good line, then `{"error": ...}`, as when a runner crashes
+    tool-caller      with `tools`, a call of the first tool (`{"city": "Paris"}`), streamed
+                     in a line of its own before the final one, as Ollama sends it
+
+Asked for `logprobs`, each content line (or the reply) carries one entry per piece, with
+`top_logprobs` entries when asked, in Ollama's shape (OpenAI's fields).
 
 /api/pull streams Ollama's progress lines (manifest, one layer in `chunk_count` steps,
 verifying, writing, success), or for a `model` named `missing`, the registry's error line.
@@ -98,18 +103,25 @@ class FakeOllama(FakeServer):
         elif model == "slow":
             if not await self._hung_up_within(receive, self.slow_delay):
                 await self._send_json(send, 200, _reply(model, "Hello from the fake."))
+        elif model == "tool-caller" and request.get("tools"):
+            reply = _reply(model, "")
+            reply["message"]["tool_calls"] = [_tool_call(request)]
+            await self._send_json(send, 200, reply)
         else:
             thinking = "Let me think." if model == "thinker" else None
-            await self._send_json(
-                send, 200, _reply(model, "Hello from the fake.", thinking=thinking)
-            )
+            reply = _reply(model, "Hello from the fake.", thinking=thinking)
+            await self._send_json(send, 200, reply | _logprobs(request, reply["message"]))
 
     async def _stream(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
         model = request["model"]
         count, delay = self.chunk_count, self.chunk_delay
         if model == "slow":
             delay = self.slow_delay
-        lines = [_part(model, f"tok{i} ") for i in range(count)]
+        lines = [_part(model, f"tok{i} ", request=request) for i in range(count)]
+        if model == "tool-caller" and request.get("tools"):
+            call = _message("") | {"tool_calls": [_tool_call(request)]}
+            line = {"model": model, "created_at": CREATED_AT, "message": call, "done": False}
+            lines = [orjson.dumps(line) + b"\n"]
         if model == "thinker":
             lines.insert(0, _part(model, "", thinking="Let me think."))
         lines.append(_final(model, completion_tokens=count))
@@ -147,14 +159,27 @@ def _message(content: str, thinking: str | None = None) -> dict[str, Any]:
     return message
 
 
-def _part(model: str, content: str, *, thinking: str | None = None) -> bytes:
-    line = {
-        "model": model,
-        "created_at": CREATED_AT,
-        "message": _message(content, thinking),
-        "done": False,
-    }
-    return orjson.dumps(line) + b"\n"
+def _part(
+    model: str, content: str, *, thinking: str | None = None, request: dict[str, Any] | None = None
+) -> bytes:
+    message = _message(content, thinking)
+    line = {"model": model, "created_at": CREATED_AT, "message": message, "done": False}
+    return orjson.dumps(line | _logprobs(request or {}, message)) + b"\n"
+
+
+def _tool_call(request: dict[str, Any]) -> dict[str, Any]:
+    name = request["tools"][0]["function"]["name"]
+    return {"function": {"name": name, "arguments": {"city": "Paris"}}}
+
+
+def _logprobs(request: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    if not request.get("logprobs") or not message["content"]:
+        return {}
+    top = request.get("top_logprobs") or 0
+    text = message["content"]
+    entry = {"token": text, "logprob": -0.25, "bytes": list(text.encode())}
+    alternatives = [{"token": f"alt{i}", "logprob": -1.0 - i} for i in range(top)]
+    return {"logprobs": [entry | ({"top_logprobs": alternatives} if top else {})]}
 
 
 def _stats(model: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:

@@ -237,8 +237,8 @@ def test_logprobs_come_from_llama_cpp(client: openai.OpenAI) -> None:
     [
         ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
         ("tool_choice", "required"),
-        ("logit_bias", {"42": 5}),
-        ("top_k", 5),
+        ("store", True),
+        ("web_search_options", {"search_context_size": "low"}),
         ("response_format", {"type": "yaml"}),
         ("top_logprobs", 2),  # without logprobs: true
     ],

@@ -88,6 +88,12 @@ class ServerOptions:
             # A comment line every 2 s while a prompt is evaluated: a client that left is
             # noticed (the write fails) and its slot freed without waiting for its first token.
             "--sse-ping-interval", "2",
+            # The GGUF's own Jinja template, as llama-cpp-python renders it in-process (the
+            # same prompt, token for token); it is also what renders tools and parses the
+            # model's tool calls. Without it, llama.cpp's built-in approximation of the
+            # template leaves out SmolLM2's default system prompt. This build's default,
+            # said here so that another build's cannot change the prompts.
+            "--jinja",
         ]  # fmt: skip
         if model.chat_format:
             argv += ["--chat-template", model.chat_format]

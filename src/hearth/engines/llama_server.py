@@ -26,7 +26,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
+
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig, ModelConfig, OpenAIEngineConfig
+from hearth.engines import _llama_server_params as params
 from hearth.engines import _llama_server_requests as completions
 from hearth.engines._llama_server_process import (
     LlamaServerProcess,
@@ -41,7 +44,6 @@ from hearth.engines.llamacpp import (
     _messages,
     assemble,
     expand_models,
-    refuse_unsupported,
 )
 from hearth.engines.openai import OpenAIEngine
 from hearth.engines.protocol import (
@@ -57,7 +59,7 @@ from hearth.errors import (
     ConfigError,
     ContextLengthExceeded,
     EngineBusy,
-    InvalidRequest,
+    HearthError,
     ModelNotFound,
 )
 
@@ -148,10 +150,25 @@ class _Child:
         self.throughput = _Throughput()
         self.prompt_tokens = 0
         self.cached_prompt_tokens = 0  # of those, reused from llama-server's prompt cache
+        self.caps = params.TemplateCaps()
 
     async def start(self) -> None:
         await self.client.start()
         await self.process.start()
+        self.caps = await self._template_caps()
+
+    async def _template_caps(self) -> params.TemplateCaps:
+        """What the model's chat template renders (tools or not), from the child's /props;
+        unknown (an older llama-server): no tools."""
+        try:
+            reply = await self.client._root_get("props")
+            props = orjson.loads(reply.content) if reply.is_success else None
+        except (HearthError, orjson.JSONDecodeError):
+            props = None
+        caps = params.TemplateCaps.from_props(props)
+        verb = "renders" if caps.tools else "has no"
+        log.info("model %s: its chat template %s tools", self.config.name, verb)
+        return caps
 
     async def close(self) -> None:
         await self.process.stop()
@@ -260,7 +277,10 @@ class LlamaServerEngine(Engine):
         self, request: ChatCompletionRequest, *, with_usage: bool | None = None
     ) -> AsyncIterator[ChatCompletionChunk]:
         child = await self._child(request.model)
-        upstream = _upstream_request(request, child.config)
+        upstream = _upstream_request(request, child.config, child.caps)
+        # logprobs without top_logprobs: llama-server sends alternatives all the same.
+        extra = upstream.model_extra or {}
+        alone = bool(extra.get("logprobs")) and not extra.get("top_logprobs")
         include_usage = request.include_usage if with_usage is None else with_usage
         if child.in_flight >= child.config.parallel + self.max_waiting:
             raise EngineBusy(
@@ -283,6 +303,8 @@ class LlamaServerEngine(Engine):
                     if not chunk.choices:
                         continue
                     chunk = chunk.model_copy(update={"model": request.model, "usage": None})
+                    if alone:
+                        params.drop_alternatives(chunk)
                     if first and _role_only(chunk):
                         # llama-server sends the role at once, even while the request
                         # waits for a slot: held back until the first token, as the
@@ -346,61 +368,17 @@ def _count_cache(child: _Child, chunk: ChatCompletionChunk, usage: Usage) -> Non
 
 
 def _upstream_request(
-    request: ChatCompletionRequest, config: LlamaCppModelConfig
+    request: ChatCompletionRequest,
+    config: LlamaCppModelConfig,
+    caps: params.TemplateCaps = params.NO_TOOLS,
 ) -> ChatCompletionRequest:
-    """What llama-server is asked: the sampling parameters, JSON output (its grammar-
-    constrained sampling) and log probabilities; any other field is a 400 naming it."""
-    refuse_unsupported(request, HONOURED)
+    """What llama-server is asked: the sampling parameters, and the fields beyond the
+    common ones that it honours (_llama_server_params.py); any other is a 400 naming it."""
+    extra = params.passed_on(request, config, caps)
     _check_token_limit(request, config)
     return ChatCompletionRequest(
-        messages=[ChatMessage(**message) for message in _messages(request)],
+        messages=[ChatMessage(**message) for message in _messages(request, tools=caps.tools)],
         max_tokens=request.token_limit or config.max_tokens,
         **sampling(request, config),
-        **_passed_on(request),
+        **extra,
     )
-
-
-# Beyond the common fields: what llama-server honours and Hearth passes on as they are.
-HONOURED = frozenset({"response_format", "logprobs", "top_logprobs"})
-_FORMATS = ("text", "json_object", "json_schema")
-
-
-def _passed_on(request: ChatCompletionRequest) -> dict[str, object]:
-    """`response_format` (JSON, or JSON obeying a schema: llama.cpp turns the schema into a
-    grammar, so every answer parses) and `logprobs` / `top_logprobs`, checked as OpenAI
-    checks them."""
-    extra = request.model_extra or {}
-    passed: dict[str, object] = {}
-    form = extra.get("response_format")
-    if form is not None:
-        kind = form.get("type") if isinstance(form, dict) else None
-        if kind not in _FORMATS:
-            raise InvalidRequest(
-                "response_format.type must be one of " + ", ".join(f"'{f}'" for f in _FORMATS),
-                param="response_format",
-            )
-        if kind == "json_schema":
-            spec = form.get("json_schema")
-            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-                raise InvalidRequest(
-                    "response_format.json_schema.schema must be a JSON schema (an object)",
-                    param="response_format",
-                )
-        if kind != "text":
-            passed["response_format"] = form
-    logprobs = extra.get("logprobs")
-    if logprobs is not None and not isinstance(logprobs, bool):
-        raise InvalidRequest("logprobs must be true or false", param="logprobs")
-    top = extra.get("top_logprobs")
-    if top is not None:
-        if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20:
-            raise InvalidRequest(
-                "top_logprobs must be an integer from 0 to 20", param="top_logprobs"
-            )
-        if not logprobs:
-            raise InvalidRequest("top_logprobs needs logprobs: true", param="top_logprobs")
-    if logprobs:
-        passed["logprobs"] = True
-        if top:
-            passed["top_logprobs"] = top
-    return passed

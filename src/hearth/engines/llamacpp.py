@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.config import LlamaCppEngineConfig, LlamaCppModelConfig
+from hearth.engines import _fields
 from hearth.engines._cpus import default_threads
 from hearth.engines.base import Engine, EngineLoad
 from hearth.engines.protocol import (
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 # What the in-process backend answers for response_format, logprobs and the like, which
 # the llama-server backend honours.
 IN_PROCESS_HINT = (
-    " when it runs in-process; its llama-server backend honours response_format and logprobs"
+    " when it runs in-process; its llama-server backend honours response_format, logprobs,"
+    " logit_bias, llama.cpp's samplers and (with a template for them) tools"
 )
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -268,19 +270,44 @@ def assemble(chunks: list[ChatCompletionChunk], model: str) -> ChatCompletion:
         (c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason),
         None,
     )
+    calls = joined_tool_calls(chunks)
+    message = (
+        AssistantMessage(content=content or None, tool_calls=calls)
+        if calls
+        else AssistantMessage(content=content)
+    )
     return ChatCompletion(
         id=chunks[0].id,
         created=chunks[0].created,
         model=model,
         choices=[
             Choice(
-                message=AssistantMessage(content=content),
+                message=message,
                 finish_reason=finish,
                 logprobs={"content": logprobs} if logprobs else None,
             )
         ],
         usage=chunks[-1].usage,
     )
+
+
+def joined_tool_calls(chunks: list[ChatCompletionChunk]) -> list[dict[str, Any]]:
+    """The tool calls a stream's deltas carry, joined: each call's first delta has its id,
+    type and name, and every delta a piece of its arguments (OpenAI's streaming shape)."""
+    calls: dict[int, dict[str, Any]] = {}
+    deltas = [c.choices[0].delta.model_extra or {} for c in chunks if c.choices]
+    for delta in deltas:
+        for part in delta.get("tool_calls") or []:
+            call = calls.setdefault(
+                part.get("index", len(calls)),
+                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            call["id"] = part.get("id") or call["id"]
+            call["type"] = part.get("type") or call["type"]
+            function = part.get("function") or {}
+            call["function"]["name"] += function.get("name") or ""
+            call["function"]["arguments"] += function.get("arguments") or ""
+    return [calls[index] for index in sorted(calls)]
 
 
 def _load(config: LlamaCppModelConfig) -> Any:
@@ -299,39 +326,40 @@ def _load(config: LlamaCppModelConfig) -> Any:
         raise ConfigError(f"cannot load GGUF model {config.path}: {exc}") from exc
 
 
-def _messages(request: ChatCompletionRequest) -> list[dict[str, str]]:
-    try:
-        return [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in request.messages
-        ]
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), param="messages") from exc
+def _messages(request: ChatCompletionRequest, *, tools: bool = False) -> list[dict[str, Any]]:
+    """The messages as llama.cpp takes them: text content, `developer` as `system`; with
+    `tools` (a template that renders them), an assistant's tool calls and the id a tool
+    message answers. Without, a message carrying tool calls is a 400 naming it."""
+    messages: list[dict[str, Any]] = []
+    for i, message in enumerate(request.messages):
+        try:
+            text = message.text()
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="messages") from exc
+        role = "system" if message.role == "developer" else message.role
+        entry: dict[str, Any] = {"role": role, "content": text}
+        extra = message.model_extra or {}
+        if extra.get("tool_calls"):
+            if not tools:
+                raise InvalidRequest(
+                    f"messages[{i}] carries tool calls, and this model cannot call tools",
+                    param=f"messages[{i}].tool_calls",
+                )
+            entry["tool_calls"] = extra["tool_calls"]
+        if tools and isinstance(extra.get("tool_call_id"), str):
+            entry["tool_call_id"] = extra["tool_call_id"]
+        messages.append(entry)
+    return messages
 
 
 def refuse_unsupported(
     request: ChatCompletionRequest, honoured: frozenset[str] = frozenset(), hint: str = ""
 ) -> None:
     """A field beyond the common ones (those ChatCompletionRequest declares) that the engine
-    cannot honour is a 400 naming it, never ignored. A field that asks for nothing (null,
-    false, an empty list, `tool_choice: "none"`, `response_format: {"type": "text"}`) is
-    honoured by doing nothing."""
-    for name, value in sorted((request.model_extra or {}).items()):
-        if name in honoured or _asks_nothing(name, value):
-            continue
-        raise InvalidRequest(
-            f"'{name}' is not supported by Hearth's local engine (llama.cpp){hint}", param=name
-        )
-
-
-def _asks_nothing(name: str, value: Any) -> bool:
-    if value is None or value is False or value == [] or value == {}:
-        return True
-    if name == "tool_choice":
-        return value == "none"
-    if name == "response_format":
-        return value == {"type": "text"}
-    return name == "parallel_tool_calls"  # with no tools, nothing to call in parallel
+    cannot honour is a 400 naming it, never ignored; one that asks for nothing (null, false,
+    an empty list, `tool_choice: "none"`, `response_format: {"type": "text"}`) is honoured
+    by doing nothing (engines/_fields.py)."""
+    _fields.refuse_unsupported(request, honoured, "Hearth's local engine (llama.cpp)", hint)
 
 
 def _check_token_limit(request: ChatCompletionRequest, config: LlamaCppModelConfig) -> None:
@@ -368,7 +396,7 @@ def _sampling(request: ChatCompletionRequest) -> dict[str, Any]:
 
 def _generate(
     llama: Any,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     params: dict[str, Any],
     cancel: threading.Event,
     stats: dict[str, int],

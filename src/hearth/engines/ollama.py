@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from hearth.config import OllamaEngineConfig
 from hearth.engines._http import ErrorInfo, HttpEngine, clip
+from hearth.engines._ollama_request import chat_payload
 from hearth.engines.base import Embeddings, EngineLoad
 from hearth.engines.protocol import (
     AssistantMessage,
@@ -30,11 +31,7 @@ from hearth.engines.protocol import (
     Usage,
     new_id,
 )
-from hearth.errors import InvalidRequest, UpstreamError
-
-# Ollama has no "developer" role; OpenAI defines it as the newer name for "system".
-_ROLES = {"developer": "system"}
-
+from hearth.errors import UpstreamError
 
 # --- Ollama's reply shapes (only the fields we use; Ollama adds timings and more) ---------
 
@@ -42,6 +39,7 @@ _ROLES = {"developer": "system"}
 class _Message(BaseModel):
     content: str = ""
     thinking: str | None = None  # reasoning models, when Ollama separates it
+    tool_calls: list[dict[str, Any]] | None = None  # arguments as objects
 
 
 class _ChatPart(BaseModel):
@@ -52,6 +50,8 @@ class _ChatPart(BaseModel):
     done_reason: str | None = None
     prompt_eval_count: int | None = None  # left out when the whole prompt was cached
     eval_count: int | None = None
+    # Ollama 0.12.11 on, when asked: OpenAI's entries (token, logprob, bytes, top_logprobs).
+    logprobs: list[dict[str, Any]] | None = None
 
 
 class _EmbedReply(BaseModel):
@@ -89,32 +89,44 @@ class OllamaEngine(HttpEngine[OllamaEngineConfig]):
         return EngineLoad(loaded_models=frozenset(names))
 
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        payload = self._chat_payload(request, stream=False)
+        payload = chat_payload(request, self.name, stream=False, keep_alive=self.config.keep_alive)
         body = await self._post_json("api/chat", payload, model=request.model)
         reply = self._parse_part(body, "chat reply")
         if not reply.done:
             raise UpstreamError(f"engine '{self.name}' sent an unfinished chat reply")
-        message = AssistantMessage(content=reply.message.content, **_reasoning(reply.message))
+        calls = _tool_calls(reply.message)
+        message = AssistantMessage(
+            content=reply.message.content or (None if calls else ""),
+            **_reasoning(reply.message),
+            **({"tool_calls": calls} if calls else {}),
+        )
+        finish = "tool_calls" if calls else _finish_reason(reply)
+        logprobs = {"content": reply.logprobs} if reply.logprobs else None
         return ChatCompletion(
             model=request.model,
-            choices=[Choice(message=message, finish_reason=_finish_reason(reply))],
+            choices=[Choice(message=message, finish_reason=finish, logprobs=logprobs)],
             usage=_usage(reply),
         )
 
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionChunk]:
-        payload = self._chat_payload(request, stream=True)
+        payload = chat_payload(request, self.name, stream=True, keep_alive=self.config.keep_alive)
         chunk_id, created = new_id("chatcmpl"), int(time.time())
 
-        def chunk(delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
+        def chunk(
+            delta: Delta, finish: str | None = None, logprobs: list[Any] | None = None
+        ) -> ChatCompletionChunk:
+            choice = ChunkChoice(
+                delta=delta,
+                finish_reason=finish,
+                logprobs={"content": logprobs} if logprobs else None,
+            )
             return ChatCompletionChunk(
-                id=chunk_id,
-                created=created,
-                model=request.model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+                id=chunk_id, created=created, model=request.model, choices=[choice]
             )
 
+        called = 0  # tool calls so far: each streamed call's index
         async with self._stream(
             "api/chat", payload, accept="application/x-ndjson", model=request.model
         ) as response:
@@ -125,11 +137,14 @@ class OllamaEngine(HttpEngine[OllamaEngineConfig]):
                 if not line.strip():
                     continue
                 part = self._parse_part(self._loads(line, "stream line"), "stream line")
-                if part.message.content or part.message.thinking:
+                calls = _tool_calls(part.message, first=called)
+                if part.message.content or part.message.thinking or calls or part.logprobs:
                     content = part.message.content or None
-                    yield chunk(Delta(content=content, **_reasoning(part.message)))
+                    fields = _reasoning(part.message) | ({"tool_calls": calls} if calls else {})
+                    yield chunk(Delta(content=content, **fields), logprobs=part.logprobs)
+                    called += len(calls)
                 if part.done:
-                    yield chunk(Delta(), _finish_reason(part))
+                    yield chunk(Delta(), "tool_calls" if called else _finish_reason(part))
                     if request.include_usage:
                         yield ChatCompletionChunk(
                             id=chunk_id,
@@ -170,33 +185,6 @@ class OllamaEngine(HttpEngine[OllamaEngineConfig]):
                 f"for {len(texts)} inputs"
             )
         return Embeddings(vectors=reply.embeddings, prompt_tokens=reply.prompt_eval_count or 0)
-
-    # --- translation -----------------------------------------------------------------------
-
-    def _chat_payload(self, request: ChatCompletionRequest, *, stream: bool) -> dict[str, Any]:
-        messages = []
-        for i, message in enumerate(request.messages):
-            try:
-                text = message.text()
-            except ValueError as exc:
-                raise InvalidRequest(str(exc), param=f"messages[{i}].content") from exc
-            messages.append({"role": _ROLES.get(message.role, message.role), "content": text})
-        options = {
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "seed": request.seed,
-            "num_predict": request.token_limit,
-            "stop": request.stop,
-            "presence_penalty": request.presence_penalty,
-            "frequency_penalty": request.frequency_penalty,
-        }
-        payload: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
-        # Unset options are left out so that the model's own defaults (its Modelfile) apply.
-        if chosen := {key: value for key, value in options.items() if value is not None}:
-            payload["options"] = chosen
-        if self.config.keep_alive is not None:
-            payload["keep_alive"] = self.config.keep_alive
-        return payload
 
     # --- model lists ---------------------------------------------------------------------
 
@@ -249,6 +237,25 @@ def _usage(part: _ChatPart) -> Usage:
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
     )
+
+
+def _tool_calls(message: _Message, *, first: int | None = None) -> list[dict[str, Any]]:
+    """Ollama's tool calls in OpenAI's shape: an id (Ollama gives none), the arguments as
+    JSON text; with `first`, as stream deltas, each with its index (Ollama sends each call
+    whole, in one line)."""
+    calls = []
+    for offset, call in enumerate(message.tool_calls or []):
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = orjson.dumps(arguments or {}).decode()
+        entry: dict[str, Any] = {
+            "id": new_id("call"),
+            "type": "function",
+            "function": {"name": function.get("name", ""), "arguments": arguments},
+        }
+        calls.append(entry if first is None else {"index": first + offset, **entry})
+    return calls
 
 
 def _reasoning(message: _Message) -> dict[str, str]:

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from hearth import __version__
 from hearth.accounts.api import KeyCallerDep
+from hearth.engines.llamacpp import joined_tool_calls as joined
 from hearth.engines.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -206,7 +207,7 @@ async def chat(
     body: OllamaChatRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
 ) -> Response:
     """Chat with a model; NDJSON chunk by chunk unless `"stream": false`."""
-    messages = [_openai_message(m) for m in body.messages]
+    messages = _openai_messages(body.messages)
     if not messages:
         # Ollama loads the model and answers at once when there is nothing to say.
         return _json(_loaded(_served_name(gateway, body.model), chat=True))
@@ -219,13 +220,14 @@ async def generate(
     body: OllamaGenerateRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
 ) -> Response:
     """Complete a prompt (sent as one user message, after `system` if given)."""
+    _refuse_generate_fields(body)
     if not body.prompt:
         return _json(_loaded(_served_name(gateway, body.model), chat=False))
     messages: list[dict[str, Any]] = []
     if body.system:
         messages.append({"role": "system", "content": body.system})
     user = OllamaMessage(role="user", content=body.prompt, images=body.images)
-    messages.append(_openai_message(user))
+    messages += _openai_messages([user])
     request = _openai_request(gateway, body, messages)
     return await _answer(gateway, caller, request, timing, chat=False)
 
@@ -235,6 +237,13 @@ async def embed(
     body: OllamaEmbedRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
 ) -> Response:
     """Embed a string or a list of strings; vectors in input order."""
+    _refuse_embed_fields(body.options, body.keep_alive)
+    if not body.truncate:
+        raise InvalidRequest(
+            "truncate false cannot be honoured: Hearth cuts each input to the embedding "
+            "model's maximum length",
+            param="truncate",
+        )
     started = time.perf_counter_ns()
     if not body.input:  # as Ollama answers "" and []: no vectors
         return _json({"model": body.model, "embeddings": []})
@@ -258,6 +267,7 @@ async def embeddings(
     body: OllamaEmbeddingsRequest, gateway: GatewayDep, caller: KeyCallerDep, timing: TimingDep
 ) -> Response:
     """The older single-prompt endpoint: `{"embedding": [...]}`."""
+    _refuse_embed_fields(body.options, body.keep_alive)
     if not body.prompt:
         return _json({"embedding": []})
     request = EmbeddingRequest(model=_served_name(gateway, body.model), input=body.prompt)
@@ -268,14 +278,45 @@ async def embeddings(
 # --- translation ---------------------------------------------------------------------------
 
 
-def _openai_message(message: OllamaMessage) -> dict[str, Any]:
+def _openai_messages(messages: list[OllamaMessage]) -> list[dict[str, Any]]:
+    """Ollama's messages in OpenAI's shape: images as data-URL parts, an assistant's tool
+    calls with an id and their arguments as JSON text, and a tool's result tied by that id
+    to the latest call of the tool it names (`tool_name`)."""
+    ids: dict[str, str] = {}  # tool name → id of its latest call
+    out = []
+    for i, message in enumerate(messages):
+        entry: dict[str, Any] = {"role": message.role, "content": _content(message)}
+        if message.tool_calls:
+            calls = []
+            for call in message.tool_calls:
+                name, arguments = call.function.get("name"), call.function.get("arguments")
+                if not isinstance(name, str):
+                    raise InvalidRequest(
+                        "a tool call needs a function name", param=f"messages.{i}.tool_calls"
+                    )
+                ids[name] = call_id = f"call_{len(ids)}_{i}"
+                text = arguments if isinstance(arguments, str) else orjson.dumps(arguments or {})
+                calls.append({"id": call_id, "type": "function",
+                              "function": {"name": name, "arguments": _text(text)}})  # fmt: skip
+            entry["tool_calls"] = calls
+        if message.role == "tool" and message.tool_name in ids:
+            entry["tool_call_id"] = ids[message.tool_name]
+        out.append(entry)
+    return out
+
+
+def _text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data.decode()
+
+
+def _content(message: OllamaMessage) -> str | list[dict[str, Any]]:
     if not message.images:
-        return {"role": message.role, "content": message.content}
+        return message.content
     parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
     for image in message.images:
         url = f"data:{_image_type(image)};base64,{image}"
         parts.append({"type": "image_url", "image_url": {"url": url}})
-    return {"role": message.role, "content": parts}
+    return parts
 
 
 def _image_type(b64: str) -> str:
@@ -292,6 +333,8 @@ def _openai_request(
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]] | None = None,
 ) -> ChatCompletionRequest:
+    """The OpenAI-shaped request: options with an OpenAI name under it, the others (and
+    `keep_alive`, `think`) under their own, for the engine to honour or refuse by name."""
     options = body.options or OllamaOptions()
     fields: dict[str, Any] = {
         "model": _served_name(gateway, body.model),
@@ -304,7 +347,11 @@ def _openai_request(
         "presence_penalty": options.presence_penalty,
         "frequency_penalty": options.frequency_penalty,
         "tools": tools or None,  # Ollama's tools are OpenAI's shape already
-    }
+        "keep_alive": body.keep_alive,
+        "think": body.think,
+        "logprobs": body.logprobs or None,
+        "top_logprobs": body.top_logprobs or None,
+    } | options.others()
     if options.num_predict is not None and options.num_predict > 0:
         fields["max_tokens"] = options.num_predict
     if body.format == "json":
@@ -313,6 +360,39 @@ def _openai_request(
         schema = {"name": "response", "schema": body.format}
         fields["response_format"] = {"type": "json_schema", "json_schema": schema}
     return _validated(ChatCompletionRequest, {k: v for k, v in fields.items() if v is not None})
+
+
+_GENERATE_REFUSED = {
+    "suffix": "fill-in-the-middle is not supported",
+    "template": "the model's own chat template is used",
+    "context": "Hearth keeps no generation contexts: send the conversation to /api/chat",
+    "raw": "raw prompts are not supported: the model's chat template is used",
+    "width": "image generation is not supported",
+    "height": "image generation is not supported",
+    "steps": "image generation is not supported",
+}
+
+
+def _refuse_generate_fields(body: OllamaGenerateRequest) -> None:
+    for name, why in _GENERATE_REFUSED.items():
+        value = getattr(body, name)
+        if value not in (None, False, "", []):
+            raise InvalidRequest(f"'{name}' cannot be honoured: {why}", param=name)
+
+
+def _refuse_embed_fields(options: OllamaOptions | None, keep_alive: str | float | None) -> None:
+    """Embedding models run with Hearth's own settings, and stay loaded."""
+    if options is not None and (chosen := options.model_dump(exclude_none=True)):
+        name = next(iter(chosen))
+        raise InvalidRequest(
+            f"options.{name} cannot be honoured: embedding models run with Hearth's settings",
+            param=f"options.{name}",
+        )
+    if keep_alive in (0, "0", "0s", "0m", "0h"):
+        raise InvalidRequest(
+            "keep_alive 0 asks to unload the model, and Hearth keeps its models loaded",
+            param="keep_alive",
+        )
 
 
 def _validated(model: type[M], fields: dict[str, Any]) -> M:
@@ -355,6 +435,8 @@ def _reply(name: str, result: ChatCompletion, started: int, *, chat: bool) -> di
         reply["message"] = message
     else:
         reply["response"] = text
+    if choice is not None and choice.logprobs and choice.logprobs.get("content"):
+        reply["logprobs"] = choice.logprobs["content"]  # OpenAI's entries are Ollama's
     usage = result.usage
     prompt, completion = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
     return reply | _final(choice.finish_reason if choice else None, prompt, completion, started)
@@ -379,6 +461,7 @@ async def _ndjson(
     name: str, chunks: AsyncIterator[ChatCompletionChunk], started: int, *, chat: bool
 ) -> AsyncIterator[bytes]:
     finish, prompt, completion = None, 0, 0
+    calls: list[ChatCompletionChunk] = []  # deltas of tool calls, joined before the end
     try:
         async for chunk in chunks:
             if chunk.usage is not None:
@@ -386,8 +469,12 @@ async def _ndjson(
             for choice in chunk.choices:
                 finish = choice.finish_reason or finish
                 delta = choice.delta
-                thinking = (delta.model_extra or {}).get("reasoning_content")
-                if not (delta.content or thinking):
+                extra = delta.model_extra or {}
+                if extra.get("tool_calls"):
+                    calls.append(chunk)
+                thinking = extra.get("reasoning_content")
+                logprobs = (choice.logprobs or {}).get("content")
+                if not (delta.content or thinking or logprobs):
                     continue
                 line: dict[str, Any] = {"model": name, "created_at": _now()}
                 if chat:
@@ -397,6 +484,8 @@ async def _ndjson(
                     line["message"] = message
                 else:
                     line["response"] = delta.content or ""
+                if logprobs:
+                    line["logprobs"] = logprobs
                 yield orjson.dumps(line | {"done": False}) + b"\n"
     except HearthError as exc:
         # The status line is gone: report in-band, as Ollama does when a runner fails.
@@ -404,6 +493,11 @@ async def _ndjson(
         return
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+    if calls and chat:
+        # Ollama sends each tool call whole, in a line of its own.
+        message = {"role": "assistant", "content": "", "tool_calls": _tool_calls(joined(calls))}
+        line = {"model": name, "created_at": _now(), "message": message, "done": False}
+        yield orjson.dumps(line) + b"\n"
     last: dict[str, Any] = {"model": name, "created_at": _now()}
     if chat:
         last["message"] = {"role": "assistant", "content": ""}
