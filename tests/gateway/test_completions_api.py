@@ -20,6 +20,7 @@ from hearth.config import (
 from hearth.server import create_app
 from tests._accounts import admin_headers
 from tests._server import Running, free_port, running
+from tests.fakes.openai_upstream import FakeOpenAIUpstream
 from tests.fakes.timed_engine import TimedEngine
 
 
@@ -81,13 +82,16 @@ def test_what_the_local_engine_cannot_honour_is_refused_by_name(
 
 @pytest.fixture(scope="module")
 def remote(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-untyped-def]
-    with TimedEngine() as upstream:
+    with TimedEngine() as upstream, FakeOpenAIUpstream() as chat_only:
         settings = Settings(
             database_url=postgres.new_database(),
             data_dir=tmp_path_factory.mktemp("completions"),
             engines=[
                 OpenAIEngineConfig(
                     name="gpu", base_url=upstream.base_url, models=[ModelConfig(name="timed")]
+                ),
+                OpenAIEngineConfig(
+                    name="chat-only", base_url=chat_only.base_url, models=[ModelConfig(name="ok")]
                 ),
                 OllamaEngineConfig(
                     name="ollama", base_url=f"http://127.0.0.1:{free_port()}", connect_timeout=0.5,
@@ -115,3 +119,18 @@ def test_an_engine_that_cannot_complete_text_says_so(remote: Running) -> None:
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert error["param"] == "prompt" and "/v1/chat/completions" in error["message"]
+
+
+def test_an_upstream_without_completions_is_a_400_and_its_chat_goes_on(remote: Running) -> None:
+    """A server that has chat but no /v1/completions answers 404 there: the client is told,
+    and the deployment is not counted as failing (its chat keeps working)."""
+    for i in range(8):  # more than the circuit breaker's failures
+        body = {"model": "ok", "prompt": "x", "stream": bool(i % 2)}
+        reply = httpx.post(f"{remote.url}/v1/completions", json=body)
+        assert reply.status_code == 400, reply.text
+        assert "no text completions" in reply.json()["error"]["message"]
+    chat = httpx.post(
+        f"{remote.url}/v1/chat/completions",
+        json={"model": "ok", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert chat.status_code == 200, chat.text

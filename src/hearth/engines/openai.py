@@ -7,7 +7,8 @@ rather than as a confusing failure further down the gateway.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -25,7 +26,7 @@ from hearth.engines.protocol import (
     CompletionRequest,
     EmbeddingResponse,
 )
-from hearth.errors import HearthError, UpstreamError
+from hearth.errors import HearthError, InvalidRequest, UpstreamError
 
 _SSE_IGNORED_FIELDS = frozenset({"event", "id", "retry"})
 _Event = TypeVar("_Event", bound=BaseModel)
@@ -113,16 +114,21 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
         payload = request.model_dump(exclude_none=True)
         payload["stream"] = False
         payload.pop("stream_options", None)
-        body = await self._post("completions", payload, model=request.model)
+        with self._completions_path():
+            body = await self._post("completions", payload, model=request.model)
         return self._validate_json(Completion, body, "completion")
 
     async def complete_stream(self, request: CompletionRequest) -> AsyncIterator[Completion]:
         """The completion's chunks as they arrive (the same events as chat's, another shape)."""
         payload = request.model_dump(exclude_none=True)
         payload["stream"] = True
-        async with self._stream(
-            "completions", payload, accept="text/event-stream", model=request.model
-        ) as response:
+        with self._completions_path():
+            opened = self._stream(
+                "completions", payload, accept="text/event-stream", model=request.model
+            )
+            response = await opened.__aenter__()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_exit(opened)
             async for lines in response.aiter_line_batches():
                 for line in lines:
                     data = self._sse_data(line)
@@ -132,6 +138,21 @@ class OpenAIEngine(HttpEngine[OpenAIEngineConfig]):
                         return
                     yield self._parse_event(Completion, data)
         raise UpstreamError(f"engine '{self.name}' ended the stream before [DONE]")
+
+    @contextlib.contextmanager
+    def _completions_path(self) -> Iterator[None]:
+        """An upstream without /v1/completions (a plain 404 there, when its chat works) is
+        the client's to know: a 400 saying so, not a failing deployment."""
+        try:
+            yield
+        except UpstreamError as exc:
+            if "answered 404" not in exc.message:
+                raise
+            raise InvalidRequest(
+                f"engine '{self.name}' has no text completions (its /completions answered "
+                "404); use /v1/chat/completions",
+                param="prompt",
+            ) from exc
 
     async def embed(self, model: str, texts: list[str]) -> Embeddings:
         if not texts:
