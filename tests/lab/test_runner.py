@@ -113,6 +113,11 @@ def test_a_target_that_fails_every_request_stops_the_run(engine: TimedEngine) ->
     assert not outcome.finished and outcome.failure is not None
     assert "the first 20 requests failed: HTTP 404" in outcome.failure
     assert 20 <= len(engine.bodies) < 200
+    # A server that is there but failing (503) is measured as it is, all the way.
+    engine.fail_status = 503
+    busy = run(spec(engine, Stage(kind="synchronous", requests=25)))
+    assert busy.finished and busy.failure is None
+    assert busy.summaries[0][1].failed == 25
     # Failures after a success are results (an overloaded server), not a reason to stop.
     engine.fail_status = None
     mixed = run(spec(engine, Stage(kind="synchronous", requests=3)))

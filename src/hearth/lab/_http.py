@@ -9,6 +9,7 @@ one writes a prepared request, reads the head, and hands the body over as it arr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -108,6 +109,7 @@ class Connections:
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
         self._idle: list[_Conn] = []
+        self._all: set[asyncio.StreamWriter] = set()  # every connection opened, to close
         self._tls = ssl.create_default_context() if origin.scheme == "https" else None
 
     async def _connect(self) -> _Conn:
@@ -119,6 +121,7 @@ class Connections:
         reader, writer = await asyncio.open_connection(
             self.origin.host, self.origin.port, ssl=self._tls, limit=1 << 20
         )
+        self._all.add(writer)
         return _Conn(reader, writer)
 
     def release(self, conn: _Conn) -> None:
@@ -146,6 +149,11 @@ class Connections:
         ).encode() + body
 
     async def close(self) -> None:
-        for conn in self._idle:
-            conn.writer.close()
+        """Close every connection, idle or cut off mid-answer, and wait until they are."""
         self._idle.clear()
+        writers, self._all = self._all, set()
+        for writer in writers:
+            writer.close()
+        for writer in writers:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
