@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 OPTIONS = {
     "gateway_speed.py": ["--port-base", "--litellm-venv"],
     "webapp.py": ["--port-base", "--owui-venv"],
+    "webapp_weight.py": ["--port-base", "--owui-venv"],
     "ingest_speed.py": ["--port-base", "--owui-venv"],
     "core_speed.py": ["--port-base", "--llama-python"],
     "engine_concurrency.py": ["--port-base", "--llama-python"],
