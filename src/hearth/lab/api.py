@@ -3,6 +3,7 @@ resume, import and delete runs (a benchmark puts load on the platform)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated
 
@@ -100,7 +101,12 @@ async def import_results(
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"not JSON: {exc}", param="file") from exc
+        # `vllm bench serve --burstiness inf` writes Infinity, which Python's json reads
+        # (and so does `hearth bench import`) but orjson refuses.
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            raise InvalidRequest(f"not JSON: {exc}", param="file") from exc
     label = name or (file.filename or "imported").rsplit(".", 1)[0]
     return [
         await runs.save_imported(run, created_by=admin.user_id)

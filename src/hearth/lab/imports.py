@@ -11,6 +11,7 @@ equivalent here (docs: src/hearth/lab/metrics.md)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +28,9 @@ PLANNED_NOT_CHECKED = (
     "but this stage is not self-checked and its other latencies count from the actual send"
 )
 GUIDELLM_TPOT = (
-    "GuideLLM's ITL, (last token - first token) / (output tokens - 1), is this TPOT; its own "
-    "TPOT counts the first token in and is not imported; it keeps no gaps between chunks, so "
-    "there is no ITL"
+    "GuideLLM's ITL, each request's (last token - first token) / (output tokens - 1) "
+    "weighted by its tokens, is this TPOT; its own TPOT counts the first token in and is not "
+    "imported; it keeps no gaps between chunks, so there is no ITL"
 )
 # GuideLLM strategy → the lab's stage kind (a trace replay's schedule is not in the file).
 _GUIDELLM_KINDS = {
@@ -98,8 +99,11 @@ def _vllm(data: dict[str, Any], name: str) -> ImportedRun:
     concurrency = data.get("max_concurrency")
     if isinstance(rate, int | float) and rate != float("inf") and rate > 0:
         burst = float(data.get("burstiness") or 1.0)
-        kind = "poisson" if burst == 1.0 else "gamma"
-        stage = Stage(kind=kind, rate=float(rate), burstiness=burst, requests=max(prompts, 1))
+        if burst == float("inf"):  # `--burstiness inf`: every gap is 1 / rate
+            stage = Stage(kind="constant", rate=float(rate), requests=max(prompts, 1))
+        else:
+            kind = "poisson" if burst == 1.0 else "gamma"
+            stage = Stage(kind=kind, rate=float(rate), burstiness=burst, requests=max(prompts, 1))
     elif isinstance(concurrency, int) and concurrency > 0:
         stage = Stage(kind="concurrency", concurrency=concurrency, requests=max(prompts, 1))
     else:
@@ -131,7 +135,12 @@ def _vllm(data: dict[str, Any], name: str) -> ImportedRun:
         name=name,
         model=str(data.get("model_id") or "unknown"),
         target=str(data.get("backend") or "vllm"),
-        spec={k: v for k, v in data.items() if not isinstance(v, list | dict)},
+        # Infinity as vLLM writes it ("inf"): PostgreSQL's JSON has no such number.
+        spec={
+            k: "inf" if isinstance(v, float) and math.isinf(v) else v
+            for k, v in data.items()
+            if not isinstance(v, list | dict) and not (isinstance(v, float) and math.isnan(v))
+        },
         stages=[(stage, summary)],
     )
 
