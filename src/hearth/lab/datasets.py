@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hearth.errors import InvalidRequest
 
@@ -134,6 +134,12 @@ class Data(BaseModel):
         default=0, ge=0, le=1_000_000, description="A prefix every prompt shares."
     )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> Data:
+        if self.kind == "synthetic" and self.path is not None:
+            raise ValueError("a synthetic dataset reads no file: give kind sharegpt with a path")
+        return self
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class Stage(BaseModel):
                 raise ValueError("replayed lengths must be at least one token")
         if self.kind not in OPEN_LOOP - {"replay"} and self.rate is not None:
             raise ValueError(f"a {self.kind} stage takes no rate")
+        if self.kind != "gamma" and self.burstiness != 1.0:
+            raise ValueError(f"a {self.kind} stage takes no burstiness (gamma stages do)")
         if self.kind != "concurrency" and self.concurrency is not None:
             raise ValueError(f"a {self.kind} stage takes no concurrency")
         return self
