@@ -5,15 +5,38 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
+import pytest
+from pydantic import SecretStr
 
+from hearth.config import Settings
+from hearth.server import create_app
 from tests._accounts import api_key, create_user, signed_in
-from tests._server import Running
+from tests._server import Running, running
+from tests.conftest import PostgresForTests
 
 
-def test_usage_page_counts_chats_per_user_and_calls_per_key(hearth: Running) -> None:
+@pytest.fixture(scope="module")
+def quiet(
+    hearth_settings: Settings, postgres: PostgresForTests, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """A Hearth of this module's own, on a fresh database: the usage page lists the top ten
+    users, and on the session's shared instance the earlier tests' users fill it."""
+    settings = hearth_settings.model_copy(
+        update={
+            "database_url": SecretStr(postgres.new_database()),
+            "data_dir": tmp_path_factory.mktemp("q"),
+        }
+    )
+    with running(create_app(settings)) as server:
+        yield server
+
+
+def test_usage_page_counts_chats_per_user_and_calls_per_key(quiet: Running) -> None:
+    hearth = quiet
     user = create_user(hearth)
     client = signed_in(hearth, user)
     chat = client.post("/api/chats", json={}).json()
