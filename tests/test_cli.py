@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -220,6 +221,12 @@ def test_users_create_the_first_admin_headless(database_url: str, tmp_path: Path
     assert bad.returncode == 1 and "not an email" in bad.stderr
     listed = run("users", "list", env=env)
     assert listed.stdout.split() == ["Ops@Example.org", "admin", "active", "Ops"]
+    invited = run("users", "invite", "new@example.org", env=env)
+    assert invited.returncode == 0, invited.stderr
+    link = re.search(r"(http://\S+/signup\?invite=\S+)", invited.stdout)
+    assert link and "created user new@example.org" in invited.stdout
+    listed = run("users", "list", env=env)
+    assert "new@example.org  user   pending" in listed.stdout
 
 
 def test_unreachable_database_is_a_readable_error(tmp_path: Path) -> None:

@@ -322,6 +322,18 @@ def users_create(email: str, name: str, admin: bool, password_stdin: bool) -> No
     )
 
 
+@users.command("invite")
+@click.argument("email")
+@click.option("--name", default="", help="Display name (default: the email's local part).")
+@click.option("--admin", is_flag=True, help="Make the account an administrator.")
+def users_invite(email: str, name: str, admin: bool) -> None:
+    """Create an account without a password and print its invitation link: the person sets
+    their password through it (valid once, for 7 days)."""
+    from hearth.commands import manage_users
+
+    _run_command(manage_users(_quiet_settings(), "invite", email=email, name=name, admin=admin))
+
+
 @users.command("list")
 def users_list() -> None:
     """List accounts: email, role, status."""

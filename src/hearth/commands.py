@@ -304,21 +304,26 @@ async def manage_keys(settings: Settings, action: str, **options: Any) -> None:
 
 
 async def manage_users(settings: Settings, action: str, **options: Any) -> None:
-    """`hearth users create|list`: the database only, no engines."""
+    """`hearth users create|invite|list`: the database only, no engines."""
     async with AsyncExitStack() as stack:
         users = Users(await open_database(settings, stack))
-        if action == "create":
+        if action in ("create", "invite"):
             try:
                 body = UserCreate(
                     email=options["email"],
                     name=options["name"],
-                    password=options["password"],
+                    password=options.get("password"),
                     role="admin" if options["admin"] else "user",
                 )
             except ValidationError as exc:
                 raise InvalidRequest(f"{options['email']!r}: not an email address") from exc
-            user = await users.create(body)
+            user = await users.create(body, status="active" if body.password else "pending")
             click.echo(f"created {user.role} {user.email} ({user.id})")
+            if user.invitation_link:
+                click.echo(
+                    f"invitation link (shown once; send it to {user.email} only): "
+                    f"{settings.public_url}{user.invitation_link}"
+                )
         else:
             rows = await users.list(limit=10_000)
             for user in rows:

@@ -33,10 +33,11 @@ def site(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-un
         yield server
 
 
-def sign_up(server: Running, email: str, password: str = PASSWORD) -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/api/auth/signup", json={"email": email, "password": password, "name": ""}
-    )
+def sign_up(
+    server: Running, email: str, password: str = PASSWORD, invite: str | None = None
+) -> httpx.Response:
+    body = {"email": email, "password": password, "name": "", "invite": invite}
+    return httpx.post(f"{server.url}/api/auth/signup", json=body)
 
 
 def test_first_sign_up_is_admin_then_others_wait_for_approval(site: Running) -> None:
@@ -373,13 +374,75 @@ def test_sign_up_modes(site: Running) -> None:
     stranger = sign_up(site, "stranger@example.org")
     assert stranger.status_code == 202 and not can_sign_in("stranger@example.org")
     invited = admin.post("/api/admin/users", json={"email": "invited@example.org"})
-    assert invited.status_code == 201 and invited.json()["status"] == "pending"
-    claimed = sign_up(site, "invited@example.org")
+    assert invited.status_code == 201 and invited.json()["invited"]
+    token = invited.json()["invitation_link"].removeprefix("/signup?invite=")
+    claimed = sign_up(site, "invited@example.org", invite=token)
     assert claimed.status_code == 202
     assert claimed.json() | {"email": "?"} == stranger.json() | {"email": "?"}
-    admin.patch(f"/api/admin/users/{invited.json()['id']}", json={"status": "active"})
-    assert can_sign_in("invited@example.org")
+    assert can_sign_in("invited@example.org")  # the link was the administrator's approval
     admin.patch("/api/settings", json={"signup_mode": "open"})
+
+
+def test_an_invitation_is_claimed_by_its_link_not_by_its_email(site: Running) -> None:
+    """Anyone who knows an invited email could claim the account by signing up with it
+    first; now only the link's holder can, once, before it expires."""
+    admin = signed_in(site, _user(site, "root@example.org"))
+    made = admin.post("/api/admin/users", json={"email": "link-holder@example.org"}).json()
+    assert "invitation_link" in made, made
+    token = made["invitation_link"].removeprefix("/signup?invite=")
+    assert made["status"] == "pending" and len(token) >= 40
+    assert "invite_hash" not in made and token not in str(_user(site, "link-holder@example.org"))
+
+    def signs_in(password: str) -> bool:
+        body = {"email": "link-holder@example.org", "password": password}
+        return httpx.post(f"{site.url}/api/auth/signin", json=body).status_code == 200
+
+    # Without the link, with a wrong one, or with another account's: nothing changes.
+    other = admin.post("/api/admin/users", json={"email": "invitee-two@example.org"}).json()
+    other_token = other["invitation_link"].removeprefix("/signup?invite=")
+    for guess in (None, "x" * 43, other_token):
+        answer = sign_up(site, "link-holder@example.org", password="squatter-pass", invite=guess)
+        assert answer.status_code == 202
+        assert not signs_in("squatter-pass")
+    assert _user(site, "link-holder@example.org").invited
+    # A new link replaces the old one.
+    again = admin.post(f"/api/admin/users/{made['id']}/invitation")
+    assert again.status_code == 201
+    fresh = again.json()["invitation_link"].removeprefix("/signup?invite=")
+    assert fresh != token
+    sign_up(site, "link-holder@example.org", password="stale-link-pass", invite=token)
+    assert not signs_in("stale-link-pass")
+    # The link works once, and the account is active at once.
+    sign_up(site, "link-holder@example.org", password="chosen-pass", invite=fresh)
+    assert signs_in("chosen-pass")
+    account = _user(site, "link-holder@example.org")
+    assert account.status == "active" and not account.invited
+    sign_up(site, "link-holder@example.org", password="second-use-pass", invite=fresh)
+    assert not signs_in("second-use-pass") and signs_in("chosen-pass")
+    # A claimed account gets no new link; an unknown one is a 404.
+    refused = admin.post(f"/api/admin/users/{made['id']}/invitation")
+    assert refused.status_code == 400 and "reset its password" in refused.text
+    assert admin.post("/api/admin/users/nobody/invitation").status_code == 404
+    # An expired link claims nothing.
+    late = admin.post("/api/admin/users", json={"email": "late-link@example.org"}).json()
+    site.call(_expire(site, late["id"]))
+    sign_up(
+        site,
+        "late-link@example.org",
+        password="too-late-pass",
+        invite=late["invitation_link"].removeprefix("/signup?invite="),
+    )
+    late_in = {"email": "late-link@example.org", "password": "too-late-pass"}
+    assert httpx.post(f"{site.url}/api/auth/signin", json=late_in).status_code == 401
+
+
+async def _expire(site: Running, user_id: str) -> None:
+    async with site.app.state.database.session() as session:
+        await session.execute(
+            text("UPDATE app_user SET invite_expires_at = now() - interval '1s' WHERE id = :i"),
+            {"i": user_id},
+        )
+        await session.commit()
 
 
 def _user(site: Running, email: str):  # type: ignore[no-untyped-def]

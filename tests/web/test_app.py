@@ -87,6 +87,32 @@ def test_first_admin_then_approval(
     assert bob.goto(site.url + "/admin").status == 403
 
 
+def test_an_invitation_link_sets_up_the_account(
+    site: Running, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    admin = open_page(browser, contexts, site.url + "/login")
+    sign_in(admin, "ada@example.org")
+    admin.goto(site.url + "/admin")
+    admin.get_by_text("Add or invite a user").click()
+    admin.locator("#new-email").fill("cy@example.org")
+    admin.get_by_role("button", name="Add user").click()
+    expect(admin.get_by_role("heading")).to_have_text("Invitation for cy@example.org")
+    link = admin.get_by_label("Sign-up link").input_value()
+    assert "/signup?invite=" in link
+    admin.goto(site.url + "/admin")
+    expect(admin.locator("tr[data-email='cy@example.org']")).to_contain_text("invited")
+
+    cy = open_page(browser, contexts, link)
+    expect(cy.get_by_role("heading")).to_have_text("Accept your invitation")
+    sign_up(cy, "Cy", "cy@example.org")
+    expect(cy.get_by_label("Message")).to_be_visible()  # signed in at once, no approval
+    # Used once: the same link signs no one else in.
+    again = open_page(browser, contexts, link)
+    sign_up(again, "Mallory", "cy@example.org")
+    expect(again.get_by_role("status")).to_be_visible()
+    expect(again.get_by_label("Message")).to_have_count(0)
+
+
 def test_chat_streams_is_kept_and_stops_with_escape(
     site: Running, browser: Browser, contexts: list[BrowserContext]
 ) -> None:

@@ -17,6 +17,7 @@ from hearth.accounts.users import (
     Status,
     TeamLimits,
     UserCreate,
+    UserCreated,
     UserPublic,
     UserUpdate,
 )
@@ -43,10 +44,16 @@ async def list_users(
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
-async def create_user(body: UserCreate, users: UsersDep, admin: AdminDep) -> UserPublic:
-    """Create an account; without a password it is an invitation the person completes by
-    signing up with that email."""
+async def create_user(body: UserCreate, users: UsersDep, admin: AdminDep) -> UserCreated:
+    """Create an account; without a password it is an invitation, whose link (in the answer,
+    once) the person signs up through: knowing the email is not enough."""
     return await users.create(body, status="active" if body.password else "pending")
+
+
+@router.post("/users/{user_id}/invitation", status_code=status.HTTP_201_CREATED)
+async def invite_again(user_id: str, users: UsersDep, admin: AdminDep) -> UserCreated:
+    """A new invitation link for an account not claimed yet; the earlier link stops working."""
+    return await users.invite_again(user_id)
 
 
 @router.patch("/users/{user_id}")

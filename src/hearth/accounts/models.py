@@ -40,8 +40,16 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(10), default="user")  # admin | user
     status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|active|disabled
     oidc_subject: Mapped[str | None] = mapped_column(String(300), unique=True)
+    # An unclaimed invitation's token, hashed (hearth.accounts.invitations), and its expiry.
+    invite_hash: Mapped[str | None] = mapped_column(String(64))
+    invite_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def invited(self) -> bool:
+        """Not claimed yet: no password, no identity-provider link."""
+        return self.password_hash is None and self.oidc_subject is None
 
 
 class Group(Base):

@@ -15,6 +15,7 @@ from sqlalchemy import Select, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from hearth.accounts import invitations
 from hearth.accounts.models import ApiKey, Group, GroupMember, User
 from hearth.accounts.oidc import Identity
 from hearth.accounts.passwords import hash_password, needs_rehash, verify_password
@@ -62,6 +63,12 @@ class SignUp(BaseModel):
     email: str
     name: str = Field(default="", max_length=200)
     password: str
+    invite: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The token of an invitation link (`/signup?invite=...`): it claims the "
+        "account an administrator created for this email.",
+    )
 
     _check_email = field_validator("email")(lambda cls, v: _email(v))
 
@@ -98,6 +105,18 @@ class UserPublic(BaseModel):
     status: str
     created_at: datetime
     last_login_at: datetime | None
+    invited: bool = Field(
+        default=False, description="An invitation not claimed yet (no password, no sign-on)."
+    )
+
+
+class UserCreated(UserPublic):
+    invitation_link: str | None = Field(
+        default=None,
+        description="For an account made without a password: the sign-up link to send the "
+        "person, relative to the site's address. Shown once; valid for "
+        f"{invitations.INVITE_DAYS} days.",
+    )
 
 
 class UserUpdate(Patch):
@@ -141,6 +160,11 @@ class SignedUp:
     received: SignUpReceived
 
 
+def _created(user: User, token: str | None) -> UserCreated:
+    link = invitations.signup_path(token) if token else None
+    return UserCreated.model_validate(user).model_copy(update={"invitation_link": link})
+
+
 def _received(email: str, site: SiteSettings, *, first: bool) -> SignUpReceived:
     if first:
         return SignUpReceived(
@@ -150,9 +174,9 @@ def _received(email: str, site: SiteSettings, *, first: bool) -> SignUpReceived:
         return SignUpReceived(
             email=email,
             next="sign_in",
-            message="If an administrator invited this email, its account now has this "
-            "password: sign in (once approved, if it waits for approval). Otherwise ask an "
-            "administrator for an invitation.",
+            message="If this came with a valid invitation link for this email, its account "
+            "now has this password: sign in. Otherwise ask an administrator for an "
+            "invitation link.",
         )
     if site.approve_new_users:
         return SignUpReceived(
@@ -200,10 +224,14 @@ class Users:
             )
             user: User | None = None
             if existing is not None:
-                if existing.password_hash is None and existing.oidc_subject is None:
-                    # An invitation: the admin created the account, the person sets a password.
+                if existing.invited and invitations.redeems(existing, body.invite):
+                    # The invitation's link: the person sets a password, and the account
+                    # (an administrator's choice) is active unless they disabled it since.
                     existing.password_hash = password_hash
                     existing.name = body.name or existing.name
+                    if existing.status == "pending":
+                        existing.status = "active"
+                    invitations.spend(existing)
                     user = existing
                 else:
                     # Its owner is told by the usual path (they can sign in); the log says
@@ -220,10 +248,12 @@ class Users:
             account = UserPublic.model_validate(user) if user is not None else None
         return SignedUp(account, _received(body.email, site, first=first))
 
-    async def create(self, body: UserCreate, *, status: Status = "active") -> UserPublic:
-        """Create an account as an administrator (or `hearth users create`)."""
+    async def create(self, body: UserCreate, *, status: Status = "active") -> UserCreated:
+        """Create an account as an administrator (or `hearth users create`). Without a
+        password it is an invitation: the answer carries its link, once."""
         password_hash = await hash_password(body.password) if body.password else None
         user = _new_user(body.email, body.name, password_hash, body.role, status)
+        token = invitations.issue(user) if password_hash is None else None
         async with self.database.session() as session:
             session.add(user)
             try:
@@ -232,7 +262,22 @@ class Users:
                 raise InvalidRequest(
                     f"An account with the email {body.email} exists.", param="email"
                 ) from None
-            return UserPublic.model_validate(user)
+            return _created(user, token)
+
+    async def invite_again(self, user_id: str) -> UserCreated:
+        """A new link for an unclaimed invitation; the earlier one stops working."""
+        async with self.database.session() as session:
+            user = await session.get(User, user_id, with_for_update=True)
+            if user is None:
+                raise NotFound(f"no user {user_id}")
+            if not user.invited:
+                raise InvalidRequest(
+                    f"{user.email} has claimed the account already: reset its password instead.",
+                    param="user_id",
+                )
+            token = invitations.issue(user)
+            await session.commit()
+            return _created(user, token)
 
     async def sign_in(self, email: str, password: str) -> UserPublic:
         """Check a password. Unknown emails and wrong passwords fail alike, in the same time."""
@@ -277,6 +322,11 @@ class Users:
                     identity.email, identity.name, None, "admin" if first else "user", status
                 )
                 session.add(user)
+            if user.invited:
+                # The provider vouches for the invited email: the invitation is claimed.
+                invitations.spend(user)
+                if user.status == "pending":
+                    user.status = "active"
             user.oidc_subject = identity.subject
             if user.status == "active":
                 user.last_login_at = datetime.now(UTC)
@@ -389,6 +439,8 @@ class Users:
             user = await session.get(User, user_id, with_for_update=True)
             if user is None:
                 raise NotFound(f"no user {user_id}")
+            if body.password:
+                invitations.spend(user)  # its password is set: the link must not reset it
             losing_admin = user.role == "admin" and (
                 values.get("role", "admin") != "admin" or values.get("status", "active") != "active"
             )

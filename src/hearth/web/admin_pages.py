@@ -11,8 +11,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from hearth.accounts.auth import set_session_cookie
+from hearth.accounts.invitations import INVITE_DAYS
 from hearth.accounts.keys import KeyCreate
-from hearth.accounts.users import TeamLimits, UserCreate, UserUpdate
+from hearth.accounts.users import TeamLimits, UserCreate, UserCreated, UserUpdate
 from hearth.admin.service import SiteSettingsUpdate
 from hearth.errors import HearthError, InvalidRequest
 from hearth.gateway.usage_report import UsageReport
@@ -118,7 +119,7 @@ async def admin_action(request: Request) -> Response:
         elif action == "delete_user":
             await state.users.delete(admin.principal, user_id)
         elif action == "create_user":
-            await state.users.create(
+            created = await state.users.create(
                 UserCreate(
                     email=form.get("email", ""),
                     name=form.get("name", ""),
@@ -127,6 +128,10 @@ async def admin_action(request: Request) -> Response:
                 ),
                 status="active" if form.get("password") else "pending",
             )
+            if created.invitation_link:
+                return _invitation(request, created)
+        elif action == "invite_again":
+            return _invitation(request, await state.users.invite_again(user_id))
         elif action == "create_group":
             await state.users.create_group(form.get("name", ""))
         elif action in ("add_member", "remove_member"):
@@ -213,6 +218,13 @@ async def admin_revoke_key(request: Request) -> Response:
     form = await checked_form(request)
     await request.app.state.keys.revoke(admin.principal, form.get("key", ""), everyone=True)
     return RedirectResponse("/admin/keys", status_code=303)
+
+
+def _invitation(request: Request, created: UserCreated) -> Response:
+    """The invitation's link, shown once: only its hash is kept."""
+    link = str(request.base_url).rstrip("/") + (created.invitation_link or "")
+    context = {"invited": created, "link": link, "days": INVITE_DAYS}
+    return page(request, "admin_invitation.html", context)
 
 
 def _optional_int(value: str | None) -> int | None:

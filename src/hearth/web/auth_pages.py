@@ -50,7 +50,9 @@ async def login(request: Request) -> Response:
 async def signup_page(request: Request) -> Response:
     first = await request.app.state.users.count() == 0
     site = await request.app.state.site.get()
-    return page(request, "signup.html", {"first": first, "mode": site.signup_mode})
+    invite = request.query_params.get("invite", "")[:100]
+    context = {"first": first, "mode": site.signup_mode, "invite": invite}
+    return page(request, "signup.html", context)
 
 
 @router.post("/signup", response_class=HTMLResponse)
@@ -63,12 +65,14 @@ async def signup(request: Request) -> Response:
         "mode": site.signup_mode,
         "email": form.get("email", ""),
         "name": form.get("name", ""),
+        "invite": form.get("invite", "")[:100],
     }
     try:
         body = SignUp(
             email=form.get("email", ""),
             name=form.get("name", ""),
             password=form.get("password", ""),
+            invite=form.get("invite") or None,
         )
         signed_up = await sign_up(request, body)
     except ValidationError as exc:
