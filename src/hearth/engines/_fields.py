@@ -10,8 +10,9 @@ from hearth.engines.protocol import ChatCompletionRequest
 from hearth.errors import InvalidRequest
 
 # Who the caller is, for the provider's abuse monitoring and cache routing: they ask nothing
-# of the model, and Hearth knows its callers by their API keys. Accepted everywhere (clients
-# such as LibreChat always send `user`), passed on to OpenAI-compatible upstreams.
+# of the model. The gateway honours them (hearth.gateway.identifiers: the usage row's end
+# user, routing by prompt_cache_key); engines accept them, and OpenAI-compatible upstreams
+# get them too.
 IDENTIFIERS = frozenset({"safety_identifier", "prompt_cache_key"})
 
 # Ollama's options without an OpenAI name (its Modelfile parameters), which Hearth's

@@ -22,7 +22,10 @@ from hearth.engines.protocol import ChatCompletionRequest
 CACHE_HEADER = "x-hearth-cache"
 _PREFIX = "hearth:cache:"
 # Fields that do not change the answer.
-_IGNORED = {"stream", "stream_options", "user", "metadata", "store", "service_tier"}
+_IGNORED = {
+    "stream", "stream_options", "user", "safety_identifier", "prompt_cache_key", "metadata",
+    "store", "service_tier",
+}  # fmt: skip
 
 
 def cache_key(owner: str, request: ChatCompletionRequest) -> str | None:

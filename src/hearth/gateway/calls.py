@@ -91,6 +91,7 @@ class Call:
     finished: bool = False
     call_id: uuid.UUID | None = None  # set when an estimate of its usage was recorded
     children: DeploymentMetrics | None = None  # the metrics of (`served`, `deployment`)
+    end_user: str | None = None  # whom the application asked for (its `user`)
 
     def __post_init__(self) -> None:
         self.served = self.model
@@ -148,6 +149,7 @@ class Call:
                 key_id=caller.key_id if caller else None,
                 owner_id=caller.principal.user_id if caller else None,
                 call_id=self.call_id,
+                end_user=self.end_user,
                 **row,
             )
         )

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from hearth.accounts.keys import Caller
 from hearth.engines.protocol import Completion, CompletionRequest, StreamOptions
 from hearth.gateway.calls import Call, Timing, status_of
+from hearth.gateway.identifiers import cache_route, end_user
 from hearth.gateway.relay import abandon
 from hearth.gateway.routing import Deployment
 from hearth.gateway.service import Gateway
@@ -27,13 +28,14 @@ async def complete(
     gateway: Gateway, request: CompletionRequest, caller: Caller | None, timing: Timing
 ) -> Completion:
     served = gateway.routes.model(request.model, "chat")
-    call = await gateway.begin(caller, served.name, "completions", _estimate(request)[1], timing)
+    budget, user = _estimate(request)[1], end_user(request)
+    call = await gateway.begin(caller, served.name, "completions", budget, timing, user)
 
     async def attempt(deployment: Deployment) -> Completion:
         update = {"model": deployment.upstream, "stream": False}
         return await deployment.engine.complete(request.model_copy(update=update))
 
-    return await gateway.answer(call, served, None, attempt)
+    return await gateway.answer(call, served, cache_route(request), attempt)
 
 
 async def complete_stream(
@@ -43,7 +45,9 @@ async def complete_stream(
     raises before any byte is sent); after it, a failure ends the stream in-band."""
     served = gateway.routes.model(request.model, "chat")
     prompt, budget = _estimate(request)
-    call = await gateway.begin(caller, served.name, "completions", budget, timing)
+    call = await gateway.begin(
+        caller, served.name, "completions", budget, timing, end_user(request)
+    )
     update = {"stream": True, "stream_options": StreamOptions(include_usage=True)}
 
     async def attempt(deployment: Deployment) -> tuple[Chunks, Completion | None]:
@@ -58,7 +62,7 @@ async def complete_stream(
             raise
 
     try:
-        stream, first = await gateway.failover.run(call, served, None, attempt)
+        stream, first = await gateway.failover.run(call, served, cache_route(request), attempt)
     except BaseException as exc:
         await call.finish(status_of(exc), "error")
         raise

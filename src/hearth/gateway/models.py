@@ -55,6 +55,8 @@ class UsageRecord(Base):
     # same call_id, when it ends; one left behind is a stream its replica never finished.
     call_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     estimated: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    # Whom the application asked for: the request's `user` or `safety_identifier`.
+    end_user: Mapped[str | None] = mapped_column(String(200))
 
 
 class StoredResponse(Base):

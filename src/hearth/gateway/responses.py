@@ -189,6 +189,7 @@ class Responses:
             max_tokens=body.max_output_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
+            user=body.user,
             **extra,
         )
         return request, own

@@ -39,6 +39,7 @@ from hearth.gateway.cache import LocalResponseCache, RedisResponseCache, Respons
 from hearth.gateway.calls import Call, Timing, status_of
 from hearth.gateway.failover import RETRY_BACKOFF, Failover
 from hearth.gateway.health import Health, HealthChecker
+from hearth.gateway.identifiers import cache_route, end_user
 from hearth.gateway.inflight import InFlight, SharedInFlight
 from hearth.gateway.limits import Limiter
 from hearth.gateway.relay import Batches, Tokens, abandon, batches, flatten
@@ -123,6 +124,7 @@ class Gateway:
         endpoint: str,
         estimated_tokens: int,
         timing: Timing | None,
+        end_user: str | None = None,
     ) -> Call:
         """Check the key may use the model and is within its limits (429 otherwise)."""
         admission = None
@@ -136,7 +138,9 @@ class Gateway:
             except RateLimited as exc:
                 self.metrics.limit_rejections.labels(model, exc.limit or "").inc()
                 raise
-        return Call(self, caller, model, endpoint, admission, timing or Timing())
+        call = Call(self, caller, model, endpoint, admission, timing or Timing())
+        call.end_user = end_user
+        return call
 
     async def chat(
         self,
@@ -150,7 +154,9 @@ class Gateway:
         """Answer a non-streaming chat completion, failing over between deployments. With
         `cache`, an identical earlier answer (temperature 0) is returned if there is one."""
         served = self.routes.model(request.model, "chat")
-        call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing)
+        user = end_user(request)
+        call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing, user)
+        session = session or cache_route(request)
         key = cache_key(caller.principal.user_id if caller else "", request) if cache else None
         if key is not None:
             hit = await self._cached(call, key)
@@ -236,7 +242,9 @@ class Gateway:
         """`chat_stream`, its chunks in lists of those that arrived together (one each when
         the engine sends them apart), for a relay that writes each list at once."""
         served = self.routes.model(request.model, "chat")
-        call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing)
+        user = end_user(request)
+        call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing, user)
+        session = session or cache_route(request)
         # Always ask for usage (for metrics); the route drops it if the client did not ask.
         update = {"stream": True, "stream_options": StreamOptions(include_usage=True)}
 
@@ -303,7 +311,12 @@ class Gateway:
         timing: Timing | None = None,
     ) -> EmbeddingResponse:
         result, served = await self.embed_texts(
-            request.model, request.texts, caller, timing=timing, dimensions=request.dimensions
+            request.model,
+            request.texts,
+            caller,
+            timing=timing,
+            dimensions=request.dimensions,
+            end_user=end_user(request),
         )
         return embedding_response(
             result.vectors, served, result.prompt_tokens, request.encoding_format
@@ -318,6 +331,7 @@ class Gateway:
         endpoint: str = "embeddings",
         timing: Timing | None = None,
         dimensions: int | None = None,
+        end_user: str | None = None,
     ) -> tuple[Embeddings, str]:
         """Vectors for `texts` from the model's best deployment, failing over like chat;
         with the model that answered (a fallback's name, perhaps). Hearth's own callers
@@ -325,7 +339,7 @@ class Gateway:
         usage as such."""
         served = self.routes.model(model, "embedding")
         call = await self.begin(
-            caller, served.name, endpoint, sum(len(t) for t in texts) // 4, timing
+            caller, served.name, endpoint, sum(len(t) for t in texts) // 4, timing, end_user
         )
 
         async def attempt(deployment: Deployment) -> Embeddings:

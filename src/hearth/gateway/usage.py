@@ -52,6 +52,7 @@ class Usage:
     cost: float = 0.0
     call_id: uuid.UUID | None = None  # ties a stream's estimate to its real row
     estimated: bool = False
+    end_user: str | None = None  # the request's `user` (hearth.gateway.identifiers)
 
 
 _FIELDS = tuple(f.name for f in fields(Usage))

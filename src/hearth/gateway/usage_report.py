@@ -13,7 +13,7 @@ from sqlalchemy import Date, String, cast, func, select
 from hearth.db.session import Database
 from hearth.gateway.models import UsageRecord
 
-Dimension = Literal["owner", "key", "model"]
+Dimension = Literal["owner", "key", "model", "end_user"]
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,20 @@ class UsageReport:
             "owner": func.coalesce(UsageRecord.owner_id, "(no account)"),
             "key": func.coalesce(cast(UsageRecord.key_id, String), "(no key)"),
             "model": UsageRecord.model,
+            # Applications' own users (the requests' `user`): those that named one.
+            "end_user": UsageRecord.end_user,
         }[by]
-        return await self._totals(column, since, limit=limit)
+        only = UsageRecord.end_user.is_not(None) if by == "end_user" else None
+        return await self._totals(column, since, limit=limit, where=only)
 
     async def _totals(  # type: ignore[no-untyped-def]
-        self, label, since: datetime, *, order_by_label: bool = False, limit: int | None = None
+        self,
+        label,
+        since: datetime,
+        *,
+        order_by_label: bool = False,
+        limit: int | None = None,
+        where=None,
     ) -> list[UsageTotals]:
         tokens = func.sum(UsageRecord.prompt_tokens + UsageRecord.completion_tokens)
         statement = (
@@ -59,6 +68,8 @@ class UsageReport:
             .group_by(label)
             .order_by(label if order_by_label else tokens.desc())
         )
+        if where is not None:
+            statement = statement.where(where)
         if limit:
             statement = statement.limit(limit)
         async with self.database.session() as session:

@@ -179,7 +179,7 @@ async def admin_usage(request: Request, days: int = 30) -> Response:
     since = datetime.now(UTC) - timedelta(days=days)
     report = UsageReport(request.app.state.database)
     daily = await report.daily(since)
-    top = {by: await report.top(by, since) for by in ("owner", "key", "model")}
+    top = {by: await report.top(by, since) for by in ("owner", "key", "model", "end_user")}
     emails = await request.app.state.users.emails([t.label for t in top["owner"]])
     charts = {
         "requests": bar_chart([(d.label, d.requests) for d in daily], title="Requests per day"),
