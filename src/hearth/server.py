@@ -54,6 +54,7 @@ from hearth.http.errors import install_error_handlers
 from hearth.http.hot_path import HearthApp
 from hearth.http.text_guard import TextGuard
 from hearth.jobs.queue import JobQueue
+from hearth.lab.api import MAX_IMPORT_BYTES as LAB_IMPORT_MAX_BYTES
 from hearth.lab.api import router as lab_router
 from hearth.lab.jobs import run_queued
 from hearth.lab.service import Runs
@@ -165,7 +166,10 @@ def create_app(
     limits = {
         "max_body": settings.max_request_bytes,
         "max_upload": settings.rag_max_file_bytes + 64 * 1024,
-        "path_limits": {"/api/chats/import": settings.chat_import_max_bytes},
+        "path_limits": {
+            "/api/chats/import": settings.chat_import_max_bytes,
+            "/api/lab/import": LAB_IMPORT_MAX_BYTES + 64 * 1024,  # the form's own bytes
+        },
     }
     ollama_paths = frozenset(route.path for route in ollama_router.routes)  # type: ignore[attr-defined]
     app.add_middleware(TextGuard, ollama_paths=ollama_paths)

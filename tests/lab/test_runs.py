@@ -194,6 +194,10 @@ def test_the_api_queues_runs_the_worker_runs_and_everyone_reads(
     summary = run["stages"][0]["summary"]
     assert summary["ttft"]["percentiles"]["p99"] == [pytest.approx(0.1403)]
     assert summary["output_throughput"] == 486.4 and run["stages"][0]["label"] == "poisson 4/s"
+    # A result file larger than API bodies may be (64 KiB in these tests) is taken.
+    big = __import__("json").dumps(VLLM_RESULT | {"padding": "x" * 300_000})
+    large = admin.post("/api/lab/import", files={"file": ("big.json", big, "application/json")})
+    assert large.status_code == 201, large.text
     junk = admin.post("/api/lab/import", files={"file": ("x.json", "{}", "application/json")})
     assert junk.status_code == 400 and "not a result file" in junk.text
     assert admin.delete(f"/api/lab/runs/{run_id}").status_code == 204
