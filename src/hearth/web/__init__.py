@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 
-from hearth.web._render import STATIC_DIR, SignInRequired, error_page, sign_in_redirect
+from hearth.web._render import ASSETS, SignInRequired, error_page, sign_in_redirect
 from hearth.web.admin_pages import router as admin_router
 from hearth.web.auth_pages import router as auth_router
 from hearth.web.catalog_pages import router as catalog_router
@@ -33,7 +32,7 @@ def install_web(app: FastAPI) -> None:
     app.include_router(collection_router)
     app.include_router(catalog_router)
     app.include_router(lab_router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", ASSETS, name="static")
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.state.error_page = error_page

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from markupsafe import Markup
 
 from hearth.accounts.auth import signed_in_user
@@ -18,9 +19,24 @@ from hearth.accounts.sessions import COOKIE, CSRF_COOKIE, SignedIn
 from hearth.chat.citations import cited_numbers, link_citations
 from hearth.chat.markdown import render_markdown
 from hearth.errors import Forbidden
+from hearth.web._static import Assets
 
 STATIC_DIR = Path(__file__).parent / "static"
+ASSETS = Assets(STATIC_DIR)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+_url_for = templates.env.globals["url_for"]
+
+
+@pass_context
+def _versioned_url_for(context: dict[str, Any], name: str, /, **params: Any) -> Any:
+    """`url_for`, with the static files' URLs versioned by their content (hearth.web._static)."""
+    url = _url_for(context, name, **params)
+    if name == "static":
+        url = url.include_query_params(v=ASSETS.version(params["path"]))
+    return url
+
+
+templates.env.globals["url_for"] = _versioned_url_for
 templates.env.filters["markdown"] = lambda text: Markup(render_markdown(text or ""))
 
 
