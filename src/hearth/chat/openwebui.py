@@ -58,7 +58,7 @@ class _Loose(BaseModel):
 
 class OpenWebUIMessage(_Loose):
     parent_id: str | None = Field(default=None, alias="parentId")
-    children_ids: list[Any] = Field(default_factory=list, alias="childrenIds")  # their order
+    children_ids: list[Any] | None = Field(default=None, alias="childrenIds")  # their order
     role: str | None = None
     content: Any = ""
     timestamp: float | None = None
@@ -222,7 +222,7 @@ def _tree(
         children.setdefault(parent, []).append(key)
 
     def in_order(parent: str | None) -> list[str]:
-        listed = tree[parent].children_ids if parent is not None else []
+        listed = (tree[parent].children_ids or []) if parent is not None else []
         rank = {key: n for n, key in enumerate(listed) if isinstance(key, str)}
         keys = children.get(parent, [])
         return sorted(keys, key=lambda k: (rank.get(k, len(rank)), tree[k].timestamp or 0))
