@@ -234,6 +234,9 @@ def test_nobody_selects_or_branches_in_someone_elses_chat(
             client.put(f"{url}/{message}", json={"content": "mine now"}),
         ]
         assert [a.status_code for a in attempts] == [404] * 3, [a.text for a in attempts]
+    # Nor does the page's conversation (what the arrows load) show it to him.
+    assert bob.get(f"/c/{chat}/conversation").status_code == 404
+    assert "Where does it grow?" in alice.get(f"/c/{chat}/conversation").text
     assert path(alice, chat) == mine
     assert len(alice.get(f"/api/chats/{chat}/export").json()["messages"]) == 6
     assert path(bob, bobs_chat) == bobs

@@ -191,6 +191,16 @@ def test_the_branch_shown_last_is_found_even_without_a_current_id() -> None:
     assert [m.role for m in got.export.path()] == ["user", "assistant"]
     assert [m.parent for m in got.export.messages].count(None) == 2
     assert any("parent is missing" in note for note in got.notes)
+    # No childrenIds (or null): siblings in the order of time (the edit came first here).
+    raw = open_webui_export()[0]
+    for message in raw["chat"]["history"]["messages"].values():
+        message["childrenIds"] = None
+    assert [m.content[:12] for m in conversion(raw).export.messages][3:] == [
+        "What if I fo",
+        "It will smel",
+        "And if I go ",
+        "Feed it, let",
+    ]
     # Milliseconds and seconds both read as the same moment.
     raw = open_webui_export()[0]
     raw["created_at"] *= 1000

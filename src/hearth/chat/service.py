@@ -2,7 +2,8 @@
 paged, as a tree whose active path is what the chat shows (`chat/tree.py`). Every query
 filters by the owner inside its SQL, so another user's chat id is simply not found.
 
-Answering lives in `chat/answers.py`, importing in `chat/importers.py`, links that share a
+Regenerating, editing and switching branch live in `chat/branches.py` (its methods are
+the chats'), answering in `chat/answers.py`, importing in `chat/importers.py`, links that share a
 chat in `chat/sharing.py`; this module is storage only.
 """
 
@@ -14,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import and_, delete, func, or_, select, true, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from hearth.accounts.principal import Principal
 from hearth.chat import tree
+from hearth.chat.branches import ChatBranches
 from hearth.chat.models import SEARCH_CONFIG, Chat, Message
 from hearth.chat.schemas import (
     STALE_STREAM_SECONDS,
@@ -36,7 +37,7 @@ from hearth.errors import InvalidRequest, NotFound
 NEW_CHAT_TITLE = "New chat"
 
 
-class Chats:
+class Chats(ChatBranches):
     def __init__(self, database: Database) -> None:
         self.database = database
 
@@ -292,7 +293,7 @@ class Chats:
             if parent == "current":
                 parent = await session.scalar(select(tree.active_leaf()).where(Chat.id == chat_id))
             elif parent is not None:
-                await _message_of(session, chat_id, parent)
+                await tree.message_of(session, chat_id, parent)
             message = Message(
                 chat_id=chat_id,
                 parent_id=parent,
@@ -313,56 +314,6 @@ class Chats:
                 chat.title = title_from_text(title_from)
             await session.commit()
             return MessagePublic.model_validate(message)
-
-    async def fork(
-        self, principal: Principal, chat_id: uuid.UUID, message_id: int, content: str | None
-    ) -> MessagePublic:
-        """The question to answer again, nothing deleted. Regenerate (`content` None):
-        message `message_id` if it is a question, the question it answers if it is an
-        answer; the chat's path then ends at it, and the new answer becomes a sibling of
-        the old ones. Edit: a new question with `content` beside message `message_id` (a
-        sibling: it follows the same message), now the active leaf; the old branch stays."""
-        async with self.database.session() as session:
-            chat = await session.scalar(_owned(principal, chat_id).with_for_update())
-            if chat is None:
-                raise NotFound(f"no message {message_id} in chat {chat_id}")
-            message = await _message_of(session, chat_id, message_id)
-            if content is not None:
-                if message.role != "user":
-                    raise InvalidRequest("Only your own messages can be edited.")
-                question = Message(
-                    chat_id=chat_id, parent_id=message.parent_id, role="user", content=content
-                )
-                session.add(question)
-                await session.flush()
-                chat.updated_at = func.now()
-            elif message.role == "user":
-                question = message
-            else:
-                question = None
-                if message.parent_id is not None:
-                    question = await _message_of(session, chat_id, message.parent_id)
-                if question is None or question.role != "user":
-                    raise InvalidRequest("This answer follows no question to answer again.")
-            chat.current_message_id = question.id
-            await session.commit()
-            await session.refresh(question)
-            return MessagePublic.model_validate(question)
-
-    async def select_branch(
-        self, principal: Principal, chat_id: uuid.UUID, message_id: int
-    ) -> MessagesPage:
-        """Show the branch through message `message_id`: the active leaf becomes the newest
-        message at or below it (so a branch opens where it was left), and the chat shows
-        the path to it. Returns that path's latest page."""
-        async with self.database.session() as session:
-            chat = await session.scalar(_owned(principal, chat_id).with_for_update())
-            leaf = await session.scalar(tree.newest_below(chat_id, message_id))
-            if chat is None or leaf is None:
-                raise NotFound(f"no message {message_id} in chat {chat_id}")
-            chat.current_message_id = leaf
-            await session.commit()
-        return await self.messages(principal, chat_id)
 
     async def export(self, principal: Principal, chat_id: uuid.UUID) -> ChatExport:
         """The chat with every message of every branch, each after the one it follows
@@ -415,16 +366,6 @@ def export_markdown(data: ChatExport) -> str:
 
 def _owned(principal: Principal, chat_id: uuid.UUID):  # type: ignore[no-untyped-def]
     return select(Chat).where(Chat.id == chat_id, Chat.owner_id == principal.user_id)
-
-
-async def _message_of(session: AsyncSession, chat_id: uuid.UUID, message_id: int) -> Message:
-    """Message `message_id` if it is the chat's (a message of another chat is not found)."""
-    message = await session.scalar(
-        select(Message).where(Message.chat_id == chat_id, Message.id == message_id)
-    )
-    if message is None:
-        raise NotFound(f"no message {message_id} in chat {chat_id}")
-    return message
 
 
 def title_from_text(text: str) -> str:

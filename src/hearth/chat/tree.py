@@ -15,11 +15,13 @@ from typing import Any
 
 from sqlalchemy import CTE, Select, and_, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from hearth.chat.models import Chat, Message
 from hearth.chat.schemas import MessagePublic
+from hearth.errors import NotFound
 
 
 def active_leaf() -> ColumnElement[Any]:
@@ -85,6 +87,16 @@ def sibling_ids() -> ColumnElement[Any]:
         .scalar_subquery()
         .label("sibling_ids")
     )
+
+
+async def message_of(session: AsyncSession, chat_id: uuid.UUID, message_id: int) -> Message:
+    """Message `message_id` if it is the chat's (a message of another chat is not found)."""
+    message = await session.scalar(
+        select(Message).where(Message.chat_id == chat_id, Message.id == message_id)
+    )
+    if message is None:
+        raise NotFound(f"no message {message_id} in chat {chat_id}")
+    return message
 
 
 def on_path(message: Message, siblings: list[int] | None) -> MessagePublic:
