@@ -1,7 +1,7 @@
-"""Importing chats: Open WebUI's "Export chats" file (several chats: one with branches, one
-archived in a folder, one Hearth cannot import, one from an older version) through the
-API, each chat with its own result; Hearth's own export still round-trips; limits are a
-400 or a 413, never a 500; and the branch walk on its own."""
+"""Importing chats: Open WebUI's "Export chats" file (several chats: one with branches, kept
+as a tree, one archived in a folder, one Hearth cannot import, one from an older version)
+through the API, each chat with its own result; Hearth's own export still round-trips;
+limits are a 400 or a 413, never a 500; and the tree's conversion on its own."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def test_open_webuis_export_is_imported_chat_by_chat(alice: httpx.Client) -> Non
     sourdough, outline, trip, haiku = report["chats"]
     assert [c["index"] for c in report["chats"]] == [1, 2, 3, 4]
 
-    # Branches: the one shown last (ending at currentId) is kept, the rest counted.
-    assert (sourdough["messages"], sourdough["left_out"]) == (4, 3)
+    # Branches: every one is kept; the one shown last (ending at currentId) is shown.
+    assert (sourdough["messages"], sourdough["left_out"]) == (7, 0)
     assert "tags: baking, home" in sourdough["not_imported"]
     assert "settings: top_p" in sourdough["not_imported"]
     assert "sources of 1 message" in sourdough["not_imported"]
@@ -58,6 +58,17 @@ def test_open_webuis_export_is_imported_chat_by_chat(alice: httpx.Client) -> Non
         "Feed it, let it rise an ",
     ]
     assert kept[1]["model"] == "llama3.1:8b" and kept[0]["model"] is None
+    # The two answers to the first question, and the two versions of the second: 2/2 each,
+    # in Open WebUI's order (childrenIds); the other versions a select away.
+    assert [(m["sibling_index"], m["siblings"]) for m in kept] == [(1, 1), (2, 2), (1, 2), (1, 1)]
+    shown = alice.post(
+        f"/api/chats/{sourdough['id']}/messages/{kept[2]['next_sibling']}/select"
+    ).json()["items"]
+    assert [m["content"][:12] for m in shown][2:] == ["What if I fo", "It will smel"]
+    first = alice.post(
+        f"/api/chats/{sourdough['id']}/messages/{kept[1]['previous_sibling']}/select"
+    ).json()["items"]
+    assert [m["content"][:12] for m in first] == ["How do I kee", "Feed it flou"]
     chat = alice.get(f"/api/chats/{sourdough['id']}").json()
     assert chat["pinned"] is True and chat["archived"] is False
     assert (chat["model"], chat["temperature"]) == (MODEL, 0.7)
@@ -154,7 +165,18 @@ def test_the_branch_shown_last_is_found_even_without_a_current_id() -> None:
     history = raw["chat"]["history"]
     history["currentId"] = "a2e"  # the edited question's answer
     got = conversion(copy.deepcopy(raw))
-    assert [m.content[:12] for m in got.export.messages] == [
+    # Every message, each after its parent (depth first, siblings in childrenIds order).
+    assert [(m.content[:8], m.parent) for m in got.export.messages] == [
+        ("How do I", None),
+        ("Feed it ", 1),  # a1a
+        ("Feed it ", 1),  # a1b
+        ("And if I", 3),
+        ("Feed it,", 4),
+        ("What if ", 3),
+        ("It will ", 6),
+    ]
+    assert got.export.current == 7
+    assert [m.content[:12] for m in got.export.path()] == [
         "How do I kee",
         "Feed it equa",
         "What if I fo",
@@ -162,12 +184,23 @@ def test_the_branch_shown_last_is_found_even_without_a_current_id() -> None:
     ]
     history["currentId"] = "gone"  # no usable current message: the newest leaf
     got = conversion(copy.deepcopy(raw))
-    assert got.export.messages[-1].content.startswith("Feed it, let it rise")
-    assert got.left_out == 3 and "no current message" in got.notes[0]
-    history["messages"]["q2"]["parentId"] = "missing"  # a broken link: starts after it
+    assert got.export.path()[-1].content.startswith("Feed it, let it rise")
+    assert len(got.export.messages) == 7 and "no current message" in got.notes[0]
+    history["messages"]["q2"]["parentId"] = "missing"  # a broken link: a first message
     got = conversion(copy.deepcopy(raw))
-    assert [m.role for m in got.export.messages] == ["user", "assistant"]
+    assert [m.role for m in got.export.path()] == ["user", "assistant"]
+    assert [m.parent for m in got.export.messages].count(None) == 2
     assert any("parent is missing" in note for note in got.notes)
+    # No childrenIds (or null): siblings in the order of time (the edit came first here).
+    raw = open_webui_export()[0]
+    for message in raw["chat"]["history"]["messages"].values():
+        message["childrenIds"] = None
+    assert [m.content[:12] for m in conversion(raw).export.messages][3:] == [
+        "What if I fo",
+        "It will smel",
+        "And if I go ",
+        "Feed it, let",
+    ]
     # Milliseconds and seconds both read as the same moment.
     raw = open_webui_export()[0]
     raw["created_at"] *= 1000

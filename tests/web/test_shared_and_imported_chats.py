@@ -163,13 +163,15 @@ def test_open_webuis_export_goes_in_through_the_chat_list(
         "chat 3 'Trip ideas': a message has role 'tool', which Hearth cannot import"
     )
     sourdough = report.locator("li", has_text="Sourdough starter")
-    expect(sourdough).to_contain_text("4 messages")
-    expect(sourdough).to_contain_text("3 messages of other branches left out")
+    expect(sourdough).to_contain_text("7 messages")  # every branch
+    expect(sourdough).not_to_contain_text("left out")
     expect(sourdough).to_contain_text("not imported: tags: baking, home")
     expect(report.locator("li", has_text="Quarterly report outline")).to_contain_text("its folder")
     assert_fits(ada, "the chat list with the import's results")
     sourdough.get_by_role("link").click()
     expect(ada.locator(".msg")).to_have_count(4)
+    # The branch shown last, and the arrows to the other versions (2/2 and 1/2).
+    expect(ada.locator(".msg .branch-place")).to_have_text(["2/2", "1/2"])
     expect(ada.locator(".msg.assistant .who").first).to_contain_text("llama3.1:8b")
     expect(ada.locator("#model")).to_have_value("smollm2-135m-instruct")
     ada.get_by_role("button", name="Chats").click()

@@ -90,12 +90,10 @@ class ChatAnswers:
         content: str | None = None,
         defaults: Defaults = DEFAULTS,
     ) -> AsyncIterator[ChatEvent]:
-        """Answer user message `message_id` again (changed to `content` if given), dropping
-        whatever followed it."""
-        if content is None:
-            question = await self.chats.truncate(principal, chat_id, from_id=message_id, keep=True)
-        else:
-            question = await self.chats.edit_message(principal, chat_id, message_id, content)
+        """Answer user message `message_id` (or the question answer `message_id` follows)
+        again, or, with `content`, a new version of that question: a new branch of the
+        chat, the old one kept (`Chats.fork`)."""
+        question = await self.chats.fork(principal, chat_id, message_id, content)
         return await self._answer(principal, chat_id, question, defaults)
 
     async def _answer(
@@ -105,7 +103,9 @@ class ChatAnswers:
         question: MessagePublic,
         defaults: Defaults,
     ) -> AsyncIterator[ChatEvent]:
-        chat, page = await self.chats.open(principal, chat_id, limit=200)
+        # The path to this question, whatever the chat shows meanwhile (another answer
+        # being regenerated at the same time): only that branch goes to the model.
+        chat, page = await self.chats.open(principal, chat_id, limit=200, leaf=question.id)
         history = page.items
         window = context_window(self.gateway.routes, chat.model)
         # The chat's own settings, else the site's; an answer never asks for more than half
@@ -184,6 +184,7 @@ class ChatAnswers:
             status="streaming",
             model=request.model,
             citations=citations or None,
+            parent=question.id,
         )
         saver = asyncio.ensure_future(self._save_while_streaming(answer_row.id, parts))
         try:

@@ -166,17 +166,31 @@ async def list_messages(
     before: RowId | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> MessagesPage:
-    """The latest messages, oldest first; `before` pages back through a long chat."""
+    """The latest messages of the branch the chat shows (the path from its first message
+    to its active leaf), oldest first, each with its `parent_id` and its place among its
+    siblings (`sibling_index` of `siblings`, `previous_sibling`, `next_sibling`: the other
+    versions of a regenerated answer or an edited question); `before` pages back."""
     return await chats.messages(caller, chat_id, before=before, limit=limit)
+
+
+@router.post("/{chat_id}/messages/{message_id}/select")
+async def select_branch(
+    chat_id: uuid.UUID, message_id: RowId, chats: ChatsDep, caller: CallerDep
+) -> MessagesPage:
+    """Show the branch through message `message_id` (a sibling's id, say): the chat's
+    active leaf becomes the newest message at or below it, so a branch opens where it was
+    left, and what is sent next continues it. Returns the latest messages of that path."""
+    return await chats.select_branch(caller, chat_id, message_id)
 
 
 @router.post("/{chat_id}/messages")
 async def send_message(
     chat_id: uuid.UUID, body: MessageCreate, request: Request, caller: CallerDep
 ) -> StreamingResponse:
-    """Send a message; the answer streams back as server-sent events: `question` (the stored
-    message and any citations), `delta` (text), then `done` or `error` (the stored answer).
-    Closing the connection stops the answer; what was written so far is kept."""
+    """Send a message, after the chat's active leaf (it continues the branch shown); the
+    answer streams back as server-sent events: `question` (the stored message and any
+    citations), `delta` (text), then `done` or `error` (the stored answer). Closing the
+    connection stops the answer; what was written so far is kept."""
     site = await request.app.state.site.get()
     events = await _answers(request).ask(caller, chat_id, body.content, defaults=_defaults(site))
     return _stream(events)
@@ -186,7 +200,8 @@ async def send_message(
 async def regenerate(
     chat_id: uuid.UUID, message_id: RowId, request: Request, caller: CallerDep
 ) -> StreamingResponse:
-    """Answer user message `message_id` again, dropping what followed it."""
+    """Answer user message `message_id` again (or, given an answer's id, the question it
+    answers): a new answer beside the earlier ones, which stay (its siblings)."""
     site = await request.app.state.site.get()
     events = await _answers(request).regenerate(
         caller, chat_id, message_id, defaults=_defaults(site)
@@ -198,7 +213,8 @@ async def regenerate(
 async def edit_message(
     chat_id: uuid.UUID, message_id: RowId, body: MessageCreate, request: Request, caller: CallerDep
 ) -> StreamingResponse:
-    """Change a user message and continue from there (what followed it is dropped)."""
+    """Edit user message `message_id`: a new version of it (a sibling: it follows the same
+    message) is answered and shown; the old one and what followed it stay, one branch away."""
     site = await request.app.state.site.get()
     events = await _answers(request).regenerate(
         caller,
@@ -221,7 +237,9 @@ async def export_chat(
     caller: CallerDep,
     format: Literal["json", "md"] = "json",
 ) -> Response:
-    """The whole chat as JSON (importable) or Markdown, as a download."""
+    """The whole chat as JSON (importable; every branch, each message naming its `parent`
+    by its place, and the `current` one shown) or Markdown (the branch shown), as a
+    download."""
     data = await chats.export(caller, chat_id)
     if format == "md":
         body, media = export_markdown(data), "text/markdown; charset=utf-8"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from hearth.accounts.principal import Principal
@@ -97,7 +98,7 @@ class ChatImports:
                         id=chat.id,
                         error=None,
                         messages=len(converted.export.messages),
-                        left_out=converted.left_out,
+                        left_out=0,  # every branch is kept
                         not_imported=converted.not_imported,
                         notes=converted.notes,
                     )
@@ -114,7 +115,51 @@ class ChatImports:
             for name, value in (("created_at", data.created_at), ("updated_at", data.updated_at))
             if value is not None
         }
-        chat = Chat(
+        async with self.database.session() as session:
+            # The messages' ids first, in order (a parent's before its children's, as the
+            # export lists them), so that one INSERT writes the tree with its links.
+            ids: list[int] = []
+            if data.messages:
+                ids = sorted(
+                    await session.scalars(
+                        select(
+                            func.nextval(func.pg_get_serial_sequence("chat_message", "id"))
+                        ).select_from(func.generate_series(1, len(data.messages)))
+                    )
+                )
+            current = data.current_index()
+            chat = self._chat(principal, data, stamps)
+            chat.current_message_id = ids[current] if current is not None else None
+            session.add(chat)
+            await session.flush()
+            if data.messages:
+                now = datetime.now(UTC)
+                parents = data.parents()
+                await session.execute(
+                    insert(Message),
+                    [
+                        {
+                            "id": ids[n],
+                            "chat_id": chat.id,
+                            "parent_id": None if parents[n] is None else ids[parents[n]],
+                            "role": m.role,
+                            "content": m.content,
+                            "status": m.status,
+                            "model": m.model,
+                            "error": m.error,
+                            "citations": m.citations,
+                            "created_at": m.created_at or now,
+                            "updated_at": m.created_at or now,
+                        }
+                        for n, m in enumerate(data.messages)
+                    ],
+                )
+            await session.commit()
+            return ChatPublic.model_validate(chat)
+
+    @staticmethod
+    def _chat(principal: Principal, data: ChatExport, stamps: dict[str, datetime]) -> Chat:
+        return Chat(
             id=uuid.uuid4(),
             owner_id=principal.user_id,
             title=data.title.strip() or NEW_CHAT_TITLE,
@@ -127,26 +172,6 @@ class ChatImports:
             max_tokens=data.max_tokens,
             **stamps,
         )
-        now = datetime.now(UTC)
-        async with self.database.session() as session:
-            session.add(chat)
-            await session.flush()
-            session.add_all(
-                Message(
-                    chat_id=chat.id,
-                    role=m.role,
-                    content=m.content,
-                    status=m.status,
-                    model=m.model,
-                    error=m.error,
-                    citations=m.citations,
-                    created_at=m.created_at or now,
-                    updated_at=m.created_at or now,
-                )
-                for m in data.messages
-            )
-            await session.commit()
-            return ChatPublic.model_validate(chat)
 
 
 def _failed(index: int, title: str, reason: str) -> ImportedChat:

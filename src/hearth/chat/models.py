@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -50,6 +51,11 @@ class Chat(Base):
     system_prompt: Mapped[str | None] = mapped_column(Text)
     temperature: Mapped[float | None] = mapped_column(Float)
     max_tokens: Mapped[int | None] = mapped_column(Integer)
+    # The active leaf: the conversation shown and answered is the path from the first
+    # message down to it (`chat/tree.py`). No foreign key (the two tables would reference
+    # each other): the service sets it only to a message of this chat, checked in the same
+    # SQL, and every walk from it joins on the chat's id. Null: no message yet.
+    current_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -58,16 +64,31 @@ class Message(Base):
     """One turn. The user's message is stored before generation starts; the answer from its
     start as `streaming`, its text saved every few seconds and at the end with its status:
     complete, stopped (the user pressed stop), failed, or interrupted (its replica died:
-    `updated_at` went stale while streaming)."""
+    `updated_at` went stale while streaming).
+
+    Messages form a tree: each follows its `parent_id` (null for a first message), so
+    regenerating an answer or editing a question adds a sibling and nothing is deleted.
+    A parent is always older (a smaller id) and always of the same chat: the foreign key
+    is on (chat_id, parent_id), so the database itself refuses a link across chats."""
 
     __tablename__ = "chat_message"
     __table_args__ = (
-        Index("ix_chat_message_chat_id", "chat_id", "id"),
+        # Unique (the id alone is) so that the parent's foreign key can name the pair.
+        Index("ix_chat_message_chat_id", "chat_id", "id", unique=True),
+        # A message's children (siblings, the newest leaf below a message).
+        Index("ix_chat_message_parent", "chat_id", "parent_id"),
         Index("ix_chat_message_tsv", "tsv", postgresql_using="gin"),
+        ForeignKeyConstraint(
+            ["chat_id", "parent_id"],
+            ["chat_message.chat_id", "chat_message.id"],
+            name="fk_chat_message_parent",
+            ondelete="CASCADE",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(BigInteger)
     role: Mapped[str] = mapped_column(String(10))  # user | assistant
     content: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="complete")
@@ -85,9 +106,10 @@ class Message(Base):
 
 class ChatShare(Base):
     """A read-only link to a chat for the site's signed-in users, until revoked. A snapshot:
-    it shows the messages up to `last_message_id`, the chat's last when the link was made
-    (a cutoff, not copies: a message deleted or edited since is deleted or edited there
-    too). Deleting the chat deletes its links (CASCADE)."""
+    it shows the path from the first message down to `last_message_id`, the chat's active
+    leaf when the link was made (not copies: messages are never changed or deleted but
+    with their chat, and regenerating or editing adds branches, so the path stays as it
+    was). Deleting the chat deletes its links (CASCADE)."""
 
     __tablename__ = "chat_share"
     __table_args__ = (

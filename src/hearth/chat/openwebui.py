@@ -7,12 +7,13 @@ The file is a JSON array of chats as Open WebUI's `GET /api/v1/chats/all` return
 message names its `parentId` (regenerating an answer or editing a question adds a branch).
 Older files have only the flat `chat.messages` list.
 
-Hearth keeps one line of messages per chat: the branch that ends at `currentId` (the one
-the user saw last), found by walking `parentId` up from it; how many messages the other
-branches held is counted. What else a chat holds that Hearth cannot keep (tags, folders,
-attached files, ratings, sampling settings, fields it does not know) is named in the
-chat's result, never dropped silently; only what carries nothing Hearth could keep (ids,
-links between messages, read state, display hints) is ignored.
+Hearth keeps the tree as it is: every message of every branch, each after the one its
+`parentId` names (siblings in the order of their parent's `childrenIds`, as Open WebUI's
+arrows show them), and `currentId` (the message the user saw last) as the chat's
+active leaf. What else a chat holds that Hearth cannot keep (tags, folders, attached
+files, ratings, sampling settings, fields it does not know) is named in the chat's result,
+never dropped silently; only what carries nothing Hearth could keep (ids, read state,
+display hints) is ignored.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ class ImportModels:
 @dataclass
 class Converted:
     export: ChatExport
-    left_out: int = 0  # messages of other branches
     not_imported: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -58,6 +58,7 @@ class _Loose(BaseModel):
 
 class OpenWebUIMessage(_Loose):
     parent_id: str | None = Field(default=None, alias="parentId")
+    children_ids: list[Any] | None = Field(default=None, alias="childrenIds")  # their order
     role: str | None = None
     content: Any = ""
     timestamp: float | None = None
@@ -95,14 +96,13 @@ class OpenWebUIChat(_Loose):
     current_message_id: str | None = None
 
 
-# What carries nothing Hearth could keep: ids, a link on the other site, read state, the
-# tree's child links (the walk follows parentId), display hints, and figures derived
-# from the messages (usage, status of a web search while it ran).
+# What carries nothing Hearth could keep: ids, a link on the other site, read state,
+# display hints, and figures derived from the messages (usage, status of a web search
+# while it ran).
 _IGNORED_CHAT = {"id", "user_id", "share_id", "last_read_at", "timer_at", "context_usage"}
 _IGNORED_CONVERSATION = {"id"}
 _IGNORED_MESSAGE = {
     "id",
-    "childrenIds",
     "models",
     "modelName",
     "modelIdx",
@@ -159,9 +159,12 @@ def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
     if chat.folder_id:
         dropped.note("its folder")
 
-    branch, left_out, notes = _branch(conversation, chat.current_message_id)
+    ordered, parents, current, notes = _tree(conversation, chat.current_message_id)
     created = _moment(chat.created_at) or _moment(conversation.timestamp)
-    messages = [_message(n, m, created, dropped) for n, m in enumerate(branch, 1)]
+    messages = [
+        _message(n, m, parent, created, dropped)
+        for n, (m, parent) in enumerate(zip(ordered, parents, strict=True), 1)
+    ]
 
     params = {**(conversation.options or {}), **(conversation.params or {})}
     others = sorted(k for k, v in params.items() if k not in _SETTINGS and _holds(v))
@@ -190,48 +193,69 @@ def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
         created_at=created,
         updated_at=_moment(chat.updated_at) or created,
         messages=messages,
+        current=None if current is None else current + 1,
         system_prompt=system,
         temperature=temperature,
         max_tokens=max_tokens,
     )
-    return Converted(export, left_out, dropped.lines(), notes)
+    return Converted(export, dropped.lines(), notes)
 
 
-def _branch(
+def _tree(
     conversation: OpenWebUIConversation, fallback: str | None
-) -> tuple[list[OpenWebUIMessage], int, list[str]]:
-    """The messages from the first to `currentId`, the number in other branches, notes."""
+) -> tuple[list[OpenWebUIMessage], list[int | None], int | None, list[str]]:
+    """Every message, each after the one it follows (depth first, siblings in their
+    parent's `childrenIds` order, then by time); each one's parent by its place from 0
+    (None: a first message); the current message's place; notes."""
     tree = conversation.history.messages if conversation.history else {}
     if not tree:
-        return list(conversation.messages or []), 0, []
+        flat = list(conversation.messages or [])
+        line = [n - 1 if n else None for n in range(len(flat))]
+        return flat, line, (len(flat) - 1 if flat else None), []
     notes: list[str] = []
+    children: dict[str | None, list[str]] = {}
+    for key, message in tree.items():
+        parent = message.parent_id
+        if parent is not None and parent not in tree:
+            notes.append("a message's parent is missing: its branch starts at it")
+            parent = None
+        children.setdefault(parent, []).append(key)
+
+    def in_order(parent: str | None) -> list[str]:
+        listed = (tree[parent].children_ids or []) if parent is not None else []
+        rank = {key: n for n, key in enumerate(listed) if isinstance(key, str)}
+        keys = children.get(parent, [])
+        return sorted(keys, key=lambda k: (rank.get(k, len(rank)), tree[k].timestamp or 0))
+
+    ordered: list[OpenWebUIMessage] = []
+    parents: list[int | None] = []
+    place: dict[str, int] = {}
+    stack: list[tuple[str | None, str]] = [(None, key) for key in reversed(in_order(None))]
+    while stack:
+        parent, key = stack.pop()
+        place[key] = len(ordered)
+        ordered.append(tree[key])
+        parents.append(None if parent is None else place[parent])
+        stack.extend((key, child) for child in reversed(in_order(key)))
+    if len(ordered) < len(tree):  # what no first message leads to is a loop
+        raise NotImportable("its message history loops (a message is its own ancestor)")
+
     current = conversation.history.current_id if conversation.history else None
     current = current if current in tree else fallback
     if current not in tree:
-        # No usable currentId: the newest message nothing answers ends the branch.
-        parents = {m.parent_id for m in tree.values()}
-        leaves = [key for key in tree if key not in parents] or list(tree)
+        # No usable currentId: the newest message nothing answers is the current one.
+        leaves = [key for key in tree if key not in children] or list(tree)
         current = max(leaves, key=lambda key: tree[key].timestamp or 0)
-        notes.append("it named no current message: its newest branch was imported")
-    branch: list[OpenWebUIMessage] = []
-    seen: set[str] = set()
-    node: str | None = current
-    while node:
-        if node in seen:
-            raise NotImportable("its message history loops (a message is its own ancestor)")
-        seen.add(node)
-        message = tree.get(node)
-        if message is None:
-            notes.append("a message's parent is missing: the branch starts after it")
-            break
-        branch.append(message)
-        node = message.parent_id
-    branch.reverse()
-    return branch, len(tree) - len(branch), notes
+        notes.append("it named no current message: its newest branch is the one shown")
+    return ordered, parents, place[current], list(dict.fromkeys(notes))
 
 
 def _message(
-    n: int, message: OpenWebUIMessage, created: datetime | None, dropped: _Dropped
+    n: int,
+    message: OpenWebUIMessage,
+    parent: int | None,
+    created: datetime | None,
+    dropped: _Dropped,
 ) -> ExportedMessage:
     if not message.role:
         raise NotImportable(f"message {n} has no role")
@@ -249,6 +273,7 @@ def _message(
         status = "interrupted"  # never finished there (Open WebUI marks stopped ones done)
     answered_by = message.model[:200] if message.role == "assistant" and message.model else None
     return ExportedMessage(
+        parent=None if parent is None else parent + 1,
         role=message.role,  # type: ignore[arg-type]
         content=message.content,
         status=status,  # type: ignore[arg-type]

@@ -57,6 +57,11 @@ class ChatPublic(ChatSettings):
     archived: bool
     pinned: bool = False
     collection_ids: list[uuid.UUID]
+    current_message_id: int | None = Field(
+        default=None,
+        description="The active leaf: the chat shows the path from its first message to "
+        "it (`POST /api/chats/{id}/messages/{message_id}/select` changes it).",
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -70,6 +75,9 @@ class MessagePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    parent_id: int | None = Field(
+        default=None, description="The message it follows; null for a first message."
+    )
     role: Literal["user", "assistant"]
     content: str
     status: str
@@ -80,6 +88,18 @@ class MessagePublic(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime | None = None
+    # Its place among the messages that follow the same one (the versions of a question
+    # or of an answer), on the messages of a chat's path; null where not read (the stream).
+    sibling_index: int | None = Field(
+        default=None, description="Its place among its siblings, from 1 (the 2 of 2/3)."
+    )
+    siblings: int | None = Field(
+        default=None, description="How many messages follow its parent, itself included."
+    )
+    previous_sibling: int | None = Field(
+        default=None, description="The sibling before it (select it to show that branch)."
+    )
+    next_sibling: int | None = Field(default=None, description="The sibling after it.")
 
     @model_validator(mode="after")
     def _stale_is_interrupted(self) -> MessagePublic:
@@ -91,7 +111,10 @@ class MessagePublic(BaseModel):
 
 
 class MessagesPage(BaseModel):
-    items: list[MessagePublic] = Field(description="Oldest first.")
+    items: list[MessagePublic] = Field(
+        description="Oldest first: the path from the chat's first message to its active "
+        "leaf (the branch shown), not the messages of other branches."
+    )
     earlier: int | None = Field(description="Pass as `before` to load the earlier messages.")
 
 
@@ -127,12 +150,65 @@ class ChatExport(ChatSettings):
     updated_at: Moment | None = Field(
         default=None, description="Its last activity, which places it in the chat list."
     )
-    messages: list[ExportedMessage] = Field(max_length=MAX_MESSAGES_PER_CHAT)
+    messages: list[ExportedMessage] = Field(
+        max_length=MAX_MESSAGES_PER_CHAT,
+        description="Every message of every branch, each after the one it follows.",
+    )
+    current: int | None = Field(
+        default=None,
+        ge=1,
+        description="The message the chat shows last (its active leaf), by its place in "
+        "`messages` from 1; null or left out: the last one.",
+    )
+
+    @model_validator(mode="after")
+    def _a_tree(self) -> ChatExport:
+        for n, message in enumerate(self.messages, 1):
+            if message.parent is not None and message.parent >= n:
+                raise ValueError(
+                    f"messages.{n - 1}.parent: {message.parent} is not an earlier message "
+                    f"(a message follows one of the {n - 1} before it)"
+                )
+        if self.current is not None and self.current > len(self.messages):
+            raise ValueError(f"current: there is no message {self.current}")
+        return self
+
+    def parents(self) -> list[int | None]:
+        """Each message's parent, by its place in `messages` from 0 (None: a first one)."""
+        found: list[int | None] = []
+        for n, message in enumerate(self.messages):
+            if "parent" not in message.model_fields_set:
+                found.append(n - 1 if n else None)  # an export of one line
+            else:
+                found.append(None if message.parent is None else message.parent - 1)
+        return found
+
+    def current_index(self) -> int | None:
+        """The active leaf, by its place in `messages` from 0 (None: no messages)."""
+        if not self.messages:
+            return None
+        return len(self.messages) - 1 if self.current is None else self.current - 1
+
+    def path(self) -> list[ExportedMessage]:
+        """The messages shown: from the first down to the current one."""
+        parents, at, path = self.parents(), self.current_index(), []
+        while at is not None:
+            path.append(self.messages[at])
+            at = parents[at]
+        path.reverse()
+        return path
 
 
 class ExportedMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    parent: int | None = Field(
+        default=None,
+        ge=1,
+        description="The message this one follows, by its place in `messages` from 1 (an "
+        "earlier one); null: a first message; left out: the message before it (exports "
+        "from before branches are one line).",
+    )
     role: Literal["user", "assistant"]
     content: str = Field(max_length=MAX_MESSAGE_CHARS)
     status: Literal["complete", "stopped", "failed", "interrupted"] = "complete"
@@ -152,10 +228,10 @@ class ImportedChat(BaseModel):
     title: str
     id: uuid.UUID | None = Field(description="The new chat; null when it was not imported.")
     error: str | None = Field(description="Why it was not imported (nothing of it was kept).")
-    messages: int = Field(description="Messages imported.")
+    messages: int = Field(description="Messages imported, of every branch.")
     left_out: int = Field(
-        description="Messages of the chat's other branches (Hearth keeps one line of "
-        "messages: the branch that was shown last), not imported."
+        description="Messages not imported: 0, since every branch is kept (earlier "
+        "versions kept only the branch shown last)."
     )
     not_imported: list[str] = Field(
         description="What else the chat held that Hearth does not keep (tags, folder, files, "
@@ -182,12 +258,15 @@ class ChatSharePublic(BaseModel):
     token: str
     path: str = Field(description="The page that shows it, `/s/{token}`.")
     url: str = Field(description="The same page, absolute (as this request reached the site).")
-    messages: int = Field(description="The messages it shows: the chat's, when it was made.")
+    messages: int = Field(
+        description="The messages it shows: the chat's path (the branch shown) when it was made."
+    )
     created_at: datetime
 
 
 class SharedChat(BaseModel):
-    """A shared chat as the link shows it: the messages up to the moment it was shared."""
+    """A shared chat as the link shows it: the path of messages (the branch) the chat
+    showed when it was shared."""
 
     title: str
     model: str

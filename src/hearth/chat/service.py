@@ -1,8 +1,9 @@
 """Conversations: list, open, rename, archive, delete and export; messages stored and
-paged. Every query filters by the owner inside its SQL, so another user's chat id is
-simply not found.
+paged, as a tree whose active path is what the chat shows (`chat/tree.py`). Every query
+filters by the owner inside its SQL, so another user's chat id is simply not found.
 
-Answering lives in `chat/answers.py`, importing in `chat/importers.py`, links that share a
+Regenerating, editing and switching branch live in `chat/branches.py` (its methods are
+the chats'), answering in `chat/answers.py`, importing in `chat/importers.py`, links that share a
 chat in `chat/sharing.py`; this module is storage only.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import delete, exists, func, or_, select, true, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import and_, delete, func, or_, select, true, update
 
 from hearth.accounts.principal import Principal
+from hearth.chat import tree
+from hearth.chat.branches import ChatBranches
 from hearth.chat.models import SEARCH_CONFIG, Chat, Message
 from hearth.chat.schemas import (
     STALE_STREAM_SECONDS,
@@ -34,7 +37,7 @@ from hearth.errors import InvalidRequest, NotFound
 NEW_CHAT_TITLE = "New chat"
 
 
-class Chats:
+class Chats(ChatBranches):
     def __init__(self, database: Database) -> None:
         self.database = database
 
@@ -64,7 +67,7 @@ class Chats:
         """The caller's chats: the first page starts with the pinned ones, then the rest
         most recently active first, a page at a time (keyset pagination: the thousandth
         page costs what the first does; later pages hold unpinned chats only). `query`
-        matches titles and message text."""
+        matches titles and the text of the messages shown (the active path's)."""
         limit = max(1, min(limit, 200))
         statement = (
             select(Chat)
@@ -83,7 +86,7 @@ class Chats:
             )
         if query.strip():
             words = func.websearch_to_tsquery(SEARCH_CONFIG, query)
-            in_messages = exists().where(Message.chat_id == Chat.id, Message.tsv.op("@@")(words))
+            in_messages = Chat.id.in_(tree.chats_whose_path_matches(principal.user_id, words))
             pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             statement = statement.where(or_(Chat.title.ilike(pattern + "%"), in_messages))
         async with self.database.read() as session:
@@ -166,35 +169,9 @@ class Chats:
         before: int | None = None,
         limit: int = 50,
     ) -> MessagesPage:
-        """The newest `limit` messages (older than `before`), oldest first: a long chat opens
-        at its end and loads earlier messages on demand."""
-        limit = max(1, min(limit, 500))
-        # Filtered on chat_message.chat_id itself, so the (chat_id, id) index serves it
-        # backwards from the newest message, however long the chat.
-        statement = (
-            select(Message)
-            .join(Chat, Chat.id == Message.chat_id)
-            .where(
-                Message.chat_id == chat_id, Chat.id == chat_id, Chat.owner_id == principal.user_id
-            )
-            .order_by(Message.id.desc())
-            .limit(limit + 1)
-        )
-        if before is not None:
-            statement = statement.where(Message.id < before)
-        async with self.database.read() as session:
-            rows = list(await session.scalars(statement))
-            if not rows:
-                # No rows: an empty chat or page, or not the caller's chat (NotFound then,
-                # whatever `before` says, so a page never tells whether a chat exists).
-                await self.get(principal, chat_id)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        rows.reverse()
-        return MessagesPage(
-            items=[MessagePublic.model_validate(m) for m in rows],
-            earlier=rows[0].id if more else None,
-        )
+        """The newest `limit` messages of the chat's path (older than `before`), oldest
+        first: a long chat opens at its end and loads earlier messages on demand."""
+        return (await self.open(principal, chat_id, before=before, limit=limit))[1]
 
     async def open(
         self,
@@ -203,37 +180,40 @@ class Chats:
         *,
         before: int | None = None,
         limit: int = 50,
+        leaf: int | None = None,
     ) -> tuple[ChatPublic, MessagesPage]:
-        """A chat and its latest messages in one query (the chat page's one round trip for
-        the conversation)."""
+        """A chat and the latest messages of its path in one query (the chat page's one
+        round trip for the conversation): the path to its active leaf, or to message
+        `leaf` of it (the question being answered), each message with its siblings."""
         limit = max(1, min(limit, 500))
-        # LATERAL: the latest messages of this one chat, read from the (chat_id, id) index
-        # backwards, then joined to the chat row (which also checks the owner).
-        latest = select(Message).where(Message.chat_id == Chat.id)
-        if before is not None:
-            latest = latest.where(Message.id < before)
-        latest = latest.order_by(Message.id.desc()).limit(limit + 1).lateral("latest")
-        message = aliased(Message, latest)
+        path = (
+            tree.active_path(chat_id, principal.user_id)
+            if leaf is None
+            else tree.path_to(chat_id, leaf)
+        )
+        page = tree.page_of(path, before=before, limit=limit)
         statement = (
-            select(Chat, message)
-            .outerjoin(latest, true())
+            select(Chat, Message, tree.sibling_ids())
+            .select_from(Chat)
+            .outerjoin(page, true())
+            .outerjoin(Message, and_(Message.id == page.c.id, Message.chat_id == Chat.id))
             .where(Chat.id == chat_id, Chat.owner_id == principal.user_id)
-            .order_by(latest.c.id.desc())
+            .order_by(page.c.depth)
         )
         async with self.database.read() as session:
             rows = (await session.execute(statement)).all()
         if not rows:
             raise NotFound(f"no chat {chat_id}")
         chat = ChatPublic.model_validate(rows[0][0])
-        messages = [m for _, m in rows if m is not None]
+        messages = [(m, ids) for _, m, ids in rows if m is not None]
         more = len(messages) > limit
         messages = messages[:limit]
         messages.reverse()
-        page = MessagesPage(
-            items=[MessagePublic.model_validate(m) for m in messages],
-            earlier=messages[0].id if more else None,
+        shown = MessagesPage(
+            items=[tree.on_path(m, ids) for m, ids in messages],
+            earlier=messages[0][0].id if more else None,
         )
-        return chat, page
+        return chat, shown
 
     async def save_partial(self, message_id: int, content: str) -> None:
         """The text so far of an answer still streaming (its owner checked at its start)."""
@@ -299,15 +279,24 @@ class Chats:
         citations: list[dict] | None = None,
         error: str | None = None,
         title_from: str | None = None,
+        parent: int | Literal["current"] | None = "current",
     ) -> MessagePublic:
-        """Append a message and move the chat to the top of the list; a chat still called
-        "New chat" takes its title from `title_from` (the first question)."""
+        """Add a message after `parent` (by default the chat's active leaf: a message sent
+        continues the branch shown), make it the active leaf, and move the chat to the
+        top of the list; a chat still called "New chat" takes its title from `title_from`
+        (the first question)."""
         async with self.database.session() as session:
+            # Locked: two messages added at once each see the other's (the tree holds).
             chat = await session.scalar(_owned(principal, chat_id).with_for_update())
             if chat is None:
                 raise NotFound(f"no chat {chat_id}")
+            if parent == "current":
+                parent = await session.scalar(select(tree.active_leaf()).where(Chat.id == chat_id))
+            elif parent is not None:
+                await tree.message_of(session, chat_id, parent)
             message = Message(
                 chat_id=chat_id,
+                parent_id=parent,
                 role=role,
                 content=content,
                 status=status,
@@ -318,55 +307,30 @@ class Chats:
                 error=error,
             )
             session.add(message)
+            await session.flush()
+            chat.current_message_id = message.id
             chat.updated_at = func.now()
             if title_from and chat.title == NEW_CHAT_TITLE:
                 chat.title = title_from_text(title_from)
             await session.commit()
             return MessagePublic.model_validate(message)
 
-    async def truncate(
-        self, principal: Principal, chat_id: uuid.UUID, *, from_id: int, keep: bool
-    ) -> MessagePublic:
-        """Drop the messages after `from_id` (and it too unless `keep`): regenerate and
-        edit-and-continue start from there. Returns message `from_id`."""
-        async with self.database.session() as session:
-            chat = await session.scalar(_owned(principal, chat_id).with_for_update())
-            message = await session.get(Message, from_id)
-            if chat is None or message is None or message.chat_id != chat_id:
-                raise NotFound(f"no message {from_id} in chat {chat_id}")
-            first_dropped = from_id + 1 if keep else from_id
-            await session.execute(
-                delete(Message).where(Message.chat_id == chat_id, Message.id >= first_dropped)
-            )
-            await session.commit()
-            return MessagePublic.model_validate(message)
-
-    async def edit_message(
-        self, principal: Principal, chat_id: uuid.UUID, message_id: int, content: str
-    ) -> MessagePublic:
-        """Change a user message and drop everything after it (the answer is asked again)."""
-        await self.truncate(principal, chat_id, from_id=message_id, keep=True)
-        async with self.database.session() as session:
-            result = await session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.chat_id == chat_id, Message.role == "user")
-                .values(content=content)
-                .returning(Message)
-            )
-            message = result.scalar_one_or_none()
-            if message is None:
-                raise InvalidRequest("Only your own messages can be edited.")
-            await session.commit()
-            return MessagePublic.model_validate(message)
-
     async def export(self, principal: Principal, chat_id: uuid.UUID) -> ChatExport:
-        chat = await self.get(principal, chat_id)
-        async with self.database.session() as session:
-            rows = await session.scalars(
-                select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
+        """The chat with every message of every branch, each after the one it follows
+        (ids grow down a path) and naming it by its place; and its active leaf."""
+        async with self.database.read() as session:
+            chat = await session.scalar(_owned(principal, chat_id))
+            if chat is None:
+                raise NotFound(f"no chat {chat_id}")
+            rows = list(
+                await session.scalars(
+                    select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
+                )
             )
+            place = {m.id: n for n, m in enumerate(rows, 1)}
             messages = [
                 ExportedMessage(
+                    parent=place.get(m.parent_id) if m.parent_id is not None else None,
                     role=m.role,  # type: ignore[arg-type]
                     content=m.content,
                     status="interrupted" if m.status == "streaming" else m.status,  # type: ignore[arg-type]
@@ -385,6 +349,7 @@ class Chats:
             created_at=chat.created_at,
             updated_at=chat.updated_at,
             messages=messages,
+            current=place.get(chat.current_message_id or 0),
             system_prompt=chat.system_prompt,
             temperature=chat.temperature,
             max_tokens=chat.max_tokens,
@@ -392,8 +357,9 @@ class Chats:
 
 
 def export_markdown(data: ChatExport) -> str:
+    """The conversation as the chat shows it: its active path (other branches left out)."""
     lines = [f"# {data.title}", "", f"Model: {data.model}", ""]
-    for message in data.messages:
+    for message in data.path():
         lines += [f"## {'You' if message.role == 'user' else 'Assistant'}", "", message.content, ""]
     return "\n".join(lines)
 

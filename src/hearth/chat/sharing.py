@@ -1,11 +1,13 @@
 """Links that share a chat, read-only, with the site's signed-in users (as Open WebUI's
 "Share chat" does), until the owner revokes them.
 
-A link is a snapshot: it shows the messages up to the one that was last when it was made,
-stored as that message's id, not as copies. What the owner writes afterwards stays
-private; a message regenerated or edited since is gone from, or changed in, the link too
-(revoke and share again to show the chat as it is now). Sharing again hands out the same
-link while it is live.
+A link is a snapshot: it shows the path of messages the chat showed when it was made (from
+its first message down to its active leaf then), stored as that leaf's id, not as copies:
+the path is walked up from it through each message's parent. Messages are never changed
+or deleted but with their chat (regenerating or editing adds a branch), so what the owner
+writes afterwards, on this branch or another, stays private, and switching branches does
+not change the link (revoke and share again to show the chat as it is now). Sharing again
+hands out the same link while it is live.
 
 The token is the permission: 32 random bytes (256 bits) from `secrets`, looked up in the
 same SQL that reads the chat, together with "not revoked". It is stored as it is (the owner
@@ -19,11 +21,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select, true, update
+from sqlalchemy import CTE, Select, and_, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from hearth.accounts.principal import Principal
+from hearth.chat import tree
 from hearth.chat.models import Chat, ChatShare, Message
 from hearth.chat.schemas import MessagePublic, SharedChat
 from hearth.db.session import Database
@@ -64,9 +66,7 @@ class ChatShares:
             existing = await session.scalar(_live(chat_id))
             if existing is not None:
                 return await _link(session, existing), False
-            last = await session.scalar(
-                select(func.max(Message.id)).where(Message.chat_id == chat_id)
-            )
+            last = await session.scalar(select(tree.active_leaf()).where(Chat.id == chat_id))
             if last is None:
                 raise InvalidRequest("This chat has no messages yet: there is nothing to share.")
             share = ChatShare(
@@ -111,27 +111,23 @@ class ChatShares:
             await session.commit()
 
     async def read(self, token: str, *, before: int | None = None, limit: int = 50) -> SharedChat:
-        """What a live link shows, to anyone signed in: the chat's title and its latest
-        `limit` messages up to the link's cutoff (older than `before`), oldest first."""
+        """What a live link shows, to anyone signed in: the chat's title and the latest
+        `limit` messages of the path it was made with (older than `before`), oldest first."""
         if len(token) > MAX_TOKEN_CHARS:
             raise NotFound("no such shared chat")
         limit = max(1, min(limit, 500))
-        # One statement: the live link (token, not revoked), its chat, and the messages up
-        # to the cutoff, read from the (chat_id, id) index backwards (LATERAL).
-        latest = select(Message).where(
-            Message.chat_id == Chat.id, Message.id <= ChatShare.last_message_id
-        )
-        if before is not None:
-            latest = latest.where(Message.id < before)
-        latest = latest.order_by(Message.id.desc()).limit(limit + 1).lateral("latest")
-        message = aliased(Message, latest)
+        # One statement: the live link (token, not revoked), its chat, and the path up
+        # from the leaf it was made with.
+        path = _shared_path(token)
+        page = tree.page_of(path, before=before, limit=limit)
         statement = (
-            select(ChatShare.created_at, Chat.title, Chat.model, message)
+            select(ChatShare.created_at, Chat.title, Chat.model, Message)
             .select_from(ChatShare)
             .join(Chat, Chat.id == ChatShare.chat_id)
-            .outerjoin(latest, true())
+            .outerjoin(page, true())
+            .outerjoin(Message, and_(Message.id == page.c.id, Message.chat_id == Chat.id))
             .where(ChatShare.token == token, ChatShare.revoked_at.is_(None))
-            .order_by(latest.c.id.desc())
+            .order_by(page.c.depth)
         )
         async with self.database.read() as session:
             rows = (await session.execute(statement)).all()
@@ -155,10 +151,20 @@ def _live(chat_id: uuid.UUID) -> Select[tuple[ChatShare]]:
     return select(ChatShare).where(ChatShare.chat_id == chat_id, ChatShare.revoked_at.is_(None))
 
 
-async def _link(session: AsyncSession, share: ChatShare) -> ShareLink:
-    shown = await session.scalar(
-        select(func.count())
-        .select_from(Message)
-        .where(Message.chat_id == share.chat_id, Message.id <= share.last_message_id)
+def _shared_path(token: str) -> CTE:
+    """The path a live link shows: up from the leaf it was made with, in its own chat."""
+    return tree.walk_up(
+        tree.start_at()
+        .join(ChatShare, ChatShare.chat_id == Message.chat_id)
+        .where(
+            ChatShare.token == token,
+            ChatShare.revoked_at.is_(None),
+            Message.id == ChatShare.last_message_id,
+        )
     )
+
+
+async def _link(session: AsyncSession, share: ChatShare) -> ShareLink:
+    path = tree.path_to(share.chat_id, share.last_message_id)
+    shown = await session.scalar(select(func.count()).select_from(path))
     return ShareLink(share.token, int(shown or 0), share.created_at)

@@ -40,6 +40,18 @@ async def chat_page(
     return await _chat_page(request, chat_id, q=q, cursor=cursor, before=before)
 
 
+@router.get("/c/{chat_id}/conversation", response_class=HTMLResponse)
+async def conversation_fragment(
+    request: Request, chat_id: uuid.UUID, before: RowId | None = None
+) -> Response:
+    """The chat's conversation alone, as the chat page renders it (its messages, arrows
+    between versions): what the page shows again after switching branch, without a
+    reload."""
+    user = await require_user(request)
+    _, messages = await request.app.state.chats.open(user.principal, chat_id, before=before)
+    return page(request, "_conversation.html", {"messages": messages})
+
+
 @router.get("/s/{token}", response_class=HTMLResponse)
 async def shared_page(request: Request, token: str, before: RowId | None = None) -> Response:
     """A chat someone shared: read-only, for anyone signed in (others sign in first and

@@ -203,8 +203,19 @@ function busy(on) {
   status.textContent = on ? "Generating…" : status.textContent;
 }
 
+// The conversation again from the server, as the page renders it: after switching branch,
+// and after a regenerate or an edit (the new version's "‹ 2/3 ›" arrows), no reload.
+async function showConversation() {
+  const response = await fetch(`/c/${chatId}/conversation`);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  const html = await response.text();  // rendered and escaped by the server
+  log.querySelectorAll("article.msg, a.more").forEach((node) => node.remove());
+  log.insertAdjacentHTML("beforeend", html);
+  addCodeCopyButtons(log);
+}
+
 // Runs one answering request (send, regenerate or edit) and shows it as it streams.
-async function converse(method, path, body, { question }) {
+async function converse(method, path, body, { question, branched = false }) {
   controller = new AbortController();
   busy(true);
   let answer = null, text = "";
@@ -225,6 +236,7 @@ async function converse(method, path, body, { question }) {
         showAnswer(answer, message, event.data.html, answer.citations, event.data.cited);
         status.textContent = event.type === "error" ? event.data.message : "";
         followTitle();  // the question named the chat whatever became of the answer
+        if (branched) await showConversation().catch(() => {});  // a reload shows them too
       }
     }
   } catch (error) {
@@ -254,8 +266,47 @@ async function send(text) {
   await converse("POST", `/api/chats/${chatId}/messages`, { content: text }, { question });
 }
 
+// What follows a message leaves the page when another version of it is asked for (the
+// server keeps it: the arrows lead back to it).
 function dropAfter(article) {
   while (article.nextElementSibling) article.nextElementSibling.remove();
+}
+
+// Edit in place: Save answers the new version (a branch; the old one stays), Cancel or
+// Escape puts the message back as it was.
+function editMessage(article) {
+  const body = article.querySelector(".body");
+  if (body.querySelector("textarea")) return;
+  const original = body.textContent;
+  const editor = element("textarea");
+  editor.value = original;
+  editor.rows = Math.min(12, original.split("\n").length + 1);
+  editor.setAttribute("aria-label", "Edit message");
+  const save = element("button", "", "Save and send");
+  const cancel = element("button", "link", "Cancel");
+  save.type = cancel.type = "button";
+  const buttons = element("div", "edit-actions");
+  buttons.append(save, cancel);
+  body.classList.add("editing");
+  body.replaceChildren(editor, buttons);
+  editor.focus();
+  const restore = () => {
+    body.classList.remove("editing");
+    body.textContent = original;
+  };
+  cancel.addEventListener("click", restore);
+  editor.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { event.stopPropagation(); restore(); }
+  });
+  save.addEventListener("click", async () => {
+    const content = editor.value.trim();
+    if (!content || controller) return;
+    restore();
+    body.textContent = content;
+    dropAfter(article);
+    await converse("PUT", `/api/chats/${chatId}/messages/${article.dataset.id}`, { content },
+                   { question: article, branched: true });
+  });
 }
 
 form.addEventListener("submit", (event) => {
@@ -287,7 +338,16 @@ log.addEventListener("click", async (event) => {
   const button = event.target.closest("button");
   const article = event.target.closest("article.msg");
   if (!button || !article || controller) return;
-  if (button.classList.contains("copy")) {
+  if (button.classList.contains("branch")) {  // "‹" or "›": another version of it
+    if (!button.dataset.to) return;
+    try {
+      await api("POST", `/api/chats/${chatId}/messages/${button.dataset.to}/select`);
+      await showConversation();
+      status.textContent = "";
+    } catch (error) {
+      status.textContent = error.message;
+    }
+  } else if (button.classList.contains("copy")) {
     await navigator.clipboard?.writeText(article.querySelector(".body").innerText);
     status.textContent = "Copied.";
   } else if (button.classList.contains("regenerate")) {
@@ -295,23 +355,10 @@ log.addEventListener("click", async (event) => {
     while (question && question.dataset.role !== "user") question = question.previousElementSibling;
     if (!question?.dataset.id) return;
     dropAfter(question);
-    await converse("POST", `/api/chats/${chatId}/messages/${question.dataset.id}/regenerate`, undefined, { question: null });
+    await converse("POST", `/api/chats/${chatId}/messages/${question.dataset.id}/regenerate`, undefined,
+                   { question: null, branched: true });
   } else if (button.classList.contains("edit")) {
-    const body = article.querySelector(".body");
-    const editor = element("textarea");
-    editor.value = body.textContent;
-    editor.setAttribute("aria-label", "Edit message");
-    const save = element("button", "", "Save and send");
-    save.type = "button";
-    body.replaceChildren(editor, save);
-    editor.focus();
-    save.addEventListener("click", async () => {
-      const content = editor.value.trim();
-      if (!content) return;
-      body.textContent = content;
-      dropAfter(article);
-      await converse("PUT", `/api/chats/${chatId}/messages/${article.dataset.id}`, { content }, { question: null });
-    });
+    editMessage(article);
   }
 });
 
