@@ -165,7 +165,7 @@ def test_open_webuis_export_goes_in_through_the_chat_list(
     sourdough = report.locator("li", has_text="Sourdough starter")
     expect(sourdough).to_contain_text("7 messages")  # every branch
     expect(sourdough).not_to_contain_text("left out")
-    expect(sourdough).to_contain_text("not imported: tags: baking, home")
+    expect(sourdough).to_contain_text("not imported: settings: top_p")
     expect(report.locator("li", has_text="Quarterly report outline")).to_contain_text("its folder")
     assert_fits(ada, "the chat list with the import's results")
     sourdough.get_by_role("link").click()
@@ -176,3 +176,4 @@ def test_open_webuis_export_goes_in_through_the_chat_list(
     expect(ada.locator("#model")).to_have_value("smollm2-135m-instruct")
     ada.get_by_role("button", name="Chats").click()
     expect(ada.locator(".chat-list li.pinned")).to_contain_text("Sourdough starter")
+    expect(ada.locator(".chat-list li.pinned .chat-tags")).to_have_text("baking · home")

@@ -28,6 +28,7 @@ from hearth.chat.schemas import (
     ChatUpdate,
     MessageCreate,
     MessagesPage,
+    TagCount,
 )
 from hearth.chat.service import Chats, export_markdown
 from hearth.errors import InvalidRequest
@@ -57,11 +58,22 @@ async def list_chats(
     caller: CallerDep,
     q: str = "",
     archived: bool = False,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ChatsPage:
-    """The caller's chats, most recent first; `q` searches titles and messages."""
-    return await chats.list(caller, query=q, archived=archived, cursor=cursor, limit=limit)
+    """The caller's chats, most recent first; `q` searches titles and messages (and its
+    `tag:name` terms keep the chats with that tag); `tag` keeps those with that tag."""
+    return await chats.list(
+        caller, query=q, archived=archived, tag=tag or None, cursor=cursor, limit=limit
+    )
+
+
+@router.get("/tags")
+async def list_tags(chats: ChatsDep, caller: CallerDep, archived: bool = False) -> list[TagCount]:
+    """The caller's tags, alphabetically, each with how many of their chats carry it
+    (`archived`: of their archived chats)."""
+    return await chats.tags(caller, archived=archived)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -112,7 +124,7 @@ async def import_chats(request: Request, imports: ImportsDep, caller: CallerDep)
     /api/chats/{id}/export?format=json`): one chat, 201 with it. Open WebUI's "Export chats"
     file: many, each in its own transaction; 200 with each chat's result: its new id, or
     why it was not imported, the messages of other branches left out, and what Hearth did
-    not keep (tags, folders, files...)."""
+    not keep (folders, files...)."""
     try:
         data = orjson.loads(await request.body())
     except orjson.JSONDecodeError:
@@ -144,7 +156,8 @@ async def get_chat(chat_id: uuid.UUID, chats: ChatsDep, caller: CallerDep) -> Ch
 async def update_chat(
     chat_id: uuid.UUID, body: ChatUpdate, request: Request, chats: ChatsDep, caller: CallerDep
 ) -> ChatPublic:
-    """Rename, archive or unarchive, change the model or the attached collections."""
+    """Rename, archive or unarchive, pin, tag (`tags`: the whole set), change the model or
+    the attached collections."""
     if body.model is not None:
         await chat_model(request, body.model)
     if body.collection_ids:

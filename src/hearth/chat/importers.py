@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from hearth.accounts.principal import Principal
+from hearth.chat import tags as chat_tags
 from hearth.chat.models import Chat, Message
 from hearth.chat.openwebui import ImportModels, NotImportable, from_open_webui, title_of
 from hearth.chat.schemas import ChatExport, ChatPublic, ChatsImported, ImportedChat
@@ -154,8 +155,13 @@ class ChatImports:
                         for n, m in enumerate(data.messages)
                     ],
                 )
+            tags = (
+                await chat_tags.replace(session, principal, chat.id, data.tags) if data.tags else []
+            )
             await session.commit()
-            return ChatPublic.model_validate(chat)
+            public = ChatPublic.model_validate(chat)
+        public.tags = tags
+        return public
 
     @staticmethod
     def _chat(principal: Principal, data: ChatExport, stamps: dict[str, datetime]) -> Chat:

@@ -1,4 +1,5 @@
-"""Tables the chat feature owns: conversations, their messages, and links that share them."""
+"""Tables the chat feature owns: conversations, their messages, their tags, and links that
+share them."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, query_expression
 
 from hearth.db.base import Base
 
@@ -58,6 +59,23 @@ class Chat(Base):
     current_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Its tags' names, read only by the queries that ask for them (`chat.tags.with_tags`);
+    # None elsewhere, never loaded behind the caller's back.
+    tags: Mapped[list[str] | None] = query_expression()
+
+
+class ChatTag(Base):
+    """A tag on a chat: its owner's label, several a chat, to find chats by. `key` tells
+    tags apart (the name case-folded: "Work" and "work" are one tag); `name` is the
+    spelling shown. Deleting the chat deletes its tags (CASCADE)."""
+
+    __tablename__ = "chat_tag"
+
+    chat_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
 
 
 class Message(Base):

@@ -10,10 +10,11 @@ Older files have only the flat `chat.messages` list.
 Hearth keeps the tree as it is: every message of every branch, each after the one its
 `parentId` names (siblings in the order of their parent's `childrenIds`, as Open WebUI's
 arrows show them), and `currentId` (the message the user saw last) as the chat's
-active leaf. What else a chat holds that Hearth cannot keep (tags, folders, attached
-files, ratings, sampling settings, fields it does not know) is named in the chat's result,
-never dropped silently; only what carries nothing Hearth could keep (ids, read state,
-display hints) is ignored.
+active leaf. Its tags (`meta.tags`, or `chat.tags` in older files) become Hearth's, as the
+file spells them. What else a chat holds that Hearth cannot keep (folders, attached files,
+ratings, sampling settings, tags past Hearth's limits, fields it does not know) is named in
+the chat's result, never dropped silently; only what carries nothing Hearth could keep
+(ids, read state, display hints) is ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hearth.chat.schemas import MAX_MESSAGE_CHARS, ChatExport, ExportedMessage
+from hearth.chat.schemas import (
+    MAX_MESSAGE_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS_PER_CHAT,
+    ChatExport,
+    ExportedMessage,
+    tag_key,
+    tag_name,
+)
 
 MAX_SYSTEM_PROMPT_CHARS = 20_000  # ChatSettings.system_prompt
 MAX_TITLE_CHARS = 300
@@ -153,9 +162,7 @@ def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
     dropped = _Dropped()
     dropped.fields(chat, _IGNORED_CHAT, _DROPPED_CHAT)
     dropped.fields(conversation, _IGNORED_CONVERSATION, _DROPPED_CONVERSATION)
-    tags = [*_listed((chat.meta or {}).get("tags")), *_listed(conversation.tags)]
-    if tags:
-        dropped.note(f"tags: {', '.join(dict.fromkeys(str(t) for t in tags))}")
+    tags = _tags([*_listed((chat.meta or {}).get("tags")), *_listed(conversation.tags)], dropped)
     if chat.folder_id:
         dropped.note("its folder")
 
@@ -190,6 +197,7 @@ def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
         model=model,
         archived=bool(chat.archived),
         pinned=bool(chat.pinned),
+        tags=tags,
         created_at=created,
         updated_at=_moment(chat.updated_at) or created,
         messages=messages,
@@ -319,6 +327,30 @@ class _Dropped:
         if self._unknown:
             lines.append(f"fields Hearth does not know: {', '.join(sorted(self._unknown))}")
         return lines
+
+
+def _tags(raw: list[Any], dropped: _Dropped) -> list[str]:
+    """The chat's tags as Hearth keeps them (each once, case-insensitively); those it cannot
+    keep (not text, too long, past the limit of a chat) named."""
+    kept: dict[str, str] = {}
+    refused: list[str] = []
+    for tag in raw:
+        name = tag.get("name") if isinstance(tag, dict) else tag  # older files: {"name": ...}
+        try:
+            name = tag_name(name) if isinstance(name, str) else None
+        except ValueError:
+            name = None
+        if name is None:
+            refused.append(str(tag)[:60])
+        elif tag_key(name) not in kept:
+            if len(kept) == MAX_TAGS_PER_CHAT:
+                refused.append(name)
+            else:
+                kept[tag_key(name)] = name
+    if refused:
+        limits = f"at most {MAX_TAGS_PER_CHAT} a chat, each at most {MAX_TAG_CHARS} characters"
+        dropped.note(f"tags Hearth cannot keep ({limits}): {', '.join(refused)}")
+    return list(kept.values())
 
 
 def _model(wanted: list[str], models: ImportModels) -> tuple[str, str | None]:

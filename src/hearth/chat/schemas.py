@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from hearth.fields import Patch
 
@@ -16,6 +24,40 @@ MAX_MESSAGES_PER_CHAT = 100_000
 # STALE_STREAM_SECONDS lost the replica that was generating it.
 SAVE_EVERY_SECONDS = 2.0
 STALE_STREAM_SECONDS = 15.0
+MAX_TAG_CHARS = 40
+MAX_TAGS_PER_CHAT = 20
+
+
+def tag_name(value: str) -> str:
+    """A tag's name: trimmed, inner spaces one; not empty, not too long."""
+    name = " ".join(value.split())
+    if not name:
+        raise ValueError("a tag cannot be empty")
+    if len(name) > MAX_TAG_CHARS:
+        raise ValueError(f"a tag has at most {MAX_TAG_CHARS} characters")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise ValueError("a tag cannot hold control characters")
+    return name
+
+
+def _tag_names(names: list[str]) -> list[str]:
+    """A chat's tags, each once: "Work" and "work" are one tag (the first spelling kept)."""
+    unique: dict[str, str] = {}
+    for name in names:
+        unique.setdefault(tag_key(name), name)
+    if len(unique) > MAX_TAGS_PER_CHAT:
+        raise ValueError(f"a chat has at most {MAX_TAGS_PER_CHAT} tags ({len(unique)} given)")
+    return list(unique.values())
+
+
+def tag_key(name: str) -> str:
+    """What tells tags apart: the name, spaces evened out and case-folded."""
+    return " ".join(name.split()).casefold()
+
+
+TagName = Annotated[str, AfterValidator(tag_name)]
+# A chat's whole set of tags (a raw list of at most 200 names, at most 20 once deduplicated).
+Tags = Annotated[list[TagName], Field(max_length=200), AfterValidator(_tag_names)]
 
 
 class ChatCreate(BaseModel):
@@ -46,6 +88,12 @@ class ChatUpdate(Patch, ChatSettings):
     archived: bool | None = None
     pinned: bool | None = None
     collection_ids: list[uuid.UUID] | None = Field(default=None, max_length=20)
+    tags: Tags | None = Field(
+        default=None,
+        description=f"The chat's tags, all of them (an empty list removes them): at most "
+        f"{MAX_TAGS_PER_CHAT}, each at most {MAX_TAG_CHARS} characters, told apart "
+        "case-insensitively, spelt as you first spelt them.",
+    )
 
 
 class ChatPublic(ChatSettings):
@@ -62,8 +110,21 @@ class ChatPublic(ChatSettings):
         description="The active leaf: the chat shows the path from its first message to "
         "it (`POST /api/chats/{id}/messages/{message_id}/select` changes it).",
     )
+    tags: list[str] = Field(default_factory=list, description="In alphabetical order.")
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _no_tags(cls, value: Any) -> Any:
+        return [] if value is None else value  # an array_agg over no rows
+
+
+class TagCount(BaseModel):
+    """One of the caller's tags, and how many of their chats carry it."""
+
+    name: str
+    chats: int
 
 
 class ChatsPage(BaseModel):
@@ -138,7 +199,7 @@ Moment = Annotated[datetime, AfterValidator(_utc)]
 
 class ChatExport(ChatSettings):
     """A chat as JSON: what export writes and import reads (its settings with it). What is
-    left out on import takes its default: not archived, not pinned, dated now."""
+    left out on import takes its default: not archived, not pinned, no tags, dated now."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -146,6 +207,7 @@ class ChatExport(ChatSettings):
     model: str = Field(max_length=200)
     archived: bool = False
     pinned: bool = False
+    tags: Tags = Field(default_factory=list)
     created_at: Moment | None = None
     updated_at: Moment | None = Field(
         default=None, description="Its last activity, which places it in the chat list."
@@ -234,8 +296,8 @@ class ImportedChat(BaseModel):
         "versions kept only the branch shown last)."
     )
     not_imported: list[str] = Field(
-        description="What else the chat held that Hearth does not keep (tags, folder, files, "
-        "ratings...), one readable line each."
+        description="What else the chat held that Hearth does not keep (folder, files, ratings, "
+        "tags beyond its limits...), one readable line each."
     )
     notes: list[str] = Field(
         description="What was changed to fit Hearth (a model not served here replaced by "

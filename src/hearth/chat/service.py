@@ -3,8 +3,9 @@ paged, as a tree whose active path is what the chat shows (`chat/tree.py`). Ever
 filters by the owner inside its SQL, so another user's chat id is simply not found.
 
 Regenerating, editing and switching branch live in `chat/branches.py` (its methods are
-the chats'), answering in `chat/answers.py`, importing in `chat/importers.py`, links that share a
-chat in `chat/sharing.py`; this module is storage only.
+the chats'), answering in `chat/answers.py`, importing in `chat/importers.py`, links that
+share a chat in `chat/sharing.py`, tags' queries in `chat/tags.py`; this module is storage
+only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal
 from sqlalchemy import and_, delete, func, or_, select, true, update
 
 from hearth.accounts.principal import Principal
+from hearth.chat import tags as chat_tags
 from hearth.chat import tree
 from hearth.chat.branches import ChatBranches
 from hearth.chat.models import SEARCH_CONFIG, Chat, Message
@@ -30,6 +32,7 @@ from hearth.chat.schemas import (
     ExportedMessage,
     MessagePublic,
     MessagesPage,
+    TagCount,
 )
 from hearth.db.session import Database
 from hearth.errors import InvalidRequest, NotFound
@@ -61,20 +64,26 @@ class Chats(ChatBranches):
         *,
         query: str = "",
         archived: bool = False,
+        tag: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> ChatsPage:
         """The caller's chats: the first page starts with the pinned ones, then the rest
         most recently active first, a page at a time (keyset pagination: the thousandth
         page costs what the first does; later pages hold unpinned chats only). `query`
-        matches titles and the text of the messages shown (the active path's)."""
+        matches titles and the text of the messages shown (the active path's), and its
+        `tag:name` terms, like `tag`, keep the chats with that tag."""
         limit = max(1, min(limit, 200))
+        query, tags = chat_tags.split_query(query)
         statement = (
             select(Chat)
             .where(Chat.owner_id == principal.user_id, Chat.archived.is_(archived))
             .order_by(Chat.pinned.desc(), Chat.updated_at.desc(), Chat.id.desc())
             .limit(limit + 1)
+            .options(chat_tags.with_tags())
         )
+        for name in [*tags, tag] if tag else tags:
+            statement = statement.where(chat_tags.tagged(name))
         if cursor:
             updated_at, chat_id = _decode_cursor(cursor)
             statement = statement.where(
@@ -108,7 +117,7 @@ class Chats(ChatBranches):
 
     async def get(self, principal: Principal, chat_id: uuid.UUID) -> ChatPublic:
         async with self.database.read() as session:
-            chat = await session.scalar(_owned(principal, chat_id))
+            chat = await session.scalar(_owned(principal, chat_id).options(chat_tags.with_tags()))
         if chat is None:
             raise NotFound(f"no chat {chat_id}")
         return ChatPublic.model_validate(chat)
@@ -117,16 +126,30 @@ class Chats(ChatBranches):
         self, principal: Principal, chat_id: uuid.UUID, body: ChatUpdate
     ) -> ChatPublic:
         values = body.model_dump(exclude_unset=True)
+        tags = values.pop("tags", None)
         if "title" in values:
             values["title"] = values["title"].strip() or NEW_CHAT_TITLE
         async with self.database.session() as session:
-            chat = await session.scalar(_owned(principal, chat_id).with_for_update())
+            chat = await session.scalar(
+                _owned(principal, chat_id).with_for_update().options(chat_tags.with_tags())
+            )
             if chat is None:
                 raise NotFound(f"no chat {chat_id}")
+            kept = chat.tags or []  # read now: the flush of other changes forgets them
             for name, value in values.items():
                 setattr(chat, name, value)
+            if tags is not None:  # tagging does not move the chat in the list
+                kept = await chat_tags.replace(session, principal, chat_id, tags)
             await session.commit()
-            return ChatPublic.model_validate(chat)
+            public = ChatPublic.model_validate(chat)
+        public.tags = kept
+        return public
+
+    async def tags(self, principal: Principal, *, archived: bool = False) -> list[TagCount]:
+        """The caller's tags, each with how many of their chats (or archived chats) carry
+        it."""
+        async with self.database.read() as session:
+            return await chat_tags.counts(session, principal, archived=archived)
 
     async def retitle(
         self, principal: Principal, chat_id: uuid.UUID, title: str, *, only_if: str
@@ -199,6 +222,7 @@ class Chats(ChatBranches):
             .outerjoin(Message, and_(Message.id == page.c.id, Message.chat_id == Chat.id))
             .where(Chat.id == chat_id, Chat.owner_id == principal.user_id)
             .order_by(page.c.depth)
+            .options(chat_tags.with_tags())
         )
         async with self.database.read() as session:
             rows = (await session.execute(statement)).all()
@@ -319,7 +343,7 @@ class Chats(ChatBranches):
         """The chat with every message of every branch, each after the one it follows
         (ids grow down a path) and naming it by its place; and its active leaf."""
         async with self.database.read() as session:
-            chat = await session.scalar(_owned(principal, chat_id))
+            chat = await session.scalar(_owned(principal, chat_id).options(chat_tags.with_tags()))
             if chat is None:
                 raise NotFound(f"no chat {chat_id}")
             rows = list(
@@ -346,6 +370,7 @@ class Chats(ChatBranches):
             model=chat.model,
             archived=chat.archived,
             pinned=chat.pinned,
+            tags=chat.tags or [],
             created_at=chat.created_at,
             updated_at=chat.updated_at,
             messages=messages,

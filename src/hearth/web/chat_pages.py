@@ -7,8 +7,9 @@ the conversation list, and the conversation with its latest messages (one query)
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hearth.chat.markdown import highlight_css
@@ -22,10 +23,17 @@ _HIGHLIGHT_CSS = highlight_css()
 
 @router.get("/", response_class=HTMLResponse)
 async def home(
-    request: Request, q: str = "", cursor: str | None = None, archived: bool = False
+    request: Request,
+    q: str = "",
+    cursor: str | None = None,
+    archived: bool = False,
+    tag: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    """A new chat, beside the list of chats (`archived`: the archived ones)."""
-    return await _chat_page(request, None, q=q, cursor=cursor, before=None, archived=archived)
+    """A new chat, beside the list of chats (`archived`: the archived ones; `tag`: those
+    with that tag)."""
+    return await _chat_page(
+        request, None, q=q, cursor=cursor, before=None, archived=archived, tag=tag
+    )
 
 
 @router.get("/c/{chat_id}", response_class=HTMLResponse)
@@ -35,9 +43,10 @@ async def chat_page(
     q: str = "",
     cursor: str | None = None,
     before: int | None = None,
+    tag: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
     """One chat: its latest messages (older ones a page at a time, `before`)."""
-    return await _chat_page(request, chat_id, q=q, cursor=cursor, before=before)
+    return await _chat_page(request, chat_id, q=q, cursor=cursor, before=before, tag=tag)
 
 
 @router.get("/c/{chat_id}/conversation", response_class=HTMLResponse)
@@ -78,11 +87,12 @@ async def _chat_page(
     cursor: str | None,
     before: int | None,
     archived: bool = False,
+    tag: str = "",
 ) -> Response:
     user = await require_user(request)
     state = request.app.state
     chats = await state.chats.list(
-        user.principal, query=q, cursor=cursor, limit=50, archived=archived
+        user.principal, query=q, cursor=cursor, limit=50, archived=archived, tag=tag or None
     )
     chat = messages = None
     if chat_id is not None:
@@ -105,5 +115,6 @@ async def _chat_page(
             "model": chat.model if chat else default,  # type: ignore[possibly-undefined]
             "q": q,
             "archived": archived,
+            "tag": tag,
         },
     )

@@ -582,6 +582,89 @@ document.getElementById("settings-form")?.addEventListener("submit", async (even
   }
 });
 
+// Tags. The sidebar lists the caller's tags as filters (a tag's link shows only its chats;
+// the one in use links back to them all); the chat's Tags menu adds and removes its own,
+// and the list's entry and the filters follow without a reload.
+const tagFilters = document.getElementById("tag-filters");
+function tagFilter(tag) {
+  const active = tag.name.toLowerCase() === tagFilters.dataset.tag.toLowerCase();
+  const params = new URLSearchParams();
+  if (tagFilters.dataset.q) params.set("q", tagFilters.dataset.q);
+  params.set("archived", tagFilters.dataset.archived);
+  if (!active) params.set("tag", tag.name);
+  const link = element("a", "tag-filter", tag.name);
+  link.href = `?${params}`;
+  if (active) {
+    link.setAttribute("aria-current", "true");
+    link.title = "Show all chats again";
+  }
+  if (tag.chats !== null) link.append(element("span", "count", ` ${tag.chats}`));
+  return link;
+}
+async function loadTags() {
+  const response = await fetch(`/api/chats/tags?archived=${tagFilters.dataset.archived}`);
+  if (!response.ok) return;
+  const tags = await response.json();
+  const links = tags.map(tagFilter);
+  if (tagFilters.dataset.tag && !links.some((link) => link.hasAttribute("aria-current"))) {
+    links.unshift(tagFilter({ name: tagFilters.dataset.tag, chats: null }));  // on no chat now
+  }
+  tagFilters.replaceChildren(...links);
+  document.getElementById("tag-suggestions")?.replaceChildren(...tags.map((tag) => {
+    const option = element("option");
+    option.value = tag.name;
+    return option;
+  }));
+}
+loadTags().catch(() => {});
+
+const tagsMenu = document.getElementById("tags-menu");
+if (tagsMenu) {
+  const chips = document.getElementById("chat-tags");
+  const input = document.getElementById("tag-input");
+  const note = document.getElementById("tag-note");
+  let tags = [...chips.children].map((item) => item.dataset.tag);
+  const showTags = () => {
+    chips.replaceChildren(...tags.map((name) => {
+      const item = element("li");
+      item.dataset.tag = name;
+      const remove = element("button", "link", "×");
+      remove.type = "button";
+      remove.setAttribute("aria-label", `Remove tag ${name}`);
+      item.append(element("span", "", name), remove);
+      return item;
+    }));
+    document.getElementById("tag-count").textContent = tags.length ? ` (${tags.length})` : "";
+    const entry = document.querySelector(`.chat-list a[href="/c/${chatId}"]`);
+    let line = entry?.querySelector(".chat-tags");
+    if (entry && !line && tags.length) entry.append(line = element("span", "chat-tags"));
+    if (line && tags.length) line.textContent = tags.join(" · ");
+    else line?.remove();
+  };
+  const saveTags = async (wanted) => {
+    try {
+      const chat = await (await api("PATCH", `/api/chats/${chatId}`, { tags: wanted })).json();
+      tags = chat.tags;
+      note.textContent = "";
+      showTags();
+      await loadTags();
+      return true;
+    } catch (error) {
+      note.textContent = error.message;
+      return false;
+    }
+  };
+  document.getElementById("tag-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = input.value.trim();
+    if (name && await saveTags([...tags, name])) input.value = "";
+  });
+  chips.addEventListener("click", (event) => {
+    const item = event.target.closest("button")?.closest("li");
+    if (item) saveTags(tags.filter((name) => name !== item.dataset.tag));
+  });
+}
+
 // On a phone the chat list is a drawer: "Chats" opens it; the backdrop, Escape or a chat
 // chosen closes it.
 const drawerToggle = document.getElementById("drawer-toggle");
