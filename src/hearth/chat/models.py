@@ -37,6 +37,8 @@ class Chat(Base):
     __table_args__ = (
         # The chat list: one user's chats, pinned first, then newest first, archived apart.
         Index("ix_chat_owner_list", "owner_id", "archived", "pinned", "updated_at", "id"),
+        # The chats a deleted preset had started, to forget it.
+        Index("ix_chat_preset_id", "preset_id", postgresql_where=text("preset_id IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
@@ -50,6 +52,9 @@ class Chat(Base):
     system_prompt: Mapped[str | None] = mapped_column(Text)
     temperature: Mapped[float | None] = mapped_column(Float)
     max_tokens: Mapped[int | None] = mapped_column(Integer)
+    # The preset it started from (presets feature; no foreign key across features): null
+    # once that preset is deleted, the values it copied kept.
+    preset_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
