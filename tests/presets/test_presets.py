@@ -101,10 +101,19 @@ def test_a_preset_shared_with_a_group_is_for_its_members(hearth: Running, model:
     # A member uses it but does not change or delete it.
     assert member.patch(path, json={"name": "Mine now"}).status_code == 403
     assert member.delete(path).status_code == 403
-    # Outside the group it does not exist.
+    page = member.get(f"/presets/{preset['id']}")
+    assert page.status_code == 200 and "only its owner changes it" in page.text
+    assert "Save preset" not in page.text
+    form = {"csrf_token": member.headers["x-csrf-token"], "name": "Mine now", "model": model}
+    for action in ("save", "delete"):
+        posted = member.post(f"/presets/{preset['id']}", data={**form, "action": action})
+        assert posted.status_code == 403, (action, posted.status_code)
+    assert owner.get(path).json()["name"] == "Team helper"
+    # Outside the group it does not exist, nor its page.
     assert outsider.get("/api/presets").json() == []
     for response in (
         outsider.get(path),
+        outsider.get(f"/presets/{preset['id']}"),
         outsider.patch(path, json={"name": "x"}),
         outsider.delete(path),
         outsider.post("/api/chats", json={"preset_id": preset["id"]}),

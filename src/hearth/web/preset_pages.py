@@ -33,7 +33,7 @@ async def create_preset(request: Request) -> Response:
         created = await request.app.state.presets.create(user.principal, PresetCreate(**values))
     except (HearthError, ValidationError) as exc:
         context = {"error": _message(exc), "draft": values}
-        return await _render(request, user, "presets.html", context, status_code=400)
+        return await _render(request, user, "presets.html", context, status_code=_status(exc))
     return RedirectResponse(f"/presets/{created.id}?done=created", status_code=303)
 
 
@@ -62,7 +62,7 @@ async def preset_action(request: Request, preset_id: uuid.UUID) -> Response:
     except (HearthError, ValidationError) as exc:
         preset = await presets.get(user.principal, preset_id)
         context = {"preset": preset, "draft": values, "error": _message(exc)}
-        return await _render(request, user, "preset.html", context, status_code=400)
+        return await _render(request, user, "preset.html", context, status_code=_status(exc))
     return RedirectResponse(f"/presets/{preset_id}?done=saved", status_code=303)
 
 
@@ -81,6 +81,10 @@ async def _posted(request: Request, form: dict[str, str]) -> dict[str, Any]:
     if values["system_prompt"] is not None:
         values["system_prompt"] = form["system_prompt"]  # as written, inner spaces kept
     return values
+
+
+def _status(exc: Exception) -> int:
+    return exc.status if isinstance(exc, HearthError) else 400
 
 
 def _message(exc: Exception) -> str:
