@@ -61,6 +61,8 @@ from hearth.lab.service import Runs
 from hearth.observability.health import router as health_router
 from hearth.observability.metrics import DatabaseCollector, Metrics
 from hearth.observability.middleware import RequestMiddleware
+from hearth.presets.api import router as presets_router
+from hearth.presets.service import Presets
 from hearth.rag.answer import Answerer
 from hearth.rag.api import router as rag_router
 from hearth.rag.search import SESSION_SETTINGS as SEARCH_SESSION_SETTINGS
@@ -123,6 +125,14 @@ def create_app(
             app.state.chat_imports = ChatImports(services.database)
             app.state.chat_shares = ChatShares(services.database)
             app.state.users.on_delete(app.state.chats.erase_owner)
+            app.state.presets = Presets(
+                services.database,
+                documents=services.documents,
+                routes=routes,
+                users=app.state.users,
+            )
+            app.state.presets.on_delete(app.state.chats.forget_presets)
+            app.state.users.on_delete(app.state.presets.erase_owner)
             interrupted = await app.state.chats.mark_interrupted()
             if interrupted:
                 log.info("%d answers were cut off by a replica that stopped", interrupted)
@@ -160,6 +170,7 @@ def create_app(
     app.include_router(rag_router)
     app.include_router(chat_router)
     app.include_router(chat_sharing_router)
+    app.include_router(presets_router)
     app.include_router(catalog_router)
     app.include_router(lab_router)
     install_web(app)

@@ -15,6 +15,7 @@ from hearth.db.base import Base
 from hearth.db.session import Database
 from hearth.gateway import models as _gateway_models  # noqa: F401
 from hearth.lab import models as _lab_models  # noqa: F401
+from hearth.presets import models as _presets_models  # noqa: F401
 from hearth.rag import models as _rag_models  # noqa: F401
 
 # Tables of the job queue come from procrastinate's own schema, not from our models.

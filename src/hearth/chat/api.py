@@ -21,6 +21,7 @@ from hearth.chat.markdown import render_markdown
 from hearth.chat.openwebui import ImportModels
 from hearth.chat.schemas import (
     ChatCreate,
+    ChatCreated,
     ChatExport,
     ChatPublic,
     ChatsImported,
@@ -34,6 +35,7 @@ from hearth.chat.service import Chats, export_markdown
 from hearth.errors import InvalidRequest
 from hearth.fields import RowId
 from hearth.http.replies import Streamed
+from hearth.presets.service import chat_from_preset
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 
@@ -79,11 +81,18 @@ async def list_tags(chats: ChatsDep, caller: CallerDep, archived: bool = False) 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_chat(
     body: ChatCreate, request: Request, chats: ChatsDep, caller: CallerDep
-) -> ChatPublic:
-    """Start a chat with a model (default: the site's default model)."""
+) -> ChatCreated:
+    """Start a chat with a model (default: the site's default model), or from a preset
+    (`preset_id`: its model, settings and collections, each overridden by a field sent
+    beside it)."""
+    notes: list[str] = []
+    if body.preset_id is not None:
+        start = await request.app.state.presets.start(caller, body.preset_id)
+        body, notes = chat_from_preset(body, start)
     model = await chat_model(request, body.model)
     await _check_collections(request, caller, body.collection_ids)
-    return await chats.create(caller, body, model=model)
+    chat = await chats.create(caller, body, model=model)
+    return ChatCreated(**chat.model_dump(), notes=notes)
 
 
 # The body is read by the route, which tells the two exports apart by their shape; the

@@ -39,6 +39,8 @@ class Chat(Base):
     __table_args__ = (
         # The chat list: one user's chats, pinned first, then newest first, archived apart.
         Index("ix_chat_owner_list", "owner_id", "archived", "pinned", "updated_at", "id"),
+        # The chats a deleted preset had started, to forget it.
+        Index("ix_chat_preset_id", "preset_id", postgresql_where=text("preset_id IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
@@ -57,6 +59,9 @@ class Chat(Base):
     # each other): the service sets it only to a message of this chat, checked in the same
     # SQL, and every walk from it joins on the chat's id. Null: no message yet.
     current_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The preset it started from (presets feature; no foreign key across features): null
+    # once that preset is deleted, the values it copied kept.
+    preset_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Its tags' names, read only by the queries that ask for them (`chat.tags.with_tags`);

@@ -60,14 +60,6 @@ TagName = Annotated[str, AfterValidator(tag_name)]
 Tags = Annotated[list[TagName], Field(max_length=200), AfterValidator(_tag_names)]
 
 
-class ChatCreate(BaseModel):
-    model: str | None = Field(
-        default=None, max_length=200, description="Default: the site's default model."
-    )
-    title: str = Field(default="", max_length=300)
-    collection_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
-
-
 class ChatSettings(BaseModel):
     """A chat's own settings; null (or left out) takes the site's default."""
 
@@ -77,6 +69,22 @@ class ChatSettings(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(
         default=None, ge=1, le=32_768, description="Most tokens an answer may have."
+    )
+
+
+class ChatCreate(ChatSettings):
+    model: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Default: the preset's model, else the site's default model.",
+    )
+    title: str = Field(default="", max_length=300)
+    collection_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
+    preset_id: uuid.UUID | None = Field(
+        default=None,
+        description="Start from this preset: its model, settings and collections, copied "
+        "into the chat. A field sent beside it (even null) wins over the preset's; its "
+        "collections the caller may not read are left out, and said so in `notes`.",
     )
 
 
@@ -111,6 +119,9 @@ class ChatPublic(ChatSettings):
         "it (`POST /api/chats/{id}/messages/{message_id}/select` changes it).",
     )
     tags: list[str] = Field(default_factory=list, description="In alphabetical order.")
+    preset_id: uuid.UUID | None = Field(
+        default=None, description="The preset it started from (null once that is deleted)."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -125,6 +136,13 @@ class TagCount(BaseModel):
 
     name: str
     chats: int
+
+
+class ChatCreated(ChatPublic):
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What of its preset it did not take (collections the caller may not read).",
+    )
 
 
 class ChatsPage(BaseModel):

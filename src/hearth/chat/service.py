@@ -52,6 +52,10 @@ class Chats(ChatBranches):
             model=model,
             archived=False,
             collection_ids=list(body.collection_ids),
+            system_prompt=body.system_prompt,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+            preset_id=body.preset_id,
         )
         async with self.database.session() as session:
             session.add(chat)
@@ -168,6 +172,14 @@ class Chats(ChatBranches):
             )
             await session.commit()
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def forget_presets(self, preset_ids: list[uuid.UUID]) -> None:
+        """Presets deleted: the chats started from them keep what they copied."""
+        async with self.database.session() as session:
+            await session.execute(
+                update(Chat).where(Chat.preset_id.in_(preset_ids)).values(preset_id=None)
+            )
+            await session.commit()
 
     async def erase_owner(self, user_id: str) -> None:
         """Delete every chat of an account being deleted (with their messages)."""

@@ -13,6 +13,7 @@ from hearth.web.catalog_pages import router as catalog_router
 from hearth.web.chat_pages import router as chat_router
 from hearth.web.collection_pages import router as collection_router
 from hearth.web.lab_pages import router as lab_router
+from hearth.web.preset_pages import router as preset_router
 
 
 async def _favicon() -> Response:
@@ -32,6 +33,7 @@ def install_web(app: FastAPI) -> None:
     app.include_router(collection_router)
     app.include_router(catalog_router)
     app.include_router(lab_router)
+    app.include_router(preset_router)
     app.mount("/static", ASSETS, name="static")
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     app.add_exception_handler(SignInRequired, _sign_in_required)

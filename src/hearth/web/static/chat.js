@@ -1,4 +1,5 @@
 import { fileReports, ingest } from "./collections.js";
+import { offerPresets } from "./preset_picker.js";
 
 // The chat page's behaviour: send, stream, stop, regenerate, edit, copy; chat menu actions.
 // Text from the model is only ever set as textContent while streaming; the final answer's
@@ -257,8 +258,15 @@ async function send(text) {
   const question = messageNode("user", text);  // shown at once; stored when the answer starts
   question.scrollIntoView({ block: "end" });
   if (!chatId) {
-    const body = { model: model.value, collection_ids: [...attached] };
+    // A preset (in the picker beside the models) gives the chat its model, settings and
+    // collections; collections attached here instead replace its own.
+    const preset = model.selectedOptions[0]?.dataset.preset;
+    const body = preset ? { preset_id: preset } : { model: model.value };
+    if (!preset || attached.size) body.collection_ids = [...attached];
     const created = await (await api("POST", "/api/chats", body)).json();
+    if (created.notes?.length) question.append(element("p", "note", created.notes.join(" ")));
+    created.collection_ids.forEach((id) => attached.add(id));
+    showAttachedCount();
     chatId = created.id;
     main.dataset.chatId = chatId;
     history.replaceState(null, "", `/c/${chatId}`);
@@ -683,6 +691,8 @@ document.addEventListener("keydown", (event) => {
     drawerToggle.focus();
   }
 });
+
+if (!chatId) offerPresets(model).catch(() => {});  // a new chat may start from a preset
 
 // The composer is inert until this script has wired it (a keypress before would be lost).
 sendButton.disabled = false;
