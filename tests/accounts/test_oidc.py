@@ -82,6 +82,21 @@ def test_later_sign_ons_wait_for_approval_and_reuse_the_account(
     again.close()
 
 
+def test_signing_on_with_an_invited_email_claims_the_invitation(
+    site: Running, provider: FakeOidcProvider
+) -> None:
+    invited = site.call(
+        site.app.state.users.create(UserCreate(email="dora@example.org"), status="pending")
+    )
+    assert invited.invitation_link
+    browser = sign_on(site, provider, user("dora-at-idp", "dora@example.org"))
+    assert browser.last.status_code == 303  # the invitation was the approval
+    assert browser.get("/api/auth/me").json()["id"] == invited.id
+    dora = site.call(site.app.state.users.find("dora@example.org"))
+    assert dora.status == "active" and not dora.invited
+    browser.close()
+
+
 def test_a_verified_email_links_an_existing_password_account(
     site: Running, provider: FakeOidcProvider
 ) -> None:

@@ -311,6 +311,11 @@ class Users:
                 )
                 if user is not None and user.oidc_subject not in (None, identity.subject):
                     raise Forbidden("This email is linked to another sign-on account.")
+                if user is not None and user.invited:
+                    # The provider vouches for the invited email: the invitation is claimed.
+                    invitations.spend(user)
+                    if user.status == "pending":
+                        user.status = "active"
             if user is None:
                 if not identity.email or not identity.email_verified:
                     raise Forbidden("The identity provider did not confirm an email address.")
@@ -322,11 +327,6 @@ class Users:
                     identity.email, identity.name, None, "admin" if first else "user", status
                 )
                 session.add(user)
-            if user.invited:
-                # The provider vouches for the invited email: the invitation is claimed.
-                invitations.spend(user)
-                if user.status == "pending":
-                    user.status = "active"
             user.oidc_subject = identity.subject
             if user.status == "active":
                 user.last_login_at = datetime.now(UTC)
