@@ -17,6 +17,7 @@ from hearth.accounts.users import UserCreate
 from hearth.config import Settings
 from hearth.server import create_app
 from tests._server import Running, running
+from tests.web._pages import assert_fits, open_page, ready
 
 PASSWORD = "a long enough password"
 
@@ -30,14 +31,6 @@ def site(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-un
         yield server
 
 
-def open_page(browser: Browser, contexts: list[BrowserContext], url: str, **options) -> Page:  # type: ignore[no-untyped-def]
-    context = browser.new_context(**options)
-    contexts.append(context)
-    page = context.new_page()
-    page.goto(url)
-    return page
-
-
 def sign_up(page: Page, name: str, email: str) -> None:
     page.get_by_label("Name").fill(name)
     page.get_by_label("Email").fill(email)
@@ -45,12 +38,6 @@ def sign_up(page: Page, name: str, email: str) -> None:
     page.get_by_role("button", name="Sign up").or_(
         page.get_by_role("button", name="Create administrator")
     ).click()
-
-
-def ready(page: Page) -> None:
-    """Wait until the page's script has wired its forms (it marks <html data-ready>): a key
-    pressed before that would be lost, as it would be for a person."""
-    expect(page.locator("html[data-ready]")).to_have_count(1)
 
 
 def sign_in(page: Page, email: str) -> None:
@@ -404,18 +391,6 @@ def test_a_multi_file_upload_reports_each_file_and_goes_on(
     ada.get_by_role("link", name="Show the documents").click()
     expect(ada.locator("#documents tr[data-status='ready']")).to_contain_text("Notes")
     assert ada.evaluate("document.documentElement.scrollWidth <= innerWidth")
-
-
-WIDE_CULPRITS = (
-    "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
-    " > innerWidth + 1 && getComputedStyle(e).visibility !== 'hidden').slice(0, 5)"
-    ".map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
-)
-
-
-def assert_fits(page: Page, what: str) -> None:
-    fits = page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    assert fits, f"{what} scrolls sideways at {page.viewport_size}: {page.evaluate(WIDE_CULPRITS)}"
 
 
 def test_every_page_fits_a_phone_and_the_chat_list_is_a_drawer(

@@ -16,6 +16,7 @@ from hearth.accounts.users import UserCreate
 from hearth.config import Settings
 from hearth.server import create_app
 from tests._server import Running, running
+from tests.web._pages import assert_fits
 
 PASSWORD = "a long enough password"
 EMAIL = "cleo@example.org"
@@ -60,11 +61,6 @@ def signed_in_page(
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("html[data-ready]")).to_have_count(1)
     return page
-
-
-def assert_fits(page: Page, what: str) -> None:
-    fits = page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    assert fits, f"{what} scrolls sideways at {page.viewport_size}"
 
 
 def export(page: Page, site: Running, chat_id: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from hearth.accounts.users import UserCreate
 from hearth.config import Settings
 from hearth.server import create_app
 from tests._server import Running, running
+from tests.web._pages import assert_fits, open_page, ready
 
 PASSWORD = "a long enough password"
 ADA = "ada@example.org"
@@ -31,23 +32,6 @@ def site(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-un
         body = UserCreate(email=ADA, name="Ada", password=PASSWORD)
         server.call(server.app.state.users.create(body, status="active"))
         yield server
-
-
-def open_page(browser: Browser, contexts: list[BrowserContext], url: str, **options) -> Page:  # type: ignore[no-untyped-def]
-    context = browser.new_context(**options)
-    contexts.append(context)
-    page = context.new_page()
-    page.goto(url)
-    return page
-
-
-def ready(page: Page) -> None:
-    expect(page.locator("html[data-ready]")).to_have_count(1)
-
-
-def assert_fits(page: Page, what: str) -> None:
-    fits = page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    assert fits, f"{what} scrolls sideways at {page.viewport_size}"
 
 
 def chat(page: Page, site: Running, title: str, text: str) -> str:

@@ -16,6 +16,7 @@ from hearth.accounts.users import UserCreate
 from hearth.config import Settings
 from hearth.server import create_app
 from tests._server import Running, running
+from tests.web._pages import assert_fits, open_page
 
 PASSWORD = "a long enough password"
 ADA, BOB = "ada@example.org", "bob@example.org"
@@ -39,24 +40,11 @@ def site(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-un
         yield server
 
 
-def open_page(browser: Browser, contexts: list[BrowserContext], url: str, **options) -> Page:  # type: ignore[no-untyped-def]
-    context = browser.new_context(**options)
-    contexts.append(context)
-    page = context.new_page()
-    page.goto(url)
-    return page
-
-
 def sign_in(page: Page, email: str) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("html[data-ready]")).to_have_count(1)
-
-
-def assert_fits(page: Page, what: str) -> None:
-    fits = page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    assert fits, f"{what} scrolls sideways at {page.viewport_size}"
 
 
 @pytest.mark.parametrize("width", [390, 1280])

@@ -17,6 +17,7 @@ from hearth.accounts.users import UserCreate
 from hearth.config import Settings
 from hearth.server import create_app
 from tests._server import Running, running
+from tests.web._pages import assert_fits, open_page, ready
 
 PASSWORD = "a long enough password"
 ADA, BOB = "ada@example.org", "bob@example.org"
@@ -48,11 +49,6 @@ CHAT = {
         },
     ],
 }
-WIDE_CULPRITS = (
-    "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
-    " > innerWidth + 1 && getComputedStyle(e).visibility !== 'hidden').slice(0, 5)"
-    ".map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
-)
 
 
 @pytest.fixture(scope="module")
@@ -67,27 +63,10 @@ def site(postgres, tmp_path_factory) -> Iterator[Running]:  # type: ignore[no-un
         yield server
 
 
-def open_page(browser: Browser, contexts: list[BrowserContext], url: str, **options) -> Page:  # type: ignore[no-untyped-def]
-    context = browser.new_context(**options)
-    contexts.append(context)
-    page = context.new_page()
-    page.goto(url)
-    return page
-
-
 def sign_in(page: Page, email: str) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-
-
-def ready(page: Page) -> None:
-    expect(page.locator("html[data-ready]")).to_have_count(1)
-
-
-def assert_fits(page: Page, what: str) -> None:
-    fits = page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    assert fits, f"{what} scrolls sideways at {page.viewport_size}: {page.evaluate(WIDE_CULPRITS)}"
 
 
 def test_a_shared_chat_opens_read_only_for_another_person(
