@@ -61,3 +61,12 @@ def test_a_model_of_the_other_type_is_a_400_in_plain_english(base_url: str) -> N
     )
     assert embed.status_code == 400
     assert "is a chat model; it cannot serve embedding requests" in embed.json()["error"]["message"]
+
+
+def test_a_field_embeddings_cannot_honour_is_a_400_naming_it(base_url: str) -> None:
+    refused = httpx.post(
+        f"{base_url}/v1/embeddings",
+        json={"model": MODEL, "input": "hi", "truncate_prompt_tokens": 8},
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "truncate_prompt_tokens"

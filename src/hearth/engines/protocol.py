@@ -153,7 +153,8 @@ class ChatCompletionChunk(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(strict=True)
+    # Unknown fields are refused by name (a 400), never dropped.
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     model: str = Field(min_length=1)
     input: str | list[str] = Field(
