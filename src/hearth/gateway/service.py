@@ -44,6 +44,7 @@ from hearth.gateway.limits import Limiter
 from hearth.gateway.relay import Batches, Tokens, abandon, batches, flatten
 from hearth.gateway.routing import Deployment, ModelRoutes, ServedModel
 from hearth.gateway.usage import UsageRecorder
+from hearth.gateway.vision import refuse_images
 from hearth.observability.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class Gateway:
         """Answer a non-streaming chat completion, failing over between deployments. With
         `cache`, an identical earlier answer (temperature 0) is returned if there is one."""
         served = self.routes.model(request.model, "chat")
+        refuse_images(self.routes, request)
         call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing)
         key = cache_key(caller.principal.user_id if caller else "", request) if cache else None
         if key is not None:
@@ -236,6 +238,7 @@ class Gateway:
         """`chat_stream`, its chunks in lists of those that arrived together (one each when
         the engine sends them apart), for a relay that writes each list at once."""
         served = self.routes.model(request.model, "chat")
+        refuse_images(self.routes, request)
         call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing)
         # Always ask for usage (for metrics); the route drops it if the client did not ask.
         update = {"stream": True, "stream_options": StreamOptions(include_usage=True)}
