@@ -22,6 +22,7 @@ from hearth.chat.openwebui import ImportModels
 from hearth.chat.schemas import (
     ChatCreate,
     ChatExport,
+    ChatModelPublic,
     ChatPublic,
     ChatsImported,
     ChatsPage,
@@ -32,6 +33,8 @@ from hearth.chat.schemas import (
 from hearth.chat.service import Chats, export_markdown
 from hearth.errors import InvalidRequest
 from hearth.fields import RowId
+from hearth.gateway.context import context_window
+from hearth.gateway.vision import vision
 from hearth.http.replies import Streamed
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
@@ -135,6 +138,27 @@ async def _import_models(request: Request) -> ImportModels:
     )
 
 
+@router.get("/models")
+async def list_chat_models(request: Request, caller: CallerDep) -> list[ChatModelPublic]:
+    """The chat models served here, as the chat page offers them: each one's window,
+    whether it reads images, and which a new chat takes."""
+    routes = request.app.state.routes
+    try:
+        default = await chat_model(request, None)
+    except InvalidRequest:
+        default = None  # no chat model is served
+    return [
+        ChatModelPublic(
+            name=r.model.name,
+            context_window=context_window(routes, r.model.name),
+            vision=vision(routes, r.model.name).reads_images is True,
+            default=r.model.name == default,
+        )
+        for r in routes.all()
+        if r.model.type == "chat"
+    ]
+
+
 @router.get("/{chat_id}")
 async def get_chat(chat_id: uuid.UUID, chats: ChatsDep, caller: CallerDep) -> ChatPublic:
     return await chats.get(caller, chat_id)
@@ -176,9 +200,12 @@ async def send_message(
 ) -> StreamingResponse:
     """Send a message; the answer streams back as server-sent events: `question` (the stored
     message and any citations), `delta` (text), then `done` or `error` (the stored answer).
-    Closing the connection stops the answer; what was written so far is kept."""
+    Closing the connection stops the answer; what was written so far is kept. `images`:
+    ids of images uploaded to the chat for it (a model that does not read images: 400)."""
     site = await request.app.state.site.get()
-    events = await _answers(request).ask(caller, chat_id, body.content, defaults=_defaults(site))
+    events = await _answers(request).ask(
+        caller, chat_id, body.content, images=body.images, defaults=_defaults(site)
+    )
     return _stream(events)
 
 

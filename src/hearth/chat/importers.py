@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 
 from hearth.accounts.principal import Principal
+from hearth.chat.images import imported
 from hearth.chat.models import Chat, Message
 from hearth.chat.openwebui import ImportModels, NotImportable, from_open_webui, title_of
 from hearth.chat.schemas import ChatExport, ChatPublic, ChatsImported, ImportedChat
@@ -58,8 +59,9 @@ def hearth_export(data: Any) -> ChatExport:
 
 
 class ChatImports:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, max_image_bytes: int = 10 * 1024 * 1024) -> None:
         self.database = database
+        self.max_image_bytes = max_image_bytes
 
     async def hearth(self, principal: Principal, data: ChatExport) -> ChatPublic:
         """A new chat from Hearth's own export, in one transaction (all of it or nothing)."""
@@ -80,10 +82,12 @@ class ChatImports:
         for index, raw in enumerate(chats, 1):
             title = title_of(raw)
             try:
-                converted = from_open_webui(raw, models)
+                converted = from_open_webui(raw, models, max_image_bytes=self.max_image_bytes)
                 chat = await self._write(principal, converted.export)
             except NotImportable as exc:
                 results.append(_failed(index, title, str(exc)))
+            except InvalidRequest as exc:  # an image that is not fit (type, size)
+                results.append(_failed(index, title, exc.message))
             except (DataError, IntegrityError) as exc:
                 # A value PostgreSQL refuses that the checks above let through: this chat
                 # is not imported (its transaction rolled back); the next one may be.
@@ -128,10 +132,15 @@ class ChatImports:
             **stamps,
         )
         now = datetime.now(UTC)
+        # Every image checked as an upload is, before anything is written.
+        images = [
+            imported(m.images, self.max_image_bytes, f"messages[{n}]")
+            for n, m in enumerate(data.messages)
+        ]
         async with self.database.session() as session:
             session.add(chat)
             await session.flush()
-            session.add_all(
+            messages = [
                 Message(
                     chat_id=chat.id,
                     role=m.role,
@@ -144,7 +153,14 @@ class ChatImports:
                     updated_at=m.created_at or now,
                 )
                 for m in data.messages
-            )
+            ]
+            session.add_all(messages)
+            if any(images):
+                await session.flush()  # the messages' ids
+                for message, rows in zip(messages, images, strict=True):
+                    for row in rows:
+                        row.chat_id, row.message_id = chat.id, message.id
+                        session.add(row)
             await session.commit()
             return ChatPublic.model_validate(chat)
 

@@ -10,13 +10,15 @@ Older files have only the flat `chat.messages` list.
 Hearth keeps one line of messages per chat: the branch that ends at `currentId` (the one
 the user saw last), found by walking `parentId` up from it; how many messages the other
 branches held is counted. What else a chat holds that Hearth cannot keep (tags, folders,
-attached files, ratings, sampling settings, fields it does not know) is named in the
-chat's result, never dropped silently; only what carries nothing Hearth could keep (ids,
-links between messages, read state, display hints) is ignored.
+attached files other than a user's images, ratings, sampling settings, fields it does not
+know) is named in the chat's result, never dropped silently; only what carries nothing
+Hearth could keep (ids, links between messages, read state, display hints) is ignored.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +26,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hearth.chat.schemas import MAX_MESSAGE_CHARS, ChatExport, ExportedMessage
+from hearth.chat.images import image_type
+from hearth.chat.schemas import (
+    MAX_IMAGES_PER_MESSAGE,
+    MAX_MESSAGE_CHARS,
+    ChatExport,
+    ExportedImage,
+    ExportedMessage,
+)
 
 MAX_SYSTEM_PROMPT_CHARS = 20_000  # ChatSettings.system_prompt
 MAX_TITLE_CHARS = 300
@@ -138,17 +147,22 @@ def title_of(raw: Any) -> str:
     return "(untitled)"
 
 
-def from_open_webui(raw: Any, models: ImportModels) -> Converted:
-    """One chat of Open WebUI's file as Hearth's export, with what was left out."""
+def from_open_webui(
+    raw: Any, models: ImportModels, *, max_image_bytes: int = 10 * 1024 * 1024
+) -> Converted:
+    """One chat of Open WebUI's file as Hearth's export, with what was left out. A user's
+    images (`files` of type `image` with a `data:` URL) are kept when Hearth takes them
+    (PNG, JPEG, WebP or GIF, at most `max_image_bytes`, four a message); the others are
+    named in the result."""
     if not isinstance(raw, dict) or not isinstance(raw.get("chat"), dict):
         raise NotImportable("it is not an Open WebUI chat (an object with a 'chat' object)")
     try:
-        return _converted(OpenWebUIChat.model_validate(raw), models)
+        return _converted(OpenWebUIChat.model_validate(raw), models, max_image_bytes)
     except ValidationError as exc:  # its shape, or a value Hearth's export refuses
         raise NotImportable(_problem(exc)) from None
 
 
-def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
+def _converted(chat: OpenWebUIChat, models: ImportModels, max_image_bytes: int) -> Converted:
     conversation = chat.chat
     dropped = _Dropped()
     dropped.fields(chat, _IGNORED_CHAT, _DROPPED_CHAT)
@@ -161,7 +175,7 @@ def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
 
     branch, left_out, notes = _branch(conversation, chat.current_message_id)
     created = _moment(chat.created_at) or _moment(conversation.timestamp)
-    messages = [_message(n, m, created, dropped) for n, m in enumerate(branch, 1)]
+    messages = [_message(n, m, created, dropped, max_image_bytes) for n, m in enumerate(branch, 1)]
 
     params = {**(conversation.options or {}), **(conversation.params or {})}
     others = sorted(k for k, v in params.items() if k not in _SETTINGS and _holds(v))
@@ -231,7 +245,11 @@ def _branch(
 
 
 def _message(
-    n: int, message: OpenWebUIMessage, created: datetime | None, dropped: _Dropped
+    n: int,
+    message: OpenWebUIMessage,
+    created: datetime | None,
+    dropped: _Dropped,
+    max_image_bytes: int,
 ) -> ExportedMessage:
     if not message.role:
         raise NotImportable(f"message {n} has no role")
@@ -241,6 +259,7 @@ def _message(
         raise NotImportable(f"message {n} is not text")
     if len(message.content) > MAX_MESSAGE_CHARS:
         raise NotImportable(f"message {n} is longer than {MAX_MESSAGE_CHARS:,} characters")
+    images = _images(message, dropped, max_image_bytes)
     dropped.fields(message, _IGNORED_MESSAGE, _DROPPED_MESSAGE, per_message=True)
     status, error = "complete", None
     if message.role == "assistant" and message.error:
@@ -255,7 +274,57 @@ def _message(
         model=answered_by,
         error=error,
         created_at=_moment(message.timestamp) or created,
+        images=images,
     )
+
+
+def _images(message: OpenWebUIMessage, dropped: _Dropped, max_bytes: int) -> list[ExportedImage]:
+    """The message's images Hearth keeps, taken out of its `files` (what is left there is
+    reported as attached files); those it cannot keep are counted, by reason."""
+    extra = message.model_extra or {}
+    files = extra.get("files")
+    if not isinstance(files, list):
+        return []
+    images: list[ExportedImage] = []
+    others = []
+    reasons: set[str] = set()  # each counted once a message
+    for entry in files:
+        if not isinstance(entry, dict) or entry.get("type") != "image":
+            others.append(entry)
+            continue
+        url = entry.get("url")
+        if message.role != "user":
+            reasons.add("images in answers")
+        elif not isinstance(url, str) or not url.startswith("data:"):
+            reasons.add("images not in the file (links to Open WebUI's file store)")
+        elif len(images) == MAX_IMAGES_PER_MESSAGE:
+            reasons.add(f"images beyond {MAX_IMAGES_PER_MESSAGE} a message")
+        else:
+            image = _image(url, max_bytes)
+            if image is None:
+                reasons.add(f"images not PNG, JPEG, WebP or GIF, or over {max_bytes:,} bytes")
+            else:
+                images.append(image)
+    for reason in sorted(reasons):
+        dropped.count(reason)
+    extra["files"] = others
+    return images
+
+
+def _image(url: str, max_bytes: int) -> ExportedImage | None:
+    """A `data:` URL's image as Hearth keeps it, or None (not base64, not a type Hearth
+    takes, too large)."""
+    header, _, payload = url.partition(",")
+    if not header.endswith(";base64"):
+        return None
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    kind = image_type(data)
+    if kind is None or len(data) > max_bytes:
+        return None
+    return ExportedImage(content_type=kind, data=payload)  # type: ignore[arg-type]
 
 
 class _Dropped:
@@ -268,6 +337,10 @@ class _Dropped:
 
     def note(self, line: str) -> None:
         self._notes.append(line)
+
+    def count(self, what: str) -> None:
+        """One more message that held `what`."""
+        self._per_message[what] += 1
 
     def fields(
         self,

@@ -16,6 +16,7 @@ from sqlalchemy import delete, exists, func, or_, select, true, update
 from sqlalchemy.orm import aliased
 
 from hearth.accounts.principal import Principal
+from hearth.chat.images import bind, exported, with_images
 from hearth.chat.models import SEARCH_CONFIG, Chat, Message
 from hearth.chat.schemas import (
     STALE_STREAM_SECONDS,
@@ -188,13 +189,11 @@ class Chats:
                 # No rows: an empty chat or page, or not the caller's chat (NotFound then,
                 # whatever `before` says, so a page never tells whether a chat exists).
                 await self.get(principal, chat_id)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        rows.reverse()
-        return MessagesPage(
-            items=[MessagePublic.model_validate(m) for m in rows],
-            earlier=rows[0].id if more else None,
-        )
+            more = len(rows) > limit
+            rows = rows[:limit]
+            rows.reverse()
+            items = await with_images(session, [MessagePublic.model_validate(m) for m in rows])
+        return MessagesPage(items=items, earlier=rows[0].id if more else None)
 
     async def open(
         self,
@@ -222,17 +221,15 @@ class Chats:
         )
         async with self.database.read() as session:
             rows = (await session.execute(statement)).all()
-        if not rows:
-            raise NotFound(f"no chat {chat_id}")
-        chat = ChatPublic.model_validate(rows[0][0])
-        messages = [m for _, m in rows if m is not None]
-        more = len(messages) > limit
-        messages = messages[:limit]
-        messages.reverse()
-        page = MessagesPage(
-            items=[MessagePublic.model_validate(m) for m in messages],
-            earlier=messages[0].id if more else None,
-        )
+            if not rows:
+                raise NotFound(f"no chat {chat_id}")
+            chat = ChatPublic.model_validate(rows[0][0])
+            messages = [m for _, m in rows if m is not None]
+            more = len(messages) > limit
+            messages = messages[:limit]
+            messages.reverse()
+            items = await with_images(session, [MessagePublic.model_validate(m) for m in messages])
+        page = MessagesPage(items=items, earlier=messages[0].id if more else None)
         return chat, page
 
     async def save_partial(self, message_id: int, content: str) -> None:
@@ -299,9 +296,11 @@ class Chats:
         citations: list[dict] | None = None,
         error: str | None = None,
         title_from: str | None = None,
+        images: list[uuid.UUID] | None = None,
     ) -> MessagePublic:
         """Append a message and move the chat to the top of the list; a chat still called
-        "New chat" takes its title from `title_from` (the first question)."""
+        "New chat" takes its title from `title_from` (the first question). `images`
+        (uploaded to this chat, not sent yet) go with it, or nothing is stored (400)."""
         async with self.database.session() as session:
             chat = await session.scalar(_owned(principal, chat_id).with_for_update())
             if chat is None:
@@ -321,8 +320,14 @@ class Chats:
             chat.updated_at = func.now()
             if title_from and chat.title == NEW_CHAT_TITLE:
                 chat.title = title_from_text(title_from)
+            await session.flush()  # the message's id and dates
+            if images:
+                await bind(session, chat_id, message.id, images)
+            public = MessagePublic.model_validate(message)
+            if images:
+                await with_images(session, [public])
             await session.commit()
-            return MessagePublic.model_validate(message)
+            return public
 
     async def truncate(
         self, principal: Principal, chat_id: uuid.UUID, *, from_id: int, keep: bool
@@ -365,6 +370,7 @@ class Chats:
             rows = await session.scalars(
                 select(Message).where(Message.chat_id == chat_id).order_by(Message.id)
             )
+            images = await exported(session, chat_id)
             messages = [
                 ExportedMessage(
                     role=m.role,  # type: ignore[arg-type]
@@ -374,6 +380,7 @@ class Chats:
                     error=m.error,
                     citations=m.citations,
                     created_at=m.created_at,
+                    images=images.get(m.id, []),
                 )
                 for m in rows
             ]

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from hearth.accounts.principal import Principal
+from hearth.chat.images import with_images
 from hearth.chat.models import Chat, ChatShare, Message
 from hearth.chat.schemas import MessagePublic, SharedChat
 from hearth.db.session import Database
@@ -135,18 +136,20 @@ class ChatShares:
         )
         async with self.database.read() as session:
             rows = (await session.execute(statement)).all()
-        if not rows:
-            raise NotFound("no such shared chat (the link is wrong, or was revoked)")
-        shared_at, title, model = rows[0][:3]
-        messages = [row[3] for row in rows if row[3] is not None]
-        more = len(messages) > limit
-        messages = messages[:limit]
-        messages.reverse()
+            if not rows:
+                raise NotFound("no such shared chat (the link is wrong, or was revoked)")
+            shared_at, title, model = rows[0][:3]
+            messages = [row[3] for row in rows if row[3] is not None]
+            more = len(messages) > limit
+            messages = messages[:limit]
+            messages.reverse()
+            # Their images' ids (read at /api/shared/{token}/images/{id}, the link checked).
+            shown = await with_images(session, [MessagePublic.model_validate(m) for m in messages])
         return SharedChat(
             title=title,
             model=model,
             shared_at=shared_at,
-            messages=[MessagePublic.model_validate(m) for m in messages],
+            messages=shown,
             earlier=messages[0].id if more else None,
         )
 
