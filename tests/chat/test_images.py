@@ -295,6 +295,8 @@ def test_export_and_import_keep_the_images(alice: httpx.Client) -> None:
     pictures = [png(4, 4, (1, 2, 3)), gif()]
     ids = [upload(alice, chat, p).json()["id"] for p in pictures]
     send(alice, chat, "Two pictures.", ids)
+    markdown = alice.get(f"/api/chats/{chat}/export", params={"format": "md"}).text
+    assert "_(2 images: in the JSON export)_" in markdown
     exported = alice.get(f"/api/chats/{chat}/export").json()
     first = exported["messages"][0]
     assert [i["content_type"] for i in first["images"]] == ["image/png", "image/gif"]

@@ -105,6 +105,10 @@ def test_an_image_is_attached_sent_and_shown(
     # The engine got exactly the chosen image's bytes.
     assert upstream.images == [("image/png", picture)]
     assert_fits(page, "a message with its image")
+    if width < 1000:  # the narrowest phone too
+        page.set_viewport_size({"width": 320, "height": 700})
+        assert_fits(page, "a message with its image")
+        page.set_viewport_size({"width": width, "height": 800})
 
     # After a reload the stored message shows it too; its link opens it at full size.
     page.reload()

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import JSON, delete, func, select, text, type_coerce, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hearth.accounts.principal import Principal
@@ -217,6 +218,28 @@ async def bind(
                 "a message not sent yet",
                 param=f"images[{position}]",
             )
+
+
+def listed_images(message_id: Any) -> Any:
+    """A column for a query of messages: the images of the message `message_id` names, in
+    order, as [{id, content_type, size}] (a correlated subquery: the page stays one
+    statement)."""
+    entry = func.json_build_object(
+        "id", ChatImage.id, "content_type", ChatImage.content_type, "size", ChatImage.size
+    )
+    listed = func.coalesce(
+        func.json_agg(aggregate_order_by(entry, ChatImage.position)), text("'[]'::json")
+    )
+    return type_coerce(
+        select(listed).where(ChatImage.message_id == message_id).scalar_subquery(), JSON
+    ).label("images")
+
+
+def shown(message: Message, images: list[dict[str, Any]] | None) -> MessagePublic:
+    """A message as the API shows it, with the images `listed_images` read."""
+    public = MessagePublic.model_validate(message)
+    public.images = [ImagePublic.model_validate(image) for image in images or []]
+    return public
 
 
 async def with_images(session: AsyncSession, messages: list[MessagePublic]) -> list[MessagePublic]:

@@ -16,7 +16,7 @@ from sqlalchemy import delete, exists, func, or_, select, true, update
 from sqlalchemy.orm import aliased
 
 from hearth.accounts.principal import Principal
-from hearth.chat.images import bind, exported, with_images
+from hearth.chat.images import bind, exported, listed_images, shown, with_images
 from hearth.chat.models import SEARCH_CONFIG, Chat, Message
 from hearth.chat.schemas import (
     STALE_STREAM_SECONDS,
@@ -173,7 +173,7 @@ class Chats:
         # Filtered on chat_message.chat_id itself, so the (chat_id, id) index serves it
         # backwards from the newest message, however long the chat.
         statement = (
-            select(Message)
+            select(Message, listed_images(Message.id))
             .join(Chat, Chat.id == Message.chat_id)
             .where(
                 Message.chat_id == chat_id, Chat.id == chat_id, Chat.owner_id == principal.user_id
@@ -184,16 +184,18 @@ class Chats:
         if before is not None:
             statement = statement.where(Message.id < before)
         async with self.database.read() as session:
-            rows = list(await session.scalars(statement))
+            rows = list((await session.execute(statement)).all())
             if not rows:
                 # No rows: an empty chat or page, or not the caller's chat (NotFound then,
                 # whatever `before` says, so a page never tells whether a chat exists).
                 await self.get(principal, chat_id)
-            more = len(rows) > limit
-            rows = rows[:limit]
-            rows.reverse()
-            items = await with_images(session, [MessagePublic.model_validate(m) for m in rows])
-        return MessagesPage(items=items, earlier=rows[0].id if more else None)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        rows.reverse()
+        return MessagesPage(
+            items=[shown(m, images) for m, images in rows],
+            earlier=rows[0][0].id if more else None,
+        )
 
     async def open(
         self,
@@ -214,22 +216,24 @@ class Chats:
         latest = latest.order_by(Message.id.desc()).limit(limit + 1).lateral("latest")
         message = aliased(Message, latest)
         statement = (
-            select(Chat, message)
+            select(Chat, message, listed_images(latest.c.id))
             .outerjoin(latest, true())
             .where(Chat.id == chat_id, Chat.owner_id == principal.user_id)
             .order_by(latest.c.id.desc())
         )
         async with self.database.read() as session:
             rows = (await session.execute(statement)).all()
-            if not rows:
-                raise NotFound(f"no chat {chat_id}")
-            chat = ChatPublic.model_validate(rows[0][0])
-            messages = [m for _, m in rows if m is not None]
-            more = len(messages) > limit
-            messages = messages[:limit]
-            messages.reverse()
-            items = await with_images(session, [MessagePublic.model_validate(m) for m in messages])
-        page = MessagesPage(items=items, earlier=messages[0].id if more else None)
+        if not rows:
+            raise NotFound(f"no chat {chat_id}")
+        chat = ChatPublic.model_validate(rows[0][0])
+        messages = [(m, images) for _, m, images in rows if m is not None]
+        more = len(messages) > limit
+        messages = messages[:limit]
+        messages.reverse()
+        page = MessagesPage(
+            items=[shown(m, images) for m, images in messages],
+            earlier=messages[0][0].id if more else None,
+        )
         return chat, page
 
     async def save_partial(self, message_id: int, content: str) -> None:
@@ -402,6 +406,9 @@ def export_markdown(data: ChatExport) -> str:
     lines = [f"# {data.title}", "", f"Model: {data.model}", ""]
     for message in data.messages:
         lines += [f"## {'You' if message.role == 'user' else 'Assistant'}", "", message.content, ""]
+        if message.images:  # Markdown holds no bytes: said, and kept in the JSON export
+            count = len(message.images)
+            lines += [f"_({count} image{'s' if count > 1 else ''}: in the JSON export)_", ""]
     return "\n".join(lines)
 
 

@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from hearth.accounts.principal import Principal
-from hearth.chat.images import with_images
+from hearth.chat.images import listed_images, shown
 from hearth.chat.models import Chat, ChatShare, Message
-from hearth.chat.schemas import MessagePublic, SharedChat
+from hearth.chat.schemas import SharedChat
 from hearth.db.session import Database
 from hearth.errors import InvalidRequest, NotFound
 
@@ -127,7 +127,9 @@ class ChatShares:
         latest = latest.order_by(Message.id.desc()).limit(limit + 1).lateral("latest")
         message = aliased(Message, latest)
         statement = (
-            select(ChatShare.created_at, Chat.title, Chat.model, message)
+            select(
+                ChatShare.created_at, Chat.title, Chat.model, message, listed_images(latest.c.id)
+            )
             .select_from(ChatShare)
             .join(Chat, Chat.id == ChatShare.chat_id)
             .outerjoin(latest, true())
@@ -136,21 +138,20 @@ class ChatShares:
         )
         async with self.database.read() as session:
             rows = (await session.execute(statement)).all()
-            if not rows:
-                raise NotFound("no such shared chat (the link is wrong, or was revoked)")
-            shared_at, title, model = rows[0][:3]
-            messages = [row[3] for row in rows if row[3] is not None]
-            more = len(messages) > limit
-            messages = messages[:limit]
-            messages.reverse()
-            # Their images' ids (read at /api/shared/{token}/images/{id}, the link checked).
-            shown = await with_images(session, [MessagePublic.model_validate(m) for m in messages])
+        if not rows:
+            raise NotFound("no such shared chat (the link is wrong, or was revoked)")
+        shared_at, title, model = rows[0][:3]
+        # With their images' ids (read at /api/shared/{token}/images/{id}, the link checked).
+        messages = [(row[3], row[4]) for row in rows if row[3] is not None]
+        more = len(messages) > limit
+        messages = messages[:limit]
+        messages.reverse()
         return SharedChat(
             title=title,
             model=model,
             shared_at=shared_at,
-            messages=shown,
-            earlier=messages[0].id if more else None,
+            messages=[shown(m, images) for m, images in messages],
+            earlier=messages[0][0].id if more else None,
         )
 
 
