@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from hearth.accounts.keys import Caller
 from hearth.accounts.principal import Principal
-from hearth.chat.images import IMAGE_TOKENS, ChatImages
+from hearth.chat.images import IMAGE_TOKENS, ChatImages, with_parts
 from hearth.chat.schemas import SAVE_EVERY_SECONDS, MessagePublic
 from hearth.chat.service import Chats, title_from_text
 from hearth.chat.titles import write_title
@@ -266,22 +266,14 @@ class ChatAnswers:
         yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
 
     async def _with_images(self, chat_id: uuid.UUID, fitted: Fitted) -> list[ChatMessage]:
-        """The prompt's messages, those with images as OpenAI content parts: the text,
-        then each image as a `data:` URL (the engine reads no link to Hearth)."""
+        """The prompt's messages, those with images as OpenAI content parts."""
         wanted = [i for ids in fitted.images for i in ids]
         if not wanted or self.images is None:
             return fitted.messages
         urls = await self.images.contents(chat_id, wanted)
-        messages = []
-        for message, ids in zip(fitted.messages, fitted.images, strict=True):
-            if ids:
-                parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
-                parts += [
-                    {"type": "image_url", "image_url": {"url": urls[i]}} for i in ids if i in urls
-                ]
-                message = ChatMessage(role=message.role, content=parts)
-            messages.append(message)
-        return messages
+        return [
+            with_parts(m, ids, urls) for m, ids in zip(fitted.messages, fitted.images, strict=True)
+        ]
 
     def _in_background(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

@@ -30,6 +30,7 @@ from hearth.chat.schemas import (
     MessagePublic,
 )
 from hearth.db.session import Database
+from hearth.engines.protocol import ChatMessage
 from hearth.errors import InvalidRequest, NotFound
 
 # Images waiting in a chat for their message: a few messages' worth, then a 400.
@@ -192,6 +193,18 @@ class ChatImages:
                 )
             )
             return {row.id: data_url(row.content_type, row.data) for row in rows}
+
+
+def with_parts(
+    message: ChatMessage, ids: list[uuid.UUID], urls: dict[uuid.UUID, str]
+) -> ChatMessage:
+    """`message` with its images (`ids`) as OpenAI content parts: the text, then each image
+    as a `data:` URL (an engine reads no link to Hearth)."""
+    if not ids:
+        return message
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts += [{"type": "image_url", "image_url": {"url": urls[i]}} for i in ids if i in urls]
+    return ChatMessage(role=message.role, content=parts)
 
 
 async def bind(

@@ -17,8 +17,6 @@ Hearth could keep (ids, links between messages, read state, display hints) is ig
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,14 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hearth.chat.images import image_type
-from hearth.chat.schemas import (
-    MAX_IMAGES_PER_MESSAGE,
-    MAX_MESSAGE_CHARS,
-    ChatExport,
-    ExportedImage,
-    ExportedMessage,
-)
+from hearth.chat.openwebui_images import taken_images
+from hearth.chat.schemas import MAX_MESSAGE_CHARS, ChatExport, ExportedImage, ExportedMessage
 
 MAX_SYSTEM_PROMPT_CHARS = 20_000  # ChatSettings.system_prompt
 MAX_TITLE_CHARS = 300
@@ -259,7 +251,15 @@ def _message(
         raise NotImportable(f"message {n} is not text")
     if len(message.content) > MAX_MESSAGE_CHARS:
         raise NotImportable(f"message {n} is longer than {MAX_MESSAGE_CHARS:,} characters")
-    images = _images(message, dropped, max_image_bytes)
+    extra = message.model_extra or {}
+    images: list[ExportedImage] = []
+    if isinstance(extra.get("files"), list):
+        # A user's images are kept; what is left in `files` is reported as attached files.
+        images, extra["files"], reasons = taken_images(
+            message.role, extra["files"], max_image_bytes
+        )
+        for reason in sorted(reasons):
+            dropped.count(reason)
     dropped.fields(message, _IGNORED_MESSAGE, _DROPPED_MESSAGE, per_message=True)
     status, error = "complete", None
     if message.role == "assistant" and message.error:
@@ -276,55 +276,6 @@ def _message(
         created_at=_moment(message.timestamp) or created,
         images=images,
     )
-
-
-def _images(message: OpenWebUIMessage, dropped: _Dropped, max_bytes: int) -> list[ExportedImage]:
-    """The message's images Hearth keeps, taken out of its `files` (what is left there is
-    reported as attached files); those it cannot keep are counted, by reason."""
-    extra = message.model_extra or {}
-    files = extra.get("files")
-    if not isinstance(files, list):
-        return []
-    images: list[ExportedImage] = []
-    others = []
-    reasons: set[str] = set()  # each counted once a message
-    for entry in files:
-        if not isinstance(entry, dict) or entry.get("type") != "image":
-            others.append(entry)
-            continue
-        url = entry.get("url")
-        if message.role != "user":
-            reasons.add("images in answers")
-        elif not isinstance(url, str) or not url.startswith("data:"):
-            reasons.add("images not in the file (links to Open WebUI's file store)")
-        elif len(images) == MAX_IMAGES_PER_MESSAGE:
-            reasons.add(f"images beyond {MAX_IMAGES_PER_MESSAGE} a message")
-        else:
-            image = _image(url, max_bytes)
-            if image is None:
-                reasons.add(f"images not PNG, JPEG, WebP or GIF, or over {max_bytes:,} bytes")
-            else:
-                images.append(image)
-    for reason in sorted(reasons):
-        dropped.count(reason)
-    extra["files"] = others
-    return images
-
-
-def _image(url: str, max_bytes: int) -> ExportedImage | None:
-    """A `data:` URL's image as Hearth keeps it, or None (not base64, not a type Hearth
-    takes, too large)."""
-    header, _, payload = url.partition(",")
-    if not header.endswith(";base64"):
-        return None
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    kind = image_type(data)
-    if kind is None or len(data) > max_bytes:
-        return None
-    return ExportedImage(content_type=kind, data=payload)  # type: ignore[arg-type]
 
 
 class _Dropped:
