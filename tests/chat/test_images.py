@@ -119,6 +119,20 @@ def test_an_image_goes_to_the_model_and_stays_in_the_history(
     assert served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
 
+    # An edit keeps the message's images, and takes none of its own.
+    question_id = stored[0]["id"]
+    more = alice.put(
+        f"/api/chats/{chat}/messages/{question_id}",
+        json={"content": "Which colour?", "images": [image["id"]]},
+    )
+    assert more.status_code == 400 and more.json()["error"]["param"] == "images"
+    edit = {"content": "Which colour?"}
+    with alice.stream("PUT", f"/api/chats/{chat}/messages/{question_id}", json=edit) as reply:
+        assert events(reply)[-1][0] == "done"
+    edited = alice.get(f"/api/chats/{chat}/messages").json()["items"][0]
+    assert edited["content"] == "Which colour?"
+    assert [i["id"] for i in edited["images"]] == [image["id"]]
+
     # The next turn's history carries the earlier image again.
     upstream.images.clear()
     send(alice, chat, "And now?")

@@ -225,7 +225,13 @@ async def regenerate(
 async def edit_message(
     chat_id: uuid.UUID, message_id: RowId, body: MessageCreate, request: Request, caller: CallerDep
 ) -> StreamingResponse:
-    """Change a user message and continue from there (what followed it is dropped)."""
+    """Change a user message and continue from there (what followed it is dropped); its
+    images stay with it (`images` is for new messages: 400 here)."""
+    if body.images:
+        raise InvalidRequest(
+            "An edited message keeps its images; images are sent with a new message.",
+            param="images",
+        )
     site = await request.app.state.site.get()
     events = await _answers(request).regenerate(
         caller,
