@@ -61,6 +61,11 @@ class ModelConfig(BaseModel):
         default_factory=list,
         description="Models to try, in order, when every deployment of this one fails.",
     )
+    vision: bool | None = Field(
+        default=None,
+        description="Whether the model reads images (OpenAI `image_url` parts). Empty: "
+        "what its engine reports (llama-server's /props, Ollama's /api/show), else no.",
+    )
 
     @property
     def upstream_name(self) -> str:
@@ -299,6 +304,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest chat import (`POST /api/chats/import`: an Open WebUI export of "
         "every chat); larger gets 413.",
+    )
+    chat_image_max_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="Largest image attached to a chat message (PNG, JPEG, WebP or GIF); "
+        "larger gets 413.",
     )
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long in-flight requests may finish at shutdown."

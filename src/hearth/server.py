@@ -31,6 +31,8 @@ from hearth.catalog.seeding import LOCAL_KINDS, local_hardware
 from hearth.catalog.service import Catalog
 from hearth.chat.answers import ChatAnswers
 from hearth.chat.api import router as chat_router
+from hearth.chat.images import ChatImages
+from hearth.chat.images_api import router as chat_images_router
 from hearth.chat.importers import ChatImports
 from hearth.chat.service import Chats
 from hearth.chat.sharing import ChatShares
@@ -122,7 +124,12 @@ def create_app(
                 services.documents, app.state.gateway, prompt_template=settings.rag_prompt_template
             )
             app.state.chats = Chats(services.database)
-            app.state.chat_imports = ChatImports(services.database)
+            app.state.chat_imports = ChatImports(
+                services.database, max_image_bytes=settings.chat_image_max_bytes
+            )
+            app.state.chat_images = ChatImages(
+                services.database, max_bytes=settings.chat_image_max_bytes
+            )
             app.state.chat_shares = ChatShares(services.database)
             app.state.users.on_delete(app.state.chats.erase_owner)
             app.state.presets = Presets(
@@ -137,7 +144,7 @@ def create_app(
             if interrupted:
                 log.info("%d answers were cut off by a replica that stopped", interrupted)
             app.state.chat_answers = ChatAnswers(
-                app.state.chats, app.state.gateway, app.state.answerer
+                app.state.chats, app.state.gateway, app.state.answerer, app.state.chat_images
             )
             app.state.catalog = build_catalog(settings, services.database)
             stack.push_async_callback(app.state.catalog.cache.close)
@@ -171,6 +178,7 @@ def create_app(
     app.include_router(chat_router)
     app.include_router(chat_sharing_router)
     app.include_router(presets_router)
+    app.include_router(chat_images_router)
     app.include_router(catalog_router)
     app.include_router(lab_router)
     install_web(app)
@@ -181,6 +189,8 @@ def create_app(
             "/api/chats/import": settings.chat_import_max_bytes,
             "/api/lab/import": LAB_IMPORT_MAX_BYTES + 64 * 1024,  # the form's own bytes
         },
+        # An image's multipart body: the image and the form around it.
+        "suffix_limits": {"/images": settings.chat_image_max_bytes + 64 * 1024},
     }
     ollama_paths = frozenset(route.path for route in ollama_router.routes)  # type: ignore[attr-defined]
     app.add_middleware(TextGuard, ollama_paths=ollama_paths)

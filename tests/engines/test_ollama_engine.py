@@ -7,6 +7,7 @@ models would refuse replies that real clients could not read.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any
 
@@ -256,15 +257,47 @@ def test_thinking_becomes_reasoning_content(upstream: FakeOllama) -> None:
     assert text_of(chunks) == "tok0 tok1 tok2 "
 
 
-def test_a_message_with_images_is_refused_before_calling_ollama(upstream: FakeOllama) -> None:
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-    request = chat_request("llama3.2", messages=[{"role": "user", "content": [image]}])
+def test_images_go_to_ollama_as_base64_and_links_are_refused(upstream: FakeOllama) -> None:
+    picture = b"\x89PNG\r\n\x1a\n picture"
+    encoded = base64.b64encode(picture).decode()
+    parts = [
+        {"type": "text", "text": "What is it?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}},
+    ]
+    request = chat_request("llama3.2", messages=[{"role": "user", "content": parts}])
 
-    error = fails_with(config(upstream.base_url), lambda engine: engine.chat(request))
+    run_with(config(upstream.base_url), lambda engine: engine.chat(request))
 
-    assert isinstance(error, InvalidRequest)
-    assert error.param == "messages[0].content"
+    sent = upstream.last("/api/chat").json["messages"]
+    assert sent == [{"role": "user", "content": "What is it?", "images": [encoded]}]
+    assert upstream.images == [picture]
+
+    link = {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}}
+    linked = chat_request("llama3.2", messages=[{"role": "user", "content": [link]}])
+    upstream.reset()
+    error = fails_with(config(upstream.base_url), lambda engine: engine.chat(linked))
+    assert isinstance(error, InvalidRequest) and error.param == "messages[0].content[0]"
     assert upstream.requests == []
+
+
+def test_which_models_read_images_comes_from_api_show_at_the_probes(
+    upstream: FakeOllama,
+) -> None:
+    models = [ModelConfig(name="eyes", upstream="llava-vision:7b"), ModelConfig(name="chat")]
+    names = ("llava-vision:7b", "chat", "other")
+
+    async def body(engine: OllamaEngine) -> tuple[list[bool | None], list[bool | None]]:
+        before = [engine.takes_images(n) for n in names]
+        assert await engine.health()
+        await engine.health()  # known now: not asked again
+        return before, [engine.takes_images(n) for n in names]
+
+    before, after = run_with(config(upstream.base_url, models=models), body)
+
+    assert before == [None, None, None]  # nothing asked at start, nor on a request's path
+    assert after == [True, False, None]
+    shown = [r.json["model"] for r in upstream.requests if r.path == "/api/show"]
+    assert shown == ["llava-vision:7b", "chat"]
 
 
 def test_stream_yields_each_chunk_as_it_arrives(upstream: FakeOllama) -> None:

@@ -26,11 +26,15 @@ Asked for `logprobs`, each content line (or the reply) carries one entry per pie
 /api/pull streams Ollama's progress lines (manifest, one layer in `chunk_count` steps,
 verifying, writing, success), or for a `model` named `missing`, the registry's error line.
 
+/api/show answers `capabilities` (["completion"], with "vision" for a model whose name has
+"vision" in it); the images /api/chat receives (base64, decoded) are kept in `images`.
+
 The server itself (thread, recording, disconnects) is `tests.fakes._server.FakeServer`.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -59,10 +63,12 @@ class FakeOllama(FakeServer):
     )
     loaded: list[str] = field(default_factory=lambda: ["llama3.2:latest"])
     tags_delay: float = 0.0
+    images: list[bytes] = field(default_factory=list)
 
     def reset(self) -> None:
         super().reset()
         self.tags_delay = 0.0
+        self.images = []
 
     async def _respond(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
         path, method, payload = request.path, request.method, request.json
@@ -84,7 +90,12 @@ class FakeOllama(FakeServer):
                 self.chunk_delay, receive, send,
             )  # fmt: skip
         elif path == "/api/chat" and method == "POST":
+            for message in payload.get("messages", []):
+                self.images += [base64.b64decode(i) for i in message.get("images") or []]
             await self._chat(payload, receive, send)
+        elif path == "/api/show" and method == "POST":
+            vision = ["vision"] if "vision" in payload["model"] else []
+            await self._send_json(send, 200, {"capabilities": ["completion", *vision]})
         else:
             # Ollama's router (Gin) answers unknown paths in plain text, not JSON.
             await self._send_body(send, 404, b"404 page not found", "text/plain")

@@ -15,6 +15,11 @@ The behaviour of /v1/chat/completions is chosen by the request's `model`:
     loop          a sentence, then "A: " over and over (`chunk_count` times), as a small
                   model that loops
 
+Images (OpenAI `image_url` content parts) are checked whatever the model, as a vision
+engine would: each must be a `data:image/...;base64,` URL whose base64 decodes to an
+image of the type it names (400 otherwise); the decoded ones are kept in `images`, in
+order, as (content type, bytes).
+
 Whatever the model, these attributes change how the server behaves (for failover tests):
 
     fail_status   answer every chat and embeddings request with this status
@@ -32,6 +37,8 @@ the same port. The server itself (thread, recording, disconnects) is
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -56,11 +63,13 @@ class FakeOpenAIUpstream(FakeServer):
     waiting: int = 0
     kv_cache: float = 0.0
     embedding_dimensions: int = 3
+    images: list[tuple[str, bytes]] = field(default_factory=list)
 
     def reset(self) -> None:
         super().reset()
         self.fail_status, self.hang, self.report = None, 0.0, None
         self.running, self.waiting, self.kv_cache = 0, 0, 0.0
+        self.images = []
 
     def kill(self) -> None:
         self.__exit__()
@@ -114,7 +123,11 @@ class FakeOpenAIUpstream(FakeServer):
     async def _chat(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
         model = request["model"]
         streaming = request.get("stream", False)
-        if model.startswith("error-"):
+        problem = self._read_images(request)
+        if problem is not None:
+            error = {"message": problem, "type": "invalid_request_error", "param": "messages"}
+            await self._send_json(send, 400, {"error": error})
+        elif model.startswith("error-"):
             status = int(model.removeprefix("error-"))
             message = {
                 400: "temperature must be between 0 and 2",
@@ -133,6 +146,29 @@ class FakeOpenAIUpstream(FakeServer):
             await self._send_json(send, 200, _completion(model))
         else:
             await self._stream(request, receive, send)
+
+    def _read_images(self, request: dict[str, Any]) -> str | None:
+        """Keep the request's images (decoded); what is wrong with one, if anything."""
+        found = []
+        for message in request.get("messages", []):
+            content = message.get("content")
+            for part in content if isinstance(content, list) else []:
+                if part.get("type") != "image_url":
+                    continue
+                url = (part.get("image_url") or {}).get("url", "")
+                header, _, payload = url.partition(",")
+                if not (header.startswith("data:image/") and header.endswith(";base64")):
+                    return f"an image must be a base64 data URL, got {url[:40]!r}"
+                try:
+                    data = base64.b64decode(payload, validate=True)
+                except binascii.Error:
+                    return "an image's base64 does not decode"
+                kind = header.removeprefix("data:").removesuffix(";base64")
+                if not data.startswith(_SIGNATURES.get(kind, b"\0never")):
+                    return f"an image's bytes are not {kind}"
+                found.append((kind, data))
+        self.images.extend(found)
+        return None
 
     async def _stream(self, request: dict[str, Any], receive: Receive, send: Send) -> None:
         model = request["model"]
@@ -155,6 +191,14 @@ class FakeOpenAIUpstream(FakeServer):
             events.append(b"data: [DONE]\n\n")
 
         await self._send_stream(events, "text/event-stream", delay, receive, send)
+
+
+_SIGNATURES = {
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+    "image/gif": b"GIF8",
+    "image/webp": b"RIFF",
+}
 
 
 def _sse(payload: dict[str, Any]) -> bytes:

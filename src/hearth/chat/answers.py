@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 from hearth.accounts.keys import Caller
 from hearth.accounts.principal import Principal
+from hearth.chat.images import IMAGE_TOKENS, ChatImages, with_parts
 from hearth.chat.schemas import SAVE_EVERY_SECONDS, MessagePublic
 from hearth.chat.service import Chats, title_from_text
 from hearth.chat.titles import write_title
 from hearth.engines.protocol import ChatCompletionRequest, ChatMessage, StreamOptions
-from hearth.errors import HearthError
+from hearth.errors import HearthError, InvalidRequest
 from hearth.gateway.context import (
     ANSWER_TOKENS,
     CHARS_PER_TOKEN,
@@ -29,6 +30,7 @@ from hearth.gateway.context import (
     estimate_tokens,
 )
 from hearth.gateway.service import Gateway
+from hearth.gateway.vision import vision
 from hearth.rag.answer import Answerer
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,17 @@ class ChatEvent:
 
 
 class ChatAnswers:
-    def __init__(self, chats: Chats, gateway: Gateway, answerer: Answerer | None) -> None:
+    def __init__(
+        self,
+        chats: Chats,
+        gateway: Gateway,
+        answerer: Answerer | None,
+        images: ChatImages | None = None,
+    ) -> None:
         self.chats = chats
         self.gateway = gateway
         self.answerer = answerer
+        self.images = images
         self._saving: set[asyncio.Future[Any]] = set()
 
     async def ask(
@@ -73,11 +82,23 @@ class ChatAnswers:
         chat_id: uuid.UUID,
         content: str,
         *,
+        images: list[uuid.UUID] | None = None,
         defaults: Defaults = DEFAULTS,
     ) -> AsyncIterator[ChatEvent]:
-        """Store the user's message, then answer it."""
+        """Store the user's message (with the images uploaded for it), then answer it. A
+        message with images to a model that does not read them is a 400 naming the model,
+        before anything is stored or sent."""
+        if images:
+            chat = await self.chats.get(principal, chat_id)
+            known = vision(self.gateway.routes, chat.model)
+            if not known.reads_images:
+                raise InvalidRequest(
+                    f"The model '{chat.model}' cannot read images ({known.why_not}). Send "
+                    "the message without them, or choose a model that reads images.",
+                    param="images",
+                )
         question = await self.chats.add_message(
-            principal, chat_id, role="user", content=content, title_from=content
+            principal, chat_id, role="user", content=content, title_from=content, images=images
         )
         return await self._answer(principal, chat_id, question, defaults)
 
@@ -129,8 +150,11 @@ class ChatAnswers:
             )
             citations = [c.model_dump(mode="json") for c in grounding.citations]
             system = f"{system_prompt}\n\n{grounding.system}".strip()
-        fitted = _fit(history, window - answer_tokens - estimate_tokens(system))
-        messages = fitted.messages
+        reads_images = vision(self.gateway.routes, chat.model).reads_images is True
+        fitted = _fit(
+            history, window - answer_tokens - estimate_tokens(system), images=reads_images
+        )
+        messages = await self._with_images(chat_id, fitted)
         if system:
             messages.insert(0, ChatMessage(role="system", content=system))
         request = ChatCompletionRequest(
@@ -242,6 +266,16 @@ class ChatAnswers:
             return
         yield ChatEvent("done", {"message": answer.model_dump(mode="json")})
 
+    async def _with_images(self, chat_id: uuid.UUID, fitted: Fitted) -> list[ChatMessage]:
+        """The prompt's messages, those with images as OpenAI content parts."""
+        wanted = [i for ids in fitted.images for i in ids]
+        if not wanted or self.images is None:
+            return fitted.messages
+        urls = await self.images.contents(chat_id, wanted)
+        return [
+            with_parts(m, ids, urls) for m, ids in zip(fitted.messages, fitted.images, strict=True)
+        ]
+
     def _in_background(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
         self._saving.add(task)  # the loop holds tasks weakly
@@ -313,30 +347,50 @@ class Fitted:
     messages: list[ChatMessage]
     dropped: int = 0  # earlier messages left out
     cut: int = 0  # characters cut from the start of the question (longer than the window)
+    images: list[list[uuid.UUID]] = field(default_factory=list)  # each message's, in order
+    images_left_out: int = 0  # the kept messages' images, for a model that reads none
 
     def context(self) -> dict[str, int]:
-        return {"dropped": self.dropped, "cut": self.cut} if self.dropped or self.cut else {}
+        told = {"dropped": self.dropped, "cut": self.cut} if self.dropped or self.cut else {}
+        if self.images_left_out:
+            told["images"] = self.images_left_out
+        return told
 
 
-def _fit(history: list[MessagePublic], budget: int) -> Fitted:
+def _fit(history: list[MessagePublic], budget: int, *, images: bool = False) -> Fitted:
     """The latest messages that fit in `budget` tokens, oldest first; failed answers and
-    empty stopped ones are left out of the prompt (and not counted as dropped)."""
+    empty stopped ones are left out of the prompt (and not counted as dropped). With
+    `images` (a model that reads them) a message's images go with it, each counted as
+    IMAGE_TOKENS; without, they are left out and counted."""
     usable = [
         m
         for m in history
         if not (m.role == "assistant" and (m.status == "failed" or not m.content))
     ]
     kept: list[ChatMessage] = []
-    cut = 0
+    kept_images: list[list[uuid.UUID]] = []
+    cut = left_out = 0
     for message in reversed(usable):
-        content, cost = message.content, estimate_tokens(message.content)
+        pictures = [i.id for i in message.images] if images else []
+        content = message.content
+        cost = estimate_tokens(content) + IMAGE_TOKENS * len(pictures)
         if cost > budget:
             if kept:
                 break
             # The question alone is longer than the window: keep its end.
-            content = content[-max(budget, 64) * CHARS_PER_TOKEN :]
+            room = max(budget - IMAGE_TOKENS * len(pictures), 64)
+            content = content[-room * CHARS_PER_TOKEN :]
             cut, cost = len(message.content) - len(content), budget
         budget -= cost
+        left_out += 0 if images else len(message.images)
         kept.append(ChatMessage(role=message.role, content=content))  # type: ignore[arg-type]
+        kept_images.append(pictures)
     kept.reverse()
-    return Fitted(kept, dropped=len(usable) - len(kept), cut=cut)
+    kept_images.reverse()
+    return Fitted(
+        kept,
+        dropped=len(usable) - len(kept),
+        cut=cut,
+        images=kept_images,
+        images_left_out=left_out,
+    )

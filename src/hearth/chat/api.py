@@ -23,6 +23,7 @@ from hearth.chat.schemas import (
     ChatCreate,
     ChatCreated,
     ChatExport,
+    ChatModelPublic,
     ChatPublic,
     ChatsImported,
     ChatsPage,
@@ -34,6 +35,8 @@ from hearth.chat.schemas import (
 from hearth.chat.service import Chats, export_markdown
 from hearth.errors import InvalidRequest
 from hearth.fields import RowId
+from hearth.gateway.context import context_window
+from hearth.gateway.vision import vision
 from hearth.http.replies import Streamed
 from hearth.presets.service import chat_from_preset
 
@@ -156,6 +159,27 @@ async def _import_models(request: Request) -> ImportModels:
     )
 
 
+@router.get("/models")
+async def list_chat_models(request: Request, caller: CallerDep) -> list[ChatModelPublic]:
+    """The chat models served here, as the chat page offers them: each one's window,
+    whether it reads images, and which a new chat takes."""
+    routes = request.app.state.routes
+    try:
+        default = await chat_model(request, None)
+    except InvalidRequest:
+        default = None  # no chat model is served
+    return [
+        ChatModelPublic(
+            name=r.model.name,
+            context_window=context_window(routes, r.model.name),
+            vision=vision(routes, r.model.name).reads_images is True,
+            default=r.model.name == default,
+        )
+        for r in routes.all()
+        if r.model.type == "chat"
+    ]
+
+
 @router.get("/{chat_id}")
 async def get_chat(chat_id: uuid.UUID, chats: ChatsDep, caller: CallerDep) -> ChatPublic:
     return await chats.get(caller, chat_id)
@@ -212,9 +236,12 @@ async def send_message(
     """Send a message, after the chat's active leaf (it continues the branch shown); the
     answer streams back as server-sent events: `question` (the stored message and any
     citations), `delta` (text), then `done` or `error` (the stored answer). Closing the
-    connection stops the answer; what was written so far is kept."""
+    connection stops the answer; what was written so far is kept. `images`: ids of images
+    uploaded to the chat for it (a model that does not read images: 400)."""
     site = await request.app.state.site.get()
-    events = await _answers(request).ask(caller, chat_id, body.content, defaults=_defaults(site))
+    events = await _answers(request).ask(
+        caller, chat_id, body.content, images=body.images, defaults=_defaults(site)
+    )
     return _stream(events)
 
 
@@ -236,7 +263,13 @@ async def edit_message(
     chat_id: uuid.UUID, message_id: RowId, body: MessageCreate, request: Request, caller: CallerDep
 ) -> StreamingResponse:
     """Edit user message `message_id`: a new version of it (a sibling: it follows the same
-    message) is answered and shown; the old one and what followed it stay, one branch away."""
+    message) is answered and shown, with the old one's images (`images` is for new
+    messages: 400 here); the old one and what followed it stay, one branch away."""
+    if body.images:
+        raise InvalidRequest(
+            "An edited message keeps its images; images are sent with a new message.",
+            param="images",
+        )
     site = await request.app.state.site.get()
     events = await _answers(request).regenerate(
         caller,

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from hearth.accounts.principal import Principal
 from hearth.chat import tree
+from hearth.chat.images import copy_images, with_images
 from hearth.chat.models import Chat, Message
 from hearth.chat.schemas import MessagePublic, MessagesPage
 from hearth.db.session import Database
@@ -50,6 +51,7 @@ class ChatBranches:
                 )
                 session.add(question)
                 await session.flush()
+                await copy_images(session, chat_id, message.id, question.id)
                 chat.updated_at = func.now()
             elif message.role == "user":
                 question = message
@@ -62,7 +64,8 @@ class ChatBranches:
             chat.current_message_id = question.id
             await session.commit()
             await session.refresh(question)
-            return MessagePublic.model_validate(question)
+            (public,) = await with_images(session, [MessagePublic.model_validate(question)])
+            return public
 
     async def select_branch(
         self, principal: Principal, chat_id: uuid.UUID, message_id: int

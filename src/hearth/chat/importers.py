@@ -19,6 +19,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from hearth.accounts.principal import Principal
 from hearth.chat import tags as chat_tags
+from hearth.chat.images import imported
 from hearth.chat.models import Chat, Message
 from hearth.chat.openwebui import ImportModels, NotImportable, from_open_webui, title_of
 from hearth.chat.schemas import ChatExport, ChatPublic, ChatsImported, ImportedChat
@@ -60,8 +61,9 @@ def hearth_export(data: Any) -> ChatExport:
 
 
 class ChatImports:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, max_image_bytes: int = 10 * 1024 * 1024) -> None:
         self.database = database
+        self.max_image_bytes = max_image_bytes
 
     async def hearth(self, principal: Principal, data: ChatExport) -> ChatPublic:
         """A new chat from Hearth's own export, in one transaction (all of it or nothing)."""
@@ -82,10 +84,12 @@ class ChatImports:
         for index, raw in enumerate(chats, 1):
             title = title_of(raw)
             try:
-                converted = from_open_webui(raw, models)
+                converted = from_open_webui(raw, models, max_image_bytes=self.max_image_bytes)
                 chat = await self._write(principal, converted.export)
             except NotImportable as exc:
                 results.append(_failed(index, title, str(exc)))
+            except InvalidRequest as exc:  # an image that is not fit (type, size)
+                results.append(_failed(index, title, exc.message))
             except (DataError, IntegrityError) as exc:
                 # A value PostgreSQL refuses that the checks above let through: this chat
                 # is not imported (its transaction rolled back); the next one may be.
@@ -116,6 +120,11 @@ class ChatImports:
             for name, value in (("created_at", data.created_at), ("updated_at", data.updated_at))
             if value is not None
         }
+        # Every image checked as an upload is, before anything is written.
+        images = [
+            imported(m.images, self.max_image_bytes, f"messages[{n}]")
+            for n, m in enumerate(data.messages)
+        ]
         async with self.database.session() as session:
             # The messages' ids first, in order (a parent's before its children's, as the
             # export lists them), so that one INSERT writes the tree with its links.
@@ -155,6 +164,10 @@ class ChatImports:
                         for n, m in enumerate(data.messages)
                     ],
                 )
+                for n, rows in enumerate(images):  # each message's, by its reserved id
+                    for row in rows:
+                        row.chat_id, row.message_id = chat.id, ids[n]
+                        session.add(row)
             tags = (
                 await chat_tags.replace(session, principal, chat.id, data.tags) if data.tags else []
             )

@@ -1,5 +1,5 @@
-"""Tables the chat feature owns: conversations, their messages, their tags, and links that
-share them."""
+"""Tables the chat feature owns: conversations, their messages, their tags, the images
+attached to them, and links that share them."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
+    SmallInteger,
     String,
     Text,
     false,
@@ -152,3 +154,27 @@ class ChatShare(Base):
     last_message_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ChatImage(Base):
+    """An image attached to a user message (PNG, JPEG, WebP or GIF, told by its bytes), kept
+    in the database with it: deleted with its message or chat (CASCADE), in the same
+    transactions, and backed up with the rest. Uploaded before its message is sent, it has
+    no `message_id` until then (one left so is deleted later: chat/images.py)."""
+
+    __tablename__ = "chat_image"
+    __table_args__ = (
+        Index("ix_chat_image_chat_id", "chat_id"),
+        Index("ix_chat_image_message_id", "message_id", "position"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
+    chat_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_message.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(SmallInteger, default=0)
+    content_type: Mapped[str] = mapped_column(String(20))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

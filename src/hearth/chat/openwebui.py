@@ -11,10 +11,11 @@ Hearth keeps the tree as it is: every message of every branch, each after the on
 `parentId` names (siblings in the order of their parent's `childrenIds`, as Open WebUI's
 arrows show them), and `currentId` (the message the user saw last) as the chat's
 active leaf. Its tags (`meta.tags`, or `chat.tags` in older files) become Hearth's, as the
-file spells them. What else a chat holds that Hearth cannot keep (folders, attached files,
-ratings, sampling settings, tags past Hearth's limits, fields it does not know) is named in
-the chat's result, never dropped silently; only what carries nothing Hearth could keep
-(ids, read state, display hints) is ignored.
+file spells them, and a user's images (`files` of type `image` with a `data:` URL) are kept
+with their message. What else a chat holds that Hearth cannot keep (folders, attached
+files other than a user's images, ratings, sampling settings, tags past Hearth's limits,
+fields it does not know) is named in the chat's result, never dropped silently; only what
+carries nothing Hearth could keep (ids, read state, display hints) is ignored.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hearth.chat.openwebui_images import taken_images
 from hearth.chat.schemas import (
     MAX_MESSAGE_CHARS,
     MAX_TAG_CHARS,
     MAX_TAGS_PER_CHAT,
     ChatExport,
+    ExportedImage,
     ExportedMessage,
     tag_key,
     tag_name,
@@ -147,17 +150,22 @@ def title_of(raw: Any) -> str:
     return "(untitled)"
 
 
-def from_open_webui(raw: Any, models: ImportModels) -> Converted:
-    """One chat of Open WebUI's file as Hearth's export, with what was left out."""
+def from_open_webui(
+    raw: Any, models: ImportModels, *, max_image_bytes: int = 10 * 1024 * 1024
+) -> Converted:
+    """One chat of Open WebUI's file as Hearth's export, with what was left out. A user's
+    images (`files` of type `image` with a `data:` URL) are kept when Hearth takes them
+    (PNG, JPEG, WebP or GIF, at most `max_image_bytes`, four a message); the others are
+    named in the result."""
     if not isinstance(raw, dict) or not isinstance(raw.get("chat"), dict):
         raise NotImportable("it is not an Open WebUI chat (an object with a 'chat' object)")
     try:
-        return _converted(OpenWebUIChat.model_validate(raw), models)
+        return _converted(OpenWebUIChat.model_validate(raw), models, max_image_bytes)
     except ValidationError as exc:  # its shape, or a value Hearth's export refuses
         raise NotImportable(_problem(exc)) from None
 
 
-def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
+def _converted(chat: OpenWebUIChat, models: ImportModels, max_image_bytes: int) -> Converted:
     conversation = chat.chat
     dropped = _Dropped()
     dropped.fields(chat, _IGNORED_CHAT, _DROPPED_CHAT)
@@ -169,7 +177,7 @@ def _converted(chat: OpenWebUIChat, models: ImportModels) -> Converted:
     ordered, parents, current, notes = _tree(conversation, chat.current_message_id)
     created = _moment(chat.created_at) or _moment(conversation.timestamp)
     messages = [
-        _message(n, m, parent, created, dropped)
+        _message(n, m, parent, created, dropped, max_image_bytes)
         for n, (m, parent) in enumerate(zip(ordered, parents, strict=True), 1)
     ]
 
@@ -264,6 +272,7 @@ def _message(
     parent: int | None,
     created: datetime | None,
     dropped: _Dropped,
+    max_image_bytes: int,
 ) -> ExportedMessage:
     if not message.role:
         raise NotImportable(f"message {n} has no role")
@@ -273,6 +282,15 @@ def _message(
         raise NotImportable(f"message {n} is not text")
     if len(message.content) > MAX_MESSAGE_CHARS:
         raise NotImportable(f"message {n} is longer than {MAX_MESSAGE_CHARS:,} characters")
+    extra = message.model_extra or {}
+    images: list[ExportedImage] = []
+    if isinstance(extra.get("files"), list):
+        # A user's images are kept; what is left in `files` is reported as attached files.
+        images, extra["files"], reasons = taken_images(
+            message.role, extra["files"], max_image_bytes
+        )
+        for reason in sorted(reasons):
+            dropped.count(reason)
     dropped.fields(message, _IGNORED_MESSAGE, _DROPPED_MESSAGE, per_message=True)
     status, error = "complete", None
     if message.role == "assistant" and message.error:
@@ -288,6 +306,7 @@ def _message(
         model=answered_by,
         error=error,
         created_at=_moment(message.timestamp) or created,
+        images=images,
     )
 
 
@@ -301,6 +320,10 @@ class _Dropped:
 
     def note(self, line: str) -> None:
         self._notes.append(line)
+
+    def count(self, what: str) -> None:
+        """One more message that held `what`."""
+        self._per_message[what] += 1
 
     def fields(
         self,

@@ -26,6 +26,9 @@ SAVE_EVERY_SECONDS = 2.0
 STALE_STREAM_SECONDS = 15.0
 MAX_TAG_CHARS = 40
 MAX_TAGS_PER_CHAT = 20
+# Images a user message may carry (each at most the setting `chat_image_max_bytes`).
+MAX_IMAGES_PER_MESSAGE = 4
+ImageType = Literal["image/png", "image/jpeg", "image/webp", "image/gif"]
 
 
 def tag_name(value: str) -> str:
@@ -150,6 +153,17 @@ class ChatsPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
 
 
+class ImagePublic(BaseModel):
+    """An image attached to a message: its bytes at `GET /api/chats/{chat}/images/{id}`
+    (the chat's owner), or `GET /api/shared/{token}/images/{id}` (a link's readers)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    content_type: ImageType
+    size: int = Field(description="Bytes.")
+
+
 class MessagePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -179,6 +193,7 @@ class MessagePublic(BaseModel):
         default=None, description="The sibling before it (select it to show that branch)."
     )
     next_sibling: int | None = Field(default=None, description="The sibling after it.")
+    images: list[ImagePublic] = Field(default_factory=list, description="In their order.")
 
     @model_validator(mode="after")
     def _stale_is_interrupted(self) -> MessagePublic:
@@ -199,6 +214,23 @@ class MessagesPage(BaseModel):
 
 class MessageCreate(BaseModel):
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    images: list[uuid.UUID] = Field(
+        default_factory=list,
+        max_length=MAX_IMAGES_PER_MESSAGE,
+        description="Images uploaded to this chat (`POST /api/chats/{id}/images`) for this "
+        "message, in order; only for a model that reads images (400 otherwise).",
+    )
+
+
+class ChatModelPublic(BaseModel):
+    """A chat model served here, as the chat page offers it."""
+
+    name: str
+    context_window: int = Field(description="Tokens (the engine's, else Hearth's default).")
+    vision: bool = Field(
+        description="It reads images: its `vision` setting, else what its engine reports."
+    )
+    default: bool = Field(description="The model a new chat takes.")
 
 
 def _utc(value: datetime) -> datetime:
@@ -296,9 +328,29 @@ class ExportedMessage(BaseModel):
     error: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     citations: list[dict[str, Any]] | None = None
     created_at: Moment | None = None
+    images: list[ExportedImage] = Field(
+        default_factory=list, max_length=MAX_IMAGES_PER_MESSAGE, description="A user's images."
+    )
+
+    @model_validator(mode="after")
+    def _images_are_the_users(self) -> ExportedMessage:
+        if self.images and self.role != "user":
+            raise ValueError("only a user's message carries images")
+        return self
+
+
+class ExportedImage(BaseModel):
+    """An image in an export, its bytes in base64 (checked again on import: its type told
+    by the bytes, its size within `chat_image_max_bytes`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content_type: ImageType
+    data: str = Field(description="The image's bytes, base64.")
 
 
 ChatExport.model_rebuild()
+ExportedMessage.model_rebuild()
 
 
 class ImportedChat(BaseModel):

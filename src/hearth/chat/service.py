@@ -21,6 +21,7 @@ from hearth.accounts.principal import Principal
 from hearth.chat import tags as chat_tags
 from hearth.chat import tree
 from hearth.chat.branches import ChatBranches
+from hearth.chat.images import bind, exported, listed_images, shown, with_images
 from hearth.chat.models import SEARCH_CONFIG, Chat, Message
 from hearth.chat.schemas import (
     STALE_STREAM_SECONDS,
@@ -228,7 +229,7 @@ class Chats(ChatBranches):
         )
         page = tree.page_of(path, before=before, limit=limit)
         statement = (
-            select(Chat, Message, tree.sibling_ids())
+            select(Chat, Message, tree.sibling_ids(), listed_images(Message.id))
             .select_from(Chat)
             .outerjoin(page, true())
             .outerjoin(Message, and_(Message.id == page.c.id, Message.chat_id == Chat.id))
@@ -241,15 +242,15 @@ class Chats(ChatBranches):
         if not rows:
             raise NotFound(f"no chat {chat_id}")
         chat = ChatPublic.model_validate(rows[0][0])
-        messages = [(m, ids) for _, m, ids in rows if m is not None]
+        messages = [(m, ids, images) for _, m, ids, images in rows if m is not None]
         more = len(messages) > limit
         messages = messages[:limit]
         messages.reverse()
-        shown = MessagesPage(
-            items=[tree.on_path(m, ids) for m, ids in messages],
+        page_shown = MessagesPage(
+            items=[shown(tree.on_path(m, ids), images) for m, ids, images in messages],
             earlier=messages[0][0].id if more else None,
         )
-        return chat, shown
+        return chat, page_shown
 
     async def save_partial(self, message_id: int, content: str) -> None:
         """The text so far of an answer still streaming (its owner checked at its start)."""
@@ -316,11 +317,13 @@ class Chats(ChatBranches):
         error: str | None = None,
         title_from: str | None = None,
         parent: int | Literal["current"] | None = "current",
+        images: list[uuid.UUID] | None = None,
     ) -> MessagePublic:
         """Add a message after `parent` (by default the chat's active leaf: a message sent
         continues the branch shown), make it the active leaf, and move the chat to the
         top of the list; a chat still called "New chat" takes its title from `title_from`
-        (the first question)."""
+        (the first question). `images` (uploaded to this chat, not sent yet) go with it,
+        or nothing is stored (400)."""
         async with self.database.session() as session:
             # Locked: two messages added at once each see the other's (the tree holds).
             chat = await session.scalar(_owned(principal, chat_id).with_for_update())
@@ -348,8 +351,13 @@ class Chats(ChatBranches):
             chat.updated_at = func.now()
             if title_from and chat.title == NEW_CHAT_TITLE:
                 chat.title = title_from_text(title_from)
+            if images:
+                await bind(session, chat_id, message.id, images)
+            public = MessagePublic.model_validate(message)
+            if images:
+                await with_images(session, [public])
             await session.commit()
-            return MessagePublic.model_validate(message)
+            return public
 
     async def export(self, principal: Principal, chat_id: uuid.UUID) -> ChatExport:
         """The chat with every message of every branch, each after the one it follows
@@ -364,6 +372,7 @@ class Chats(ChatBranches):
                 )
             )
             place = {m.id: n for n, m in enumerate(rows, 1)}
+            images = await exported(session, chat_id)
             messages = [
                 ExportedMessage(
                     parent=place.get(m.parent_id) if m.parent_id is not None else None,
@@ -374,6 +383,7 @@ class Chats(ChatBranches):
                     error=m.error,
                     citations=m.citations,
                     created_at=m.created_at,
+                    images=images.get(m.id, []),
                 )
                 for m in rows
             ]
@@ -398,6 +408,9 @@ def export_markdown(data: ChatExport) -> str:
     lines = [f"# {data.title}", "", f"Model: {data.model}", ""]
     for message in data.path():
         lines += [f"## {'You' if message.role == 'user' else 'Assistant'}", "", message.content, ""]
+        if message.images:  # Markdown holds no bytes: said, and kept in the JSON export
+            count = len(message.images)
+            lines += [f"_({count} image{'s' if count > 1 else ''}: in the JSON export)_", ""]
     return "\n".join(lines)
 
 

@@ -21,13 +21,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import CTE, Select, and_, func, select, true, update
+from sqlalchemy import Select, and_, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hearth.accounts.principal import Principal
 from hearth.chat import tree
+from hearth.chat.images import listed_images, shown
 from hearth.chat.models import Chat, ChatShare, Message
-from hearth.chat.schemas import MessagePublic, SharedChat
+from hearth.chat.schemas import SharedChat
 from hearth.db.session import Database
 from hearth.errors import InvalidRequest, NotFound
 
@@ -118,10 +119,10 @@ class ChatShares:
         limit = max(1, min(limit, 500))
         # One statement: the live link (token, not revoked), its chat, and the path up
         # from the leaf it was made with.
-        path = _shared_path(token)
+        path = tree.shared_path(token)
         page = tree.page_of(path, before=before, limit=limit)
         statement = (
-            select(ChatShare.created_at, Chat.title, Chat.model, Message)
+            select(ChatShare.created_at, Chat.title, Chat.model, Message, listed_images(Message.id))
             .select_from(ChatShare)
             .join(Chat, Chat.id == ChatShare.chat_id)
             .outerjoin(page, true())
@@ -134,7 +135,8 @@ class ChatShares:
         if not rows:
             raise NotFound("no such shared chat (the link is wrong, or was revoked)")
         shared_at, title, model = rows[0][:3]
-        messages = [row[3] for row in rows if row[3] is not None]
+        # With their images' ids (read at /api/shared/{token}/images/{id}, the link checked).
+        messages = [(row[3], row[4]) for row in rows if row[3] is not None]
         more = len(messages) > limit
         messages = messages[:limit]
         messages.reverse()
@@ -142,8 +144,8 @@ class ChatShares:
             title=title,
             model=model,
             shared_at=shared_at,
-            messages=[MessagePublic.model_validate(m) for m in messages],
-            earlier=messages[0].id if more else None,
+            messages=[shown(m, images) for m, images in messages],
+            earlier=messages[0][0].id if more else None,
         )
 
 
@@ -151,20 +153,7 @@ def _live(chat_id: uuid.UUID) -> Select[tuple[ChatShare]]:
     return select(ChatShare).where(ChatShare.chat_id == chat_id, ChatShare.revoked_at.is_(None))
 
 
-def _shared_path(token: str) -> CTE:
-    """The path a live link shows: up from the leaf it was made with, in its own chat."""
-    return tree.walk_up(
-        tree.start_at()
-        .join(ChatShare, ChatShare.chat_id == Message.chat_id)
-        .where(
-            ChatShare.token == token,
-            ChatShare.revoked_at.is_(None),
-            Message.id == ChatShare.last_message_id,
-        )
-    )
-
-
 async def _link(session: AsyncSession, share: ChatShare) -> ShareLink:
     path = tree.path_to(share.chat_id, share.last_message_id)
-    shown = await session.scalar(select(func.count()).select_from(path))
-    return ShareLink(share.token, int(shown or 0), share.created_at)
+    count = await session.scalar(select(func.count()).select_from(path))
+    return ShareLink(share.token, int(count or 0), share.created_at)

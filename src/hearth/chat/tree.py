@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from hearth.chat.models import Chat, Message
+from hearth.chat.models import Chat, ChatShare, Message
 from hearth.chat.schemas import MessagePublic
 from hearth.errors import NotFound
 
@@ -63,6 +63,21 @@ def active_path(chat_id: uuid.UUID, owner_id: str) -> CTE:
 def path_to(chat_id: uuid.UUID, message_id: int) -> CTE:
     """The path from message `message_id` of the chat up (nothing if it is not the chat's)."""
     return walk_up(start_at().where(Message.chat_id == chat_id, Message.id == message_id))
+
+
+def shared_path(token: str) -> CTE:
+    """The path a live link shows: up from the leaf it was made with, in its own chat
+    (nothing for a wrong or revoked token)."""
+    return walk_up(
+        start_at()
+        .join(ChatShare, ChatShare.chat_id == Message.chat_id)
+        .where(
+            ChatShare.token == token,
+            ChatShare.revoked_at.is_(None),
+            Message.id == ChatShare.last_message_id,
+        ),
+        name="shared_path",
+    )
 
 
 def page_of(path: CTE, *, before: int | None, limit: int) -> Any:

@@ -47,16 +47,21 @@ class TemplateCaps:
     """What the model's chat template can render, as llama-server reports it."""
 
     tools: bool = False
+    vision: bool = False  # it reads images (`modalities.vision`: a multimodal projector)
 
     @classmethod
     def from_props(cls, props: object) -> TemplateCaps:
-        """From llama-server's /props (`chat_template_caps`); none known: no tools."""
+        """From llama-server's /props (`chat_template_caps`, `modalities`); none known: no
+        tools, no images."""
+        modalities = props.get("modalities") if isinstance(props, dict) else None
+        vision = isinstance(modalities, dict) and modalities.get("vision") is True
         caps = props.get("chat_template_caps") if isinstance(props, dict) else None
         if not isinstance(caps, dict):
-            return cls()
+            return cls(vision=vision)
         # Both: a template that lists the tools and renders the calls in the history.
         return cls(
-            tools=all(caps.get(key) is True for key in ("supports_tools", "supports_tool_calls"))
+            tools=all(caps.get(key) is True for key in ("supports_tools", "supports_tool_calls")),
+            vision=vision,
         )
 
 

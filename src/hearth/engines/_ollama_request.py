@@ -70,11 +70,10 @@ def _messages(request: ChatCompletionRequest) -> list[dict[str, Any]]:
     names: dict[str, str] = {}  # tool call id → function name
     messages = []
     for i, message in enumerate(request.messages):
-        try:
-            text = message.text()
-        except ValueError as exc:
-            raise InvalidRequest(str(exc), param=f"messages[{i}].content") from exc
+        text, images = _content(message.content, i)
         entry: dict[str, Any] = {"role": _ROLES.get(message.role, message.role), "content": text}
+        if images:
+            entry["images"] = images
         extra = message.model_extra or {}
         if extra.get("tool_calls"):
             entry["tool_calls"] = [_call(call, i, names) for call in extra["tool_calls"]]
@@ -82,6 +81,31 @@ def _messages(request: ChatCompletionRequest) -> list[dict[str, Any]]:
             entry["tool_name"] = names[extra["tool_call_id"]]
         messages.append(entry)
     return messages
+
+
+def _content(content: str | list[dict[str, Any]] | None, index: int) -> tuple[str, list[str]]:
+    """A message's text, and its images as Ollama takes them (base64, from OpenAI's
+    `image_url` parts with a `data:` URL; Ollama fetches no links)."""
+    if content is None or isinstance(content, str):
+        return content or "", []
+    texts, images = [], []
+    for j, part in enumerate(content):
+        where = f"messages[{index}].content[{j}]"
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            url = (part.get("image_url") or {}).get("url")
+            header, _, data = url.partition(",") if isinstance(url, str) else ("", "", "")
+            if not (header.startswith("data:image/") and header.endswith(";base64") and data):
+                raise InvalidRequest(
+                    "Ollama takes images as data: URLs (data:image/png;base64,...), not links",
+                    param=where,
+                )
+            images.append(data)
+        else:
+            raise InvalidRequest(f"a content part of type {kind!r} cannot be sent", param=where)
+    return "".join(texts), images
 
 
 def _call(call: Any, index: int, names: dict[str, str]) -> dict[str, Any]:

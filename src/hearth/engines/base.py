@@ -75,6 +75,11 @@ class Engine(ABC):
         """The engine's own report of its load, if it has one (polled by the health task)."""
         return None
 
+    def takes_images(self, model: str) -> bool | None:
+        """Whether the engine reports that `model` (its own name) reads images; None when
+        it does not say (a model's `vision` setting decides then, else no)."""
+        return None
+
     async def chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         raise InvalidRequest(f"model '{request.model}' does not support chat completions")
 

@@ -168,6 +168,8 @@ class _Child:
         caps = params.TemplateCaps.from_props(props)
         verb = "renders" if caps.tools else "has no"
         log.info("model %s: its chat template %s tools", self.config.name, verb)
+        if caps.vision:
+            log.info("model %s reads images", self.config.name)
         return caps
 
     async def close(self) -> None:
@@ -217,6 +219,12 @@ class LlamaServerEngine(Engine):
 
     async def list_models(self) -> list[str]:
         return list(self._models)
+
+    def takes_images(self, model: str) -> bool | None:
+        """What the model's llama-server reports (/props `modalities.vision`); a model
+        not started yet: no (Hearth starts llama-server without a multimodal projector)."""
+        child = self._children.get(model)
+        return child.caps.vision if child is not None else False
 
     async def health(self) -> bool:
         return any(child.process.ready for child in self._children.values())
@@ -377,7 +385,10 @@ def _upstream_request(
     extra = params.passed_on(request, config, caps)
     _check_token_limit(request, config)
     return ChatCompletionRequest(
-        messages=[ChatMessage(**message) for message in _messages(request, tools=caps.tools)],
+        messages=[
+            ChatMessage(**message)
+            for message in _messages(request, tools=caps.tools, images=caps.vision)
+        ],
         max_tokens=request.token_limit or config.max_tokens,
         **sampling(request, config),
         **extra,

@@ -145,6 +145,10 @@ class LlamaCppEngine(Engine):
             await asyncio.to_thread(loaded.close)
         self._loaded.clear()
 
+    def takes_images(self, model: str) -> bool | None:
+        # llama-cpp-python is given text only here (no multimodal projector is loaded).
+        return False
+
     async def list_models(self) -> list[str]:
         return list(self._models)
 
@@ -326,18 +330,27 @@ def _load(config: LlamaCppModelConfig) -> Any:
         raise ConfigError(f"cannot load GGUF model {config.path}: {exc}") from exc
 
 
-def _messages(request: ChatCompletionRequest, *, tools: bool = False) -> list[dict[str, Any]]:
+def _messages(
+    request: ChatCompletionRequest, *, tools: bool = False, images: bool = False
+) -> list[dict[str, Any]]:
     """The messages as llama.cpp takes them: text content, `developer` as `system`; with
     `tools` (a template that renders them), an assistant's tool calls and the id a tool
-    message answers. Without, a message carrying tool calls is a 400 naming it."""
+    message answers. Without, a message carrying tool calls is a 400 naming it. With
+    `images` (a llama-server with a multimodal projector), content parts pass as they are."""
     messages: list[dict[str, Any]] = []
     for i, message in enumerate(request.messages):
-        try:
-            text = message.text()
-        except ValueError as exc:
-            raise InvalidRequest(str(exc), param="messages") from exc
+        content: str | list[dict[str, Any]]
+        if images and isinstance(message.content, list):
+            content = message.content
+        else:
+            try:
+                content = message.text()
+            except ValueError as exc:
+                raise InvalidRequest(
+                    f"model '{request.model}': {exc}", param=f"messages[{i}].content"
+                ) from exc
         role = "system" if message.role == "developer" else message.role
-        entry: dict[str, Any] = {"role": role, "content": text}
+        entry: dict[str, Any] = {"role": role, "content": content}
         extra = message.model_extra or {}
         if extra.get("tool_calls"):
             if not tools:

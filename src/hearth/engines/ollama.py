@@ -31,7 +31,7 @@ from hearth.engines.protocol import (
     Usage,
     new_id,
 )
-from hearth.errors import UpstreamError
+from hearth.errors import HearthError, UpstreamError
 
 # --- Ollama's reply shapes (only the fields we use; Ollama adds timings and more) ---------
 
@@ -76,6 +76,45 @@ class OllamaEngine(HttpEngine[OllamaEngineConfig]):
     # Ollama itself has no credentials: a 401/403 comes from a proxy in front of it.
     _auth_refused = "the engine refused Hearth's request"
     _context_hints = ("context length", "context window", "context size")
+
+    def __init__(self, config: OllamaEngineConfig) -> None:
+        super().__init__(config)
+        # Upstream name → whether /api/show lists "vision" (None: it lists no capabilities).
+        self._vision: dict[str, bool | None] = {}
+
+    async def health(self) -> bool:
+        healthy = await super().health()
+        if healthy:
+            # At the probes (the first as the gateway starts), once per model: never on a
+            # request's path.
+            await self._learn_capabilities()
+        return healthy
+
+    def takes_images(self, model: str) -> bool | None:
+        return self._vision.get(model)
+
+    async def _learn_capabilities(self) -> None:
+        """Which models read images, from /api/show's `capabilities` (Ollama 0.6 on); a
+        model it could not show is asked again at the next probe."""
+        for model in self._models:
+            name = model.upstream_name
+            if model.type != "chat" or name in self._vision:
+                continue
+            try:
+                reply = await self._request(
+                    "POST",
+                    "api/show",
+                    orjson.dumps({"model": name}),
+                    total=self.config.connect_timeout,
+                )
+                self._raise_for_status(reply, model=name)
+                shown = self._loads(reply.content, "api/show")
+            except HearthError:
+                continue
+            capabilities = shown.get("capabilities") if isinstance(shown, dict) else None
+            self._vision[name] = (
+                "vision" in capabilities if isinstance(capabilities, list) else None
+            )
 
     async def loaded_models(self) -> list[str]:
         """The models Ollama holds in memory now (/api/ps): these answer without a load."""

@@ -45,6 +45,7 @@ from hearth.gateway.limits import Limiter
 from hearth.gateway.relay import Batches, Tokens, abandon, batches, flatten
 from hearth.gateway.routing import Deployment, ModelRoutes, ServedModel
 from hearth.gateway.usage import UsageRecorder
+from hearth.gateway.vision import refuse_images
 from hearth.observability.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ class Gateway:
         """Answer a non-streaming chat completion, failing over between deployments. With
         `cache`, an identical earlier answer (temperature 0) is returned if there is one."""
         served = self.routes.model(request.model, "chat")
+        refuse_images(self.routes, request)
         user = end_user(request)
         call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing, user)
         session = session or cache_route(request)
@@ -242,6 +244,7 @@ class Gateway:
         """`chat_stream`, its chunks in lists of those that arrived together (one each when
         the engine sends them apart), for a relay that writes each list at once."""
         served = self.routes.model(request.model, "chat")
+        refuse_images(self.routes, request)
         user = end_user(request)
         call = await self.begin(caller, served.name, "chat", estimate_tokens(request), timing, user)
         session = session or cache_route(request)

@@ -34,12 +34,15 @@ class RequestMiddleware:
         max_body: int,
         max_upload: int,
         path_limits: Mapping[str, int] | None = None,
+        suffix_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
         self.max_upload = max_upload
         self.path_limits = dict(path_limits or {})  # a path's own limit (chat imports)
+        # The limit of paths ending so (images uploaded to a chat, `/api/chats/{id}/images`).
+        self.suffix_limits = tuple((suffix_limits or {}).items())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,8 +65,10 @@ class RequestMiddleware:
             state[RECEIVED] = started
         status = 500
         # File uploads (POST .../documents) may be larger than API bodies.
-        limit = self.path_limits.get(scope["path"]) or (
-            self.max_upload if scope["path"].endswith("/documents") else self.max_body
+        path = scope["path"]
+        limit = self.path_limits.get(path) or next(
+            (size for suffix, size in self.suffix_limits if path.endswith(suffix)),
+            self.max_upload if path.endswith("/documents") else self.max_body,
         )
         self.metrics.in_flight.inc()
 

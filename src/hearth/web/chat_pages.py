@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from hearth.chat.markdown import highlight_css
 from hearth.fields import RowId
 from hearth.gateway.context import context_window
+from hearth.gateway.vision import vision
 from hearth.web._render import page, require_user
 
 router = APIRouter(include_in_schema=False)
@@ -58,7 +59,7 @@ async def conversation_fragment(
     reload."""
     user = await require_user(request)
     _, messages = await request.app.state.chats.open(user.principal, chat_id, before=before)
-    return page(request, "_conversation.html", {"messages": messages})
+    return page(request, "_conversation.html", {"messages": messages, "chat_id": chat_id})
 
 
 @router.get("/s/{token}", response_class=HTMLResponse)
@@ -67,7 +68,7 @@ async def shared_page(request: Request, token: str, before: RowId | None = None)
     come back here); 404 for a wrong or revoked link."""
     await require_user(request)
     shared = await request.app.state.chat_shares.read(token, before=before)
-    return page(request, "shared.html", {"shared": shared, "readonly": True})
+    return page(request, "shared.html", {"shared": shared, "readonly": True, "token": token})
 
 
 @router.get("/assets/highlight.css")
@@ -112,6 +113,9 @@ async def _chat_page(
             "models": served,
             # Each model's window, so the page can warn before sending what will not fit.
             "windows": {name: context_window(state.routes, name) for name in served},
+            # Which read images: the composer attaches images only for those.
+            "vision": {name: vision(state.routes, name).reads_images is True for name in served},
+            "image_max_bytes": state.settings.chat_image_max_bytes,
             "model": chat.model if chat else default,  # type: ignore[possibly-undefined]
             "q": q,
             "archived": archived,

@@ -38,6 +38,24 @@ function element(tag, className, text) {
   return node;
 }
 
+// A message's images: thumbnails, each a link to the image at full size.
+function imagesNode(images, base) {
+  const box = element("div", "images");
+  images.forEach((image, i) => {
+    const url = `${base}${image.id}`;
+    const link = element("a");
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    const img = element("img");
+    img.src = url;
+    img.alt = `Image ${i + 1} of this message`;
+    link.append(img);
+    box.append(link);
+  });
+  return box;
+}
+
 function messageNode(role, text) {
   const article = element("article", `msg ${role}`);
   article.dataset.role = role;
@@ -174,12 +192,17 @@ async function followTitle() {
 
 // What did not fit in the model's window, said where it happened (the server fits the
 // conversation; this only tells).
-function showContextNote(message, { dropped, cut }) {
+function showContextNote(message, { dropped, cut, images }) {
   const parts = [];
   if (cut) parts.push(`the first ${cut.toLocaleString()} characters of this message were cut`);
   if (dropped) parts.push(`${dropped} earlier message${dropped === 1 ? " was" : "s were"} left out`);
-  const note = element("p", "note", `Longer than the model's window: ${parts.join(", and ")}.`);
-  message?.append(note);
+  if (parts.length) {
+    message?.append(element("p", "note", `Longer than the model's window: ${parts.join(", and ")}.`));
+  }
+  if (images) {
+    message?.append(element("p", "note",
+      `${model.value} does not read images: ${images} image${images === 1 ? " was" : "s were"} left out of the conversation it was given.`));
+  }
 }
 
 // Before sending: a message longer than the model's window will be cut; say so while
@@ -225,6 +248,12 @@ async function converse(method, path, body, { question, branched = false }) {
     for await (const event of events(response)) {
       if (event.type === "question") {
         if (question) question.dataset.id = event.data.message.id;
+        if (question && event.data.message.images?.length) {
+          // An edited question's new version shows its own copies of the images.
+          question.querySelector(":scope > .images")?.remove();
+          question.querySelector(".body").after(
+            imagesNode(event.data.message.images, `/api/chats/${chatId}/images/`));
+        }
         if (event.data.context) showContextNote(question || log.lastElementChild, event.data.context);
         answer = messageNode("assistant", "");
         answer.scrollIntoView({ block: "end" });
@@ -271,8 +300,124 @@ async function send(text) {
     main.dataset.chatId = chatId;
     history.replaceState(null, "", `/c/${chatId}`);
   }
-  await converse("POST", `/api/chats/${chatId}/messages`, { content: text }, { question });
+  let images = [];
+  if (waiting.length) {
+    try {
+      images = await uploadImages();
+    } catch (error) {
+      question.remove();
+      prompt.value = text;  // nothing was sent: the message and its images stay to retry
+      throw error;
+    }
+  }
+  clearImages();
+  await converse("POST", `/api/chats/${chatId}/messages`, { content: text, images }, { question });
 }
+
+// Images for the next message: chosen (the Image button) or pasted, shown as thumbnails
+// with Remove, uploaded to the chat when the message is sent. Only a model that reads
+// images takes them; for another the button is disabled and a paste says why.
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+const MAX_IMAGES = 4;
+const imageMaxBytes = Number(form.dataset.imageMaxBytes || 0);
+const attachInput = document.getElementById("attach-image");
+const attachLabel = document.getElementById("attach-label");
+const strip = document.getElementById("attachments");
+const imageNote = document.getElementById("image-note");
+const waiting = [];  // {file, url}
+
+const readsImages = () => model.selectedOptions[0]?.dataset.vision === "true";
+
+function sayImages(text) {
+  imageNote.hidden = !text;
+  imageNote.textContent = text || "";
+}
+
+function showAttachControl() {
+  const able = readsImages();
+  attachInput.disabled = !able;
+  attachLabel.setAttribute("aria-disabled", String(!able));
+  attachLabel.title = able ? "Attach images (PNG, JPEG, WebP, GIF)"
+    : `${model.value} does not read images`;
+  if (!able && waiting.length) {
+    sayImages(`${model.value} does not read images: remove them, or choose a model that reads images.`);
+  } else if (able) {
+    sayImages("");
+  }
+}
+
+function drawImages() {
+  strip.replaceChildren();
+  strip.hidden = !waiting.length;
+  waiting.forEach((item, i) => {
+    const entry = element("li");
+    const img = element("img");
+    img.src = item.url;
+    img.alt = `Image ${i + 1} to send: ${item.file.name || "pasted"}`;
+    const remove = element("button", "link remove", "Remove");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Remove image ${i + 1}`);
+    remove.addEventListener("click", () => { waiting.splice(i, 1); drawImages(); showAttachControl(); });
+    entry.append(img, remove);
+    strip.append(entry);
+  });
+}
+
+function clearImages() {
+  waiting.length = 0;
+  drawImages();
+}
+
+function addImages(files) {
+  if (!readsImages()) {
+    sayImages(`${model.value} does not read images: choose a model that reads images to attach one.`);
+    return;
+  }
+  const refused = [];
+  for (const file of files) {
+    if (!IMAGE_TYPES.includes(file.type)) refused.push(`${file.name || "the image"} is not PNG, JPEG, WebP or GIF`);
+    else if (imageMaxBytes && file.size > imageMaxBytes) refused.push(`${file.name || "the image"} is larger than ${(imageMaxBytes / 1048576).toFixed(1)} MB`);
+    else if (waiting.length >= MAX_IMAGES) refused.push(`at most ${MAX_IMAGES} images a message`);
+    else {
+      const item = { file, url: "" };
+      waiting.push(item);
+      // A data: URL (the page's policy allows data: images, not blob:).
+      const reader = new FileReader();
+      reader.onload = () => { item.url = reader.result; drawImages(); };
+      reader.readAsDataURL(file);
+    }
+  }
+  sayImages(refused.join("; "));
+  drawImages();
+}
+
+async function uploadImages() {
+  const ids = [];
+  for (const { file } of waiting) {
+    const body = new FormData();
+    body.append("file", file, file.name || "pasted-image");
+    const response = await fetch(`/api/chats/${chatId}/images`, {
+      method: "POST", headers: { "x-csrf-token": csrf }, body,
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.error?.message || `HTTP ${response.status}`);
+    ids.push(data.id);
+  }
+  return ids;
+}
+
+attachInput.addEventListener("change", () => {
+  addImages([...attachInput.files]);
+  attachInput.value = "";
+});
+prompt.addEventListener("paste", (event) => {
+  const files = [...(event.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+  if (!files.length) return;
+  event.preventDefault();
+  addImages(files);
+});
+model.addEventListener("change", showAttachControl);
+showAttachControl();
 
 // What follows a message leaves the page when another version of it is asked for (the
 // server keeps it: the arrows lead back to it).

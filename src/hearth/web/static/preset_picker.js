@@ -15,6 +15,7 @@ export async function offerPresets(select) {
     const option = new Option(preset.name, preset.model, false, preset.id === wanted);
     option.dataset.preset = preset.id;
     option.dataset.window = base.dataset.window;
+    option.dataset.vision = base.dataset.vision;  // whether it takes images
     option.title = preset.description || `${preset.model}, preset`;
     group.append(option);
   }

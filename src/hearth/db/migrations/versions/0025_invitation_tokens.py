@@ -3,7 +3,7 @@ Invitations made before this have no token and can no longer be claimed by signi
 their email alone; an administrator issues each a link ("New invitation link").
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 Create Date: 2026-12-07
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0025"
-down_revision = "0023"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
