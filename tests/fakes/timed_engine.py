@@ -63,7 +63,11 @@ class TimedEngine:
         try:
             self._loop.run_forever()
         finally:
-            server.close()
+            # Stopped with connections open: end their handlers (each closes its writer) and
+            # let the loop finish closing those transports, else they are left "closing" and
+            # warn (an error under filterwarnings) whenever they are collected, in some
+            # later test.
+            self._loop.run_until_complete(_drain(server))
             self._loop.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -159,3 +163,14 @@ def reader_gone(writer: asyncio.StreamWriter) -> bool:
 
 def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+async def _drain(server: asyncio.Server) -> None:
+    server.close()
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await server.wait_closed()
+    for _ in range(3):  # connection_lost runs a turn after close()
+        await asyncio.sleep(0)
